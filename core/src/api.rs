@@ -1,0 +1,198 @@
+//! The interfaces of the leadership package, after Juju's: Claimer, Checker, Token, Pinner, Reader,
+//! Revoker, Tracker and Ticket, plus [`Watcher`], the push-based view of a lease that trackers and
+//! blocked callers wait on instead of polling.
+
+use std::{collections::BTreeMap, future::Future, time::Duration};
+
+use tokio::{sync::watch, time::Instant};
+use tokio_util::sync::CancellationToken;
+
+use crate::{Error, Result};
+
+/// What a successful claim returns: the fencing term of the grant (SPEC K2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Grant {
+    /// The fencing term under which the unit leads.
+    pub term: u64,
+}
+
+/// Claims leadership for units (SPEC C1-C7).
+pub trait Claimer: Send + Sync {
+    /// Claims `application`'s lease for `unit` for `duration`. On success the unit is leader for at
+    /// least `duration` from the moment of the call (C4); [`Error::ClaimDenied`] if another unit
+    /// holds it (C3).
+    fn claim_leadership(
+        &self,
+        application: &str,
+        unit: &str,
+        duration: Duration,
+    ) -> impl Future<Output = Result<Grant>> + Send;
+
+    /// Returns as soon as `application` has no current holder (at once if it has none now), or
+    /// [`Error::BlockCancelled`] when `cancel` fires (C6).
+    fn block_until_leadership_released(
+        &self,
+        application: &str,
+        cancel: &CancellationToken,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Gives up `unit`'s lease now, so another unit can take it at once (T8); not in Juju's
+    /// interface. [`Error::ClaimNotHeld`] if `unit` does not hold it.
+    fn release_leadership(&self, application: &str, unit: &str) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// Checks leadership for fencing (SPEC K1).
+pub trait Checker: Send + Sync {
+    /// The token type.
+    type Token: Token;
+    /// A token for `unit`'s leadership of `application`; does no work until checked.
+    fn leadership_check(&self, application: &str, unit: &str) -> Self::Token;
+}
+
+/// A leadership check that can be repeated (SPEC K1, K2).
+pub trait Token: Send + Sync {
+    /// The fencing term while the unit holds the lease and its guarantee has not run out; else
+    /// [`Error::NotLeader`].
+    fn check(&self) -> impl Future<Output = Result<u64>> + Send;
+}
+
+/// Pins leases so that they do not expire (SPEC P1-P4).
+pub trait Pinner: Send + Sync {
+    /// Pins `application`'s lease on behalf of `entity`; pinning twice is one pin.
+    fn pin_leadership(&self, application: &str, entity: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Removes `entity`'s pin; removing a pin that is not there is ok.
+    fn unpin_leadership(&self, application: &str, entity: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Application -> entities, for the applications that have pins.
+    fn pinned_leadership(&self) -> impl Future<Output = Result<BTreeMap<String, Vec<String>>>> + Send;
+}
+
+/// Reads who leads (SPEC R1).
+pub trait Reader: Send + Sync {
+    /// Application -> holder for every application with a current holder in the store's scope.
+    fn leaders(&self) -> impl Future<Output = Result<BTreeMap<String, String>>> + Send;
+}
+
+/// Revokes leadership (SPEC V1-V3).
+pub trait Revoker: Send + Sync {
+    /// Revokes `unit`'s leadership of `application`: ok if no unit holds it,
+    /// [`Error::ClaimNotHeld`] if another unit does.
+    fn revoke_leadership(&self, application: &str, unit: &str) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// Pushes a store's view of a lease at every change, so that waiting never polls (SPEC C6, T6).
+pub trait Watcher: Send + Sync {
+    /// A feed of `application`'s lease as this store sees it.
+    fn watch(&self, application: &str) -> impl Future<Output = Result<LeaseFeed>> + Send;
+}
+
+/// A store's view of one lease at one moment.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LeaseView {
+    /// The unit named as holder, if any.
+    pub holder: Option<String>,
+    /// The fencing term.
+    pub term: u64,
+    /// Whether any entity pins the lease.
+    pub pinned: bool,
+    /// A unit whose revocation is pending.
+    pub revoked: Option<String>,
+    /// When this observer will judge the claim run out; `None` with no holder or while pinned.
+    pub expires_at: Option<Instant>,
+}
+
+impl LeaseView {
+    /// The current holder at `now`: the named holder unless its claim has run out.
+    pub fn holder_at(&self, now: Instant) -> Option<&str> {
+        match self.expires_at {
+            Some(at) if now >= at => None,
+            _ => self.holder.as_deref(),
+        }
+    }
+}
+
+/// A live view of one lease, fed by its store.
+#[derive(Clone, Debug)]
+pub struct LeaseFeed {
+    rx: watch::Receiver<LeaseView>,
+}
+
+impl LeaseFeed {
+    /// A feed over a store's channel.
+    pub fn new(rx: watch::Receiver<LeaseView>) -> Self {
+        LeaseFeed { rx }
+    }
+
+    /// The latest view.
+    pub fn current(&self) -> LeaseView {
+        self.rx.borrow().clone()
+    }
+
+    /// Waits for the view to change, for the current claim to run out, or for `deadline`, whichever
+    /// comes first. Fails with [`Error::Unavailable`] if the store stopped feeding.
+    pub async fn changed_or_until(&mut self, deadline: Option<Instant>) -> Result<()> {
+        let expires = self.rx.borrow_and_update().expires_at;
+        let wake = match (expires, deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let timer = async {
+            match wake {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            changed = self.rx.changed() => changed.map_err(|_| Error::unavailable("the lease feed stopped")),
+            () = timer => Ok(()),
+        }
+    }
+
+    /// Waits until `ready` holds for the view at the current time; cancel-safe.
+    pub async fn wait_until(&mut self, mut ready: impl FnMut(&LeaseView, Instant) -> bool) -> Result<LeaseView> {
+        loop {
+            let view = self.current();
+            if ready(&view, Instant::now()) {
+                return Ok(view);
+            }
+            self.changed_or_until(None).await?;
+        }
+    }
+}
+
+/// Waits until `application` has no current holder, over any [`Watcher`] (SPEC C6).
+pub async fn block_until_released<W: Watcher>(
+    store: &W,
+    application: &str,
+    cancel: &CancellationToken,
+) -> Result<()> {
+    let mut feed = store.watch(application).await?;
+    tokio::select! {
+        biased;
+        () = cancel.cancelled() => Err(Error::BlockCancelled),
+        view = feed.wait_until(|view, now| view.holder_at(now).is_none()) => view.map(drop),
+    }
+}
+
+/// A future answer about leadership (SPEC T2-T5).
+pub trait Ticket: Send + Sync {
+    /// Waits for the answer; returns the same value every time (T5).
+    fn wait(&self) -> impl Future<Output = bool> + Send;
+    /// Completes when the answer is known, without consuming it: for `select!` (T5).
+    fn ready(&self) -> impl Future<Output = ()> + Send;
+}
+
+/// Tracks one unit's leadership of one application (SPEC T1-T8).
+pub trait Tracker: Send + Sync {
+    /// The ticket type.
+    type Ticket: Ticket;
+    /// The application tracked.
+    fn application_name(&self) -> &str;
+    /// The guarantee d that "leader" always carries.
+    fn claim_duration(&self) -> Duration;
+    /// True only if leadership is guaranteed for at least d from this request (T2).
+    fn claim_leader(&self) -> Self::Ticket;
+    /// True as soon as the unit becomes leader; false if the tracker stops first (T3).
+    fn wait_leader(&self) -> Self::Ticket;
+    /// Ready as soon as the unit is no longer guaranteed to be leader (T4).
+    fn wait_minion(&self) -> Self::Ticket;
+}

@@ -1,0 +1,131 @@
+//! Expiry by observation: a claim has run out only after an observer has seen it unchanged for its
+//! full length plus a margin, on the observer's own monotonic clock. No timestamp written by another
+//! machine is ever trusted, so clock offsets between machines do not matter; only clock *rates* must
+//! agree within the drift bound that the margin covers.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::lease::{ClaimId, Lease};
+
+/// How much an observer adds to a claim's length before it treats the claim as run out.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ExpiryPolicy {
+    /// The largest difference in clock rate assumed between any two processes, as a fraction
+    /// (0.01 is 1%).
+    pub max_drift: f64,
+    /// The smallest margin, whatever the lease length.
+    pub min_margin: Duration,
+}
+
+impl Default for ExpiryPolicy {
+    /// A 1% drift bound and at least 250 ms.
+    fn default() -> Self {
+        ExpiryPolicy { max_drift: 0.01, min_margin: Duration::from_millis(250) }
+    }
+}
+
+impl ExpiryPolicy {
+    /// The policy of an observer that shares the writer's clock (an in-process store): no margin.
+    pub fn same_clock() -> Self {
+        ExpiryPolicy { max_drift: 0.0, min_margin: Duration::ZERO }
+    }
+
+    /// The margin for a claim of `length`: twice the drift over the length (one clock fast, the
+    /// other slow), and at least the minimum.
+    pub fn margin(&self, length: Duration) -> Duration {
+        length.mul_f64(2.0 * self.max_drift.max(0.0)).max(self.min_margin)
+    }
+}
+
+/// One observer's memory of one lease's claim: which claim it saw and when it first saw it.
+///
+/// The timer is keyed on the claim's identity (term, renewals), not on the object's version, so
+/// writes that are not renewals (pins, conditions, a revocation mark) do not restart it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Observation {
+    seen: Option<(ClaimId, Instant)>,
+}
+
+impl Observation {
+    /// Records what the lease looks like at `now`; restarts the timer if the claim changed.
+    pub fn observe(&mut self, lease: &Lease, now: Instant) {
+        match lease.claim_id() {
+            None => self.seen = None,
+            Some(id) if self.seen.map(|(seen, _)| seen) != Some(id) => self.seen = Some((id, now)),
+            Some(_) => {}
+        }
+    }
+
+    /// When the observed claim runs out by this observer's clock, pinned or not: the end of the
+    /// guarantee of the holder's last write. `None` if there is no claim or this observer has not
+    /// seen it.
+    pub fn runs_out_at(&self, lease: &Lease, policy: &ExpiryPolicy) -> Option<Instant> {
+        let claim = lease.holder.as_ref()?;
+        let (id, since) = self.seen?;
+        (Some(id) == lease.claim_id()).then(|| since + claim.duration + policy.margin(claim.duration))
+    }
+
+    /// When the observed claim expires by this observer's clock; `None` if there is no claim, the
+    /// observer has not seen it, or the lease is pinned (it never expires).
+    pub fn expires_at(&self, lease: &Lease, policy: &ExpiryPolicy) -> Option<Instant> {
+        if lease.is_pinned() {
+            return None;
+        }
+        self.runs_out_at(lease, policy)
+    }
+
+    /// Whether the observed claim has run out at `now` (always false while pinned).
+    pub fn is_expired(&self, lease: &Lease, policy: &ExpiryPolicy, now: Instant) -> bool {
+        self.expires_at(lease, policy).is_some_and(|at| now >= at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: Duration = Duration::from_secs(10);
+
+    #[test]
+    fn margin_covers_drift_in_both_directions() {
+        let policy = ExpiryPolicy::default();
+        assert_eq!(policy.margin(Duration::from_secs(20)), Duration::from_millis(400));
+        assert_eq!(policy.margin(Duration::from_secs(2)), Duration::from_millis(250));
+        assert_eq!(ExpiryPolicy::same_clock().margin(D), Duration::ZERO);
+    }
+
+    #[test]
+    fn expiry_needs_the_same_claim_seen_for_its_length_plus_margin() {
+        let policy = ExpiryPolicy::default();
+        let t0 = Instant::now();
+        let lease = Lease::default().claim("web-0", D, false).unwrap().0;
+        let mut seen = Observation::default();
+        seen.observe(&lease, t0);
+        let due = t0 + D + policy.margin(D);
+        assert_eq!(seen.expires_at(&lease, &policy), Some(due));
+        assert!(!seen.is_expired(&lease, &policy, due - Duration::from_millis(1)));
+        assert!(seen.is_expired(&lease, &policy, due));
+
+        // A renewal restarts the timer; a pin write does not change the claim, so it does not.
+        let renewed = lease.claim("web-0", D, false).unwrap().0;
+        seen.observe(&renewed, t0 + Duration::from_secs(5));
+        assert!(!seen.is_expired(&renewed, &policy, due));
+        let mut pinned_then_unpinned = renewed.pin("x").unwrap();
+        seen.observe(&pinned_then_unpinned, t0 + Duration::from_secs(6));
+        assert_eq!(seen.expires_at(&pinned_then_unpinned, &policy), None, "pinned leases never run out");
+        pinned_then_unpinned = pinned_then_unpinned.unpin("x").unwrap();
+        assert_eq!(
+            seen.expires_at(&pinned_then_unpinned, &policy),
+            Some(t0 + Duration::from_secs(5) + D + policy.margin(D))
+        );
+    }
+
+    #[test]
+    fn a_claim_never_seen_by_this_observer_is_not_judged() {
+        let lease = Lease::default().claim("web-0", D, false).unwrap().0;
+        let seen = Observation::default();
+        assert_eq!(seen.expires_at(&lease, &ExpiryPolicy::default()), None);
+    }
+}

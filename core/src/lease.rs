@@ -1,0 +1,258 @@
+//! The lease rules: pure transitions of one application's lease, with no clock and no I/O.
+//!
+//! A store reads the lease, asks these functions for the next state, and writes it back with a
+//! compare-and-swap. Whether the current claim has run out is the caller's judgement, made by
+//! observation on its own clock (see [`crate::expiry`]); these rules only say what follows from it.
+
+use std::{collections::BTreeSet, time::Duration};
+
+use crate::{Error, Result};
+
+/// The identity of one claim as observers see it: it changes at every grant and every renewal, and
+/// never repeats (a new grant always has a new term; renewals count up within a term).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClaimId {
+    /// The fencing term of the grant.
+    pub term: u64,
+    /// How many times the grant has been extended.
+    pub renewals: u64,
+}
+
+/// The current claim on a lease.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Claim {
+    /// The unit that holds the lease.
+    pub unit: String,
+    /// How long the lease lasts after each grant or renewal is written.
+    pub duration: Duration,
+    /// How many times this grant has been extended.
+    pub renewals: u64,
+}
+
+/// One application's lease: the claim, the fencing term, the pins and a pending revocation.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Lease {
+    /// The current claim, if any unit holds the lease.
+    pub holder: Option<Claim>,
+    /// The fencing term: rises by one at every grant that is not an extension, never decreases.
+    pub term: u64,
+    /// The entities that pin the lease; while any does, the claim does not expire.
+    pub pins: BTreeSet<String>,
+    /// A unit whose revocation is pending: it may not renew, and steps down when it learns of it.
+    pub revoked: Option<String>,
+}
+
+/// What a successful claim did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    /// A new grant, with a new term.
+    Granted,
+    /// The holder's claim was extended; the term is unchanged.
+    Extended,
+}
+
+impl Lease {
+    /// The identity of the current claim, for expiry observers.
+    pub fn claim_id(&self) -> Option<ClaimId> {
+        self.holder.as_ref().map(|c| ClaimId { term: self.term, renewals: c.renewals })
+    }
+
+    /// The unit that holds the lease, if any.
+    pub fn holder_unit(&self) -> Option<&str> {
+        self.holder.as_ref().map(|c| c.unit.as_str())
+    }
+
+    /// Whether any entity pins the lease (SPEC P1).
+    pub fn is_pinned(&self) -> bool {
+        !self.pins.is_empty()
+    }
+
+    /// Whether the current claim may be treated as run out, given the caller's observation that it
+    /// has been unchanged for its full length plus a margin. Pinned leases never run out (P1).
+    pub fn may_expire(&self, observed_expired: bool) -> bool {
+        self.holder.is_some() && observed_expired && !self.is_pinned()
+    }
+
+    /// A claim by `unit` for `duration` (SPEC C1-C3).
+    ///
+    /// `observed_expired` is the caller's judgement that the current claim has run out. A free or
+    /// run-out lease is granted with a new term; the holder's own claim is extended and its
+    /// duration never shortened (C2); anyone else is denied (C3), as is a holder whose revocation
+    /// is pending (V2).
+    pub fn claim(&self, unit: &str, duration: Duration, observed_expired: bool) -> Result<(Lease, ClaimOutcome)> {
+        let run_out = self.may_expire(observed_expired);
+        match &self.holder {
+            Some(current) if !run_out => {
+                if current.unit != unit || self.revoked.as_deref() == Some(unit) {
+                    return Err(Error::ClaimDenied);
+                }
+                let mut next = self.clone();
+                next.holder = Some(Claim {
+                    unit: unit.to_owned(),
+                    duration: current.duration.max(duration),
+                    renewals: current.renewals + 1,
+                });
+                Ok((next, ClaimOutcome::Extended))
+            }
+            _ => {
+                let mut next = self.clone();
+                next.holder = Some(Claim { unit: unit.to_owned(), duration, renewals: 0 });
+                next.term = self.term + 1;
+                next.revoked = None;
+                Ok((next, ClaimOutcome::Granted))
+            }
+        }
+    }
+
+    /// The holder `unit` gives the lease up (SPEC T8). The term is unchanged.
+    pub fn release(&self, unit: &str) -> Result<Lease> {
+        if self.holder_unit() != Some(unit) {
+            return Err(Error::ClaimNotHeld);
+        }
+        Ok(self.cleared())
+    }
+
+    /// A revocation of `unit` (SPEC V1). `Ok(None)` means nothing changes: no unit holds the lease,
+    /// or the revocation is already pending. The holder keeps the lease until it steps down or its
+    /// claim runs out (V2).
+    pub fn revoke(&self, unit: &str) -> Result<Option<Lease>> {
+        match self.holder_unit() {
+            None => Ok(None),
+            Some(holder) if holder != unit => Err(Error::ClaimNotHeld),
+            Some(_) if self.revoked.as_deref() == Some(unit) => Ok(None),
+            Some(_) => {
+                let mut next = self.clone();
+                next.revoked = Some(unit.to_owned());
+                Ok(Some(next))
+            }
+        }
+    }
+
+    /// Clears a claim that the caller observed to have run out. `None` if there is nothing to
+    /// clear or the lease is pinned. The term is unchanged.
+    pub fn expire(&self, observed_expired: bool) -> Option<Lease> {
+        self.may_expire(observed_expired).then(|| self.cleared())
+    }
+
+    /// Adds `entity`'s pin; `None` if it already pins the lease (SPEC P2).
+    pub fn pin(&self, entity: &str) -> Option<Lease> {
+        if self.pins.contains(entity) {
+            return None;
+        }
+        let mut next = self.clone();
+        next.pins.insert(entity.to_owned());
+        Some(next)
+    }
+
+    /// Removes `entity`'s pin; `None` if it has none (SPEC P2).
+    pub fn unpin(&self, entity: &str) -> Option<Lease> {
+        if !self.pins.contains(entity) {
+            return None;
+        }
+        let mut next = self.clone();
+        next.pins.remove(entity);
+        Some(next)
+    }
+
+    fn cleared(&self) -> Lease {
+        Lease { holder: None, revoked: None, ..self.clone() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: Duration = Duration::from_secs(10);
+
+    fn held_by(unit: &str) -> Lease {
+        Lease::default().claim(unit, D, false).unwrap().0
+    }
+
+    #[test]
+    fn c1_free_lease_is_granted_with_a_new_term() {
+        let (lease, outcome) = Lease::default().claim("web-0", D, false).unwrap();
+        assert_eq!(outcome, ClaimOutcome::Granted);
+        assert_eq!(lease.holder_unit(), Some("web-0"));
+        assert_eq!(lease.term, 1);
+    }
+
+    #[test]
+    fn c2_holder_extends_and_never_shortens() {
+        let lease = held_by("web-0");
+        let (next, outcome) = lease.claim("web-0", Duration::from_secs(2), false).unwrap();
+        assert_eq!(outcome, ClaimOutcome::Extended);
+        assert_eq!(next.term, 1);
+        assert_eq!(next.holder.as_ref().unwrap().duration, D);
+        assert_eq!(next.claim_id(), Some(ClaimId { term: 1, renewals: 1 }));
+        let (longer, _) = next.claim("web-0", Duration::from_secs(30), false).unwrap();
+        assert_eq!(longer.holder.unwrap().duration, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn c3_claim_by_another_unit_is_denied() {
+        let lease = held_by("web-0");
+        assert!(matches!(lease.claim("web-1", D, false), Err(Error::ClaimDenied)));
+    }
+
+    #[test]
+    fn run_out_claims_are_taken_over_with_a_new_term() {
+        let lease = held_by("web-0");
+        let (next, outcome) = lease.claim("web-1", D, true).unwrap();
+        assert_eq!(outcome, ClaimOutcome::Granted);
+        assert_eq!((next.holder_unit(), next.term), (Some("web-1"), 2));
+        // A holder whose own claim ran out gets a new term too: its guarantee had ended.
+        let (again, outcome) = lease.claim("web-0", D, true).unwrap();
+        assert_eq!((outcome, again.term), (ClaimOutcome::Granted, 2));
+    }
+
+    #[test]
+    fn p1_pinned_leases_never_run_out() {
+        let lease = held_by("web-0").pin("machine-0").unwrap();
+        assert!(matches!(lease.claim("web-1", D, true), Err(Error::ClaimDenied)));
+        assert!(lease.expire(true).is_none());
+        let unpinned = lease.unpin("machine-0").unwrap();
+        assert!(unpinned.expire(true).is_some());
+    }
+
+    #[test]
+    fn p2_pins_are_idempotent_per_entity() {
+        let lease = Lease::default().pin("a").unwrap();
+        assert!(lease.pin("a").is_none());
+        assert!(lease.unpin("b").is_none());
+        let both = lease.pin("b").unwrap();
+        assert!(both.unpin("a").unwrap().is_pinned());
+    }
+
+    #[test]
+    fn v1_revocation_names_the_holder_or_nobody() {
+        assert!(Lease::default().revoke("web-0").unwrap().is_none());
+        let lease = held_by("web-0");
+        assert!(matches!(lease.revoke("web-1"), Err(Error::ClaimNotHeld)));
+        let revoked = lease.revoke("web-0").unwrap().unwrap();
+        assert!(revoked.revoke("web-0").unwrap().is_none());
+    }
+
+    #[test]
+    fn v2_revoked_holder_cannot_renew_and_others_wait_for_step_down_or_expiry() {
+        let revoked = held_by("web-0").revoke("web-0").unwrap().unwrap();
+        assert!(matches!(revoked.claim("web-0", D, false), Err(Error::ClaimDenied)));
+        assert!(matches!(revoked.claim("web-1", D, false), Err(Error::ClaimDenied)));
+        let stepped_down = revoked.release("web-0").unwrap();
+        assert_eq!(stepped_down.revoked, None);
+        let (taken, _) = stepped_down.claim("web-1", D, false).unwrap();
+        assert_eq!(taken.term, 2);
+        let (taken, _) = revoked.claim("web-1", D, true).unwrap();
+        assert_eq!((taken.holder_unit(), taken.revoked.as_deref()), (Some("web-1"), None));
+    }
+
+    #[test]
+    fn k2_term_is_unchanged_by_release_and_rises_at_the_next_grant() {
+        let lease = held_by("web-0");
+        let released = lease.release("web-0").unwrap();
+        assert_eq!(released.term, 1);
+        let (again, _) = released.claim("web-0", D, false).unwrap();
+        assert_eq!(again.term, 2, "A -> none -> A is a new term");
+        assert!(matches!(released.release("web-0"), Err(Error::ClaimNotHeld)));
+    }
+}

@@ -1,0 +1,491 @@
+//! The Tracker: one unit's leadership of one application, kept by claiming and renewing against a
+//! store (SPEC T1-T8).
+//!
+//! Timing, for a claim duration d: each claim asks for a lease of 2d, timed from the moment the
+//! claim was sent; the unit reports "leader" until d after that moment, so "leader" always means
+//! "guaranteed for at least d more"; it renews d/2 after each claim and retries until the guarantee
+//! runs out, and reports "minion" the instant it does, whatever the network does later.
+
+use std::time::Duration;
+
+use tokio::{
+    sync::{mpsc, oneshot, watch},
+    task::JoinHandle,
+    time::Instant,
+};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, warn};
+
+use crate::{
+    api::{Claimer, LeaseFeed, LeaseView, Tracker, Watcher},
+    ticket::SharedTicket,
+    validate, Error, Result,
+};
+
+/// What a tracker is asked to keep.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrackerConfig {
+    /// The application whose leadership is tracked.
+    pub application: String,
+    /// The unit this tracker claims for.
+    pub unit: String,
+    /// The guarantee d carried by every "leader" answer.
+    pub claim_duration: Duration,
+    /// The pause between attempts after an error that allows no inference.
+    pub retry_interval: Duration,
+}
+
+impl TrackerConfig {
+    /// A configuration with the default retry interval (a tenth of d, between 100 ms and 1 s).
+    pub fn new(application: impl Into<String>, unit: impl Into<String>, claim_duration: Duration) -> Self {
+        let retry_interval = (claim_duration / 10).clamp(Duration::from_millis(100), Duration::from_secs(1));
+        TrackerConfig { application: application.into(), unit: unit.into(), claim_duration, retry_interval }
+    }
+
+    /// The lease length each claim asks for: 2d.
+    pub fn lease_length(&self) -> Duration {
+        self.claim_duration * 2
+    }
+
+    fn validate(&self) -> Result<()> {
+        validate::application_name(&self.application)?;
+        validate::unit_name(&self.unit)?;
+        if self.claim_duration.is_zero() {
+            return Err(Error::invalid("claim duration", "must be positive"));
+        }
+        if self.retry_interval.is_zero() {
+            return Err(Error::invalid("retry interval", "must be positive"));
+        }
+        Ok(())
+    }
+}
+
+/// The guarantee earned by one successful claim sent at `claimed_at` (pure timing rules of T1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Guarantee {
+    /// The monotonic time read just before the claim was sent (C4).
+    pub claimed_at: Instant,
+    /// The claim duration d.
+    pub claim_duration: Duration,
+}
+
+impl Guarantee {
+    /// The end of the lease the claim bought: 2d after it was sent.
+    pub fn guaranteed_until(&self) -> Instant {
+        self.claimed_at + self.claim_duration * 2
+    }
+
+    /// The last instant at which "leader" still means "at least d more": d after the claim.
+    pub fn leader_until(&self) -> Instant {
+        self.claimed_at + self.claim_duration
+    }
+
+    /// When to renew: d/2 after the claim, leaving d/2 for retries.
+    pub fn renew_at(&self) -> Instant {
+        self.claimed_at + self.claim_duration / 2
+    }
+}
+
+/// What a tracker knows at one moment; published at every change.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TrackerStatus {
+    /// The guarantee of the last successful claim, while the unit leads.
+    pub guarantee: Option<Guarantee>,
+    /// The fencing term of the unit's grant (or the last term seen, as a minion).
+    pub term: u64,
+    /// Whether a claim is in flight.
+    pub claiming: bool,
+    /// Whether the first view of the lease has been read.
+    pub ready: bool,
+    /// Whether the tracker has stopped.
+    pub stopped: bool,
+    /// The store's latest view of the lease.
+    pub lease: LeaseView,
+}
+
+impl TrackerStatus {
+    /// Whether the unit is leader at `now`: guaranteed for at least d more (T1, T7).
+    pub fn is_leader(&self, now: Instant) -> bool {
+        self.guarantee.is_some_and(|g| now < g.leader_until())
+    }
+
+    /// How long leadership is still guaranteed at `now` (zero for a minion).
+    pub fn guaranteed_for(&self, now: Instant) -> Duration {
+        match self.guarantee {
+            Some(g) if self.is_leader(now) => g.guaranteed_until().saturating_duration_since(now),
+            _ => Duration::ZERO,
+        }
+    }
+}
+
+enum Command {
+    Release(oneshot::Sender<Result<bool>>),
+}
+
+/// A running [`Tracker`] over a store; stops (and releases) when dropped or [`stopped`](Self::stop).
+#[derive(Debug)]
+pub struct LeaseTracker {
+    config: TrackerConfig,
+    status: watch::Receiver<TrackerStatus>,
+    commands: mpsc::Sender<Command>,
+    cancel: CancellationToken,
+    task: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Release")
+    }
+}
+
+impl LeaseTracker {
+    /// Starts tracking on the current tokio runtime.
+    pub fn start<S>(store: S, config: TrackerConfig) -> Result<Self>
+    where
+        S: Claimer + Watcher + 'static,
+    {
+        config.validate()?;
+        let (status_tx, status) = watch::channel(TrackerStatus::default());
+        let (commands, command_rx) = mpsc::channel(8);
+        let cancel = CancellationToken::new();
+        let run = Run { store, config: config.clone(), status: status_tx, commands: command_rx, cancel: cancel.clone() };
+        let span = tracing::info_span!("tracker", application = %config.application, unit = %config.unit);
+        let task = Some(tokio::spawn(run.run().instrument(span)));
+        Ok(LeaseTracker { config, status, commands, cancel, task })
+    }
+
+    /// The latest status.
+    pub fn status(&self) -> TrackerStatus {
+        self.status.borrow().clone()
+    }
+
+    /// A receiver that sees every status change.
+    pub fn subscribe(&self) -> watch::Receiver<TrackerStatus> {
+        self.status.clone()
+    }
+
+    /// The unit tracked.
+    pub fn unit(&self) -> &str {
+        &self.config.unit
+    }
+
+    /// Steps down now if leader; true if a lease was released. The unit does not claim again until
+    /// another unit has taken the lease or a full lease length has passed.
+    pub async fn release(&self) -> Result<bool> {
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(Command::Release(reply)).await.map_err(|_| Error::unavailable("the tracker has stopped"))?;
+        answer.await.map_err(|_| Error::unavailable("the tracker has stopped"))?
+    }
+
+    /// Stops the tracker, releasing the lease if held (T8), and waits for it to finish.
+    pub async fn stop(mut self) {
+        self.cancel.cancel();
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for LeaseTracker {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+impl Tracker for LeaseTracker {
+    type Ticket = SharedTicket;
+
+    fn application_name(&self) -> &str {
+        &self.config.application
+    }
+
+    fn claim_duration(&self) -> Duration {
+        self.config.claim_duration
+    }
+
+    fn claim_leader(&self) -> SharedTicket {
+        let mut status = self.status.clone();
+        SharedTicket::spawn(async move {
+            loop {
+                let now = Instant::now();
+                let (leader, claiming, stopped) = {
+                    let s = status.borrow_and_update();
+                    (s.is_leader(now), s.claiming, s.stopped)
+                };
+                if leader {
+                    return true;
+                }
+                if stopped || !claiming || status.changed().await.is_err() {
+                    return false;
+                }
+            }
+        })
+    }
+
+    fn wait_leader(&self) -> SharedTicket {
+        let mut status = self.status.clone();
+        SharedTicket::spawn(async move {
+            loop {
+                let (leader, stopped) = {
+                    let s = status.borrow_and_update();
+                    (s.is_leader(Instant::now()), s.stopped)
+                };
+                if leader {
+                    return true;
+                }
+                if stopped || status.changed().await.is_err() {
+                    return false;
+                }
+            }
+        })
+    }
+
+    fn wait_minion(&self) -> SharedTicket {
+        let mut status = self.status.clone();
+        SharedTicket::spawn(async move {
+            loop {
+                let (leader, until) = {
+                    let s = status.borrow_and_update();
+                    (s.is_leader(Instant::now()), s.guarantee.map(|g| g.leader_until()))
+                };
+                let Some(until) = until.filter(|_| leader) else { return true };
+                tokio::select! {
+                    changed = status.changed() => if changed.is_err() { return true },
+                    () = tokio::time::sleep_until(until) => {}
+                }
+            }
+        })
+    }
+}
+
+/// Why a leader stepped down.
+enum StepDown {
+    /// The tracker is stopping.
+    Stop,
+    /// Stepped down and must hold off claiming again (after a release or a revocation).
+    HoldOff,
+    /// Lost the lease or its guarantee; may claim again when it is free.
+    Lost,
+}
+
+struct Run<S> {
+    store: S,
+    config: TrackerConfig,
+    status: watch::Sender<TrackerStatus>,
+    commands: mpsc::Receiver<Command>,
+    cancel: CancellationToken,
+}
+
+/// After a release the unit waits until another unit took the lease or a lease length passed.
+struct HoldOff {
+    until: Instant,
+    released_term: u64,
+}
+
+impl<S: Claimer + Watcher> Run<S> {
+    async fn run(mut self) {
+        let app = self.config.application.clone();
+        let unit = self.config.unit.clone();
+        let Some(mut feed) = self.connect().await else { return self.finish(false).await };
+        let mut hold_off: Option<HoldOff> = None;
+        loop {
+            self.show(&feed);
+            if !self.wait_for_chance(&mut feed, &mut hold_off).await {
+                return self.finish(false).await;
+            }
+            let claimed_at = Instant::now();
+            self.status.send_modify(|s| s.claiming = true);
+            let claimed = tokio::select! {
+                claimed = self.store.claim_leadership(&app, &unit, self.config.lease_length()) => claimed,
+                () = self.cancel.cancelled() => return self.finish(true).await,
+            };
+            self.status.send_modify(|s| s.claiming = false);
+            match claimed {
+                Ok(grant) => {
+                    info!(application = %app, unit = %unit, term = grant.term, "became leader");
+                    match self.lead(&mut feed, Guarantee { claimed_at, claim_duration: self.config.claim_duration }, grant.term).await {
+                        StepDown::Stop => return self.finish(true).await,
+                        StepDown::HoldOff => {
+                            hold_off = Some(HoldOff { until: Instant::now() + self.config.lease_length(), released_term: grant.term });
+                        }
+                        StepDown::Lost => {}
+                    }
+                }
+                Err(Error::ClaimDenied) => debug!(application = %app, unit = %unit, "claim denied; waiting as minion"),
+                Err(err) => {
+                    warn!(application = %app, unit = %unit, error = %err, "claim failed; retrying");
+                    if !self.pause(self.config.retry_interval).await {
+                        return self.finish(true).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Subscribes to the lease, retrying until it works or the tracker stops.
+    async fn connect(&mut self) -> Option<LeaseFeed> {
+        loop {
+            match self.store.watch(&self.config.application).await {
+                Ok(feed) => {
+                    self.status.send_modify(|s| s.ready = true);
+                    return Some(feed);
+                }
+                Err(err) => {
+                    warn!(application = %self.config.application, error = %err, "cannot watch the lease; retrying");
+                    if !self.pause(self.config.retry_interval).await {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sleeps, answering release requests (as a minion: nothing to release); false if stopping.
+    async fn pause(&mut self, period: Duration) -> bool {
+        let until = Instant::now() + period;
+        loop {
+            tokio::select! {
+                () = self.cancel.cancelled() => return false,
+                () = tokio::time::sleep_until(until) => return true,
+                Some(Command::Release(reply)) = self.commands.recv() => { let _ = reply.send(Ok(false)); }
+            }
+        }
+    }
+
+    /// Waits as a minion until the lease is free (or still ours) and any hold-off is over; false if
+    /// stopping. Driven by the feed: no polling (T6).
+    async fn wait_for_chance(&mut self, feed: &mut LeaseFeed, hold_off: &mut Option<HoldOff>) -> bool {
+        loop {
+            let view = feed.current();
+            let now = Instant::now();
+            if hold_off.as_ref().is_some_and(|h| now >= h.until || view.term > h.released_term) {
+                *hold_off = None;
+            }
+            self.show(feed);
+            let free = match view.holder_at(now) {
+                None => true,
+                Some(holder) => holder == self.config.unit && view.revoked.as_deref() != Some(holder),
+            };
+            if free && hold_off.is_none() {
+                return true;
+            }
+            tokio::select! {
+                () = self.cancel.cancelled() => return false,
+                Some(Command::Release(reply)) = self.commands.recv() => { let _ = reply.send(Ok(false)); }
+                changed = feed.changed_or_until(hold_off.as_ref().map(|h| h.until)) => {
+                    if let Err(err) = changed {
+                        warn!(application = %self.config.application, error = %err, "lease feed lost; reconnecting");
+                        match self.connect().await { Some(f) => *feed = f, None => return false }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Leads until the guarantee runs out, the lease is lost or revoked, a release is asked for, or
+    /// the tracker stops. Renews at d/2 and retries until the guarantee runs out.
+    async fn lead(&mut self, feed: &mut LeaseFeed, first: Guarantee, term: u64) -> StepDown {
+        let (app, unit) = (self.config.application.clone(), self.config.unit.clone());
+        let mut guarantee = first;
+        let mut next_attempt = guarantee.renew_at();
+        self.status.send_modify(|s| {
+            s.guarantee = Some(guarantee);
+            s.term = term;
+        });
+        let outcome = loop {
+            let view = feed.current();
+            self.show(feed);
+            if view.revoked.as_deref() == Some(unit.as_str()) {
+                info!(application = %app, unit = %unit, term, "leadership revoked; stepping down");
+                self.status.send_modify(|s| s.guarantee = None);
+                self.release_quietly().await;
+                break StepDown::HoldOff;
+            }
+            if view.term > term || (view.term == term && view.holder.as_deref() != Some(unit.as_str())) {
+                info!(application = %app, unit = %unit, term, holder = ?view.holder, "lease lost; stepping down");
+                break StepDown::Lost;
+            }
+            tokio::select! {
+                () = self.cancel.cancelled() => break StepDown::Stop,
+                Some(Command::Release(reply)) = self.commands.recv() => {
+                    self.status.send_modify(|s| s.guarantee = None);
+                    let released = self.store.release_leadership(&app, &unit).await;
+                    info!(application = %app, unit = %unit, term, "released leadership on request");
+                    let _ = reply.send(released.map(|()| true));
+                    break StepDown::HoldOff;
+                }
+                () = tokio::time::sleep_until(guarantee.leader_until()) => {
+                    warn!(application = %app, unit = %unit, term, "could not renew in time; no longer leader");
+                    break StepDown::Lost;
+                }
+                () = tokio::time::sleep_until(next_attempt) => {
+                    let claimed_at = Instant::now();
+                    let renewal = tokio::select! {
+                        r = tokio::time::timeout_at(guarantee.leader_until(), self.store.claim_leadership(&app, &unit, self.config.lease_length())) => r,
+                        () = self.cancel.cancelled() => break StepDown::Stop,
+                    };
+                    match renewal {
+                        Ok(Ok(_)) => {
+                            guarantee = Guarantee { claimed_at, claim_duration: self.config.claim_duration };
+                            next_attempt = guarantee.renew_at();
+                            self.status.send_modify(|s| s.guarantee = Some(guarantee));
+                        }
+                        Ok(Err(Error::ClaimDenied)) => {
+                            info!(application = %app, unit = %unit, term, "renewal denied; stepping down");
+                            break StepDown::Lost;
+                        }
+                        Ok(Err(err)) => {
+                            warn!(application = %app, unit = %unit, error = %err, "renewal failed; retrying");
+                            next_attempt = Instant::now() + self.config.retry_interval;
+                        }
+                        Err(_) => {
+                            warn!(application = %app, unit = %unit, term, "renewal timed out; no longer leader");
+                            break StepDown::Lost;
+                        }
+                    }
+                }
+                changed = feed.changed_or_until(None) => {
+                    if changed.is_err() {
+                        // Keep leading on our own renewals; watch again for revocations.
+                        match self.connect().await { Some(f) => *feed = f, None => break StepDown::Stop }
+                    }
+                }
+            }
+        };
+        self.status.send_modify(|s| s.guarantee = None);
+        info!(application = %app, unit = %unit, term, "now a minion");
+        outcome
+    }
+
+    async fn release_quietly(&self) {
+        match self.store.release_leadership(&self.config.application, &self.config.unit).await {
+            Ok(()) | Err(Error::ClaimNotHeld) => {}
+            Err(err) => warn!(application = %self.config.application, error = %err, "could not release the lease"),
+        }
+    }
+
+    fn show(&self, feed: &LeaseFeed) {
+        let view = feed.current();
+        self.status.send_if_modified(|s| {
+            let changed = s.lease != view;
+            s.lease = view;
+            if s.guarantee.is_none() {
+                s.term = s.term.max(s.lease.term);
+            }
+            changed
+        });
+    }
+
+    /// Ends the run: releases a lease it may hold (T8) and marks the tracker stopped.
+    async fn finish(self, may_hold: bool) {
+        self.status.send_modify(|s| {
+            s.guarantee = None;
+            s.claiming = false;
+        });
+        if may_hold {
+            self.release_quietly().await;
+            info!(application = %self.config.application, unit = %self.config.unit, "released leadership on shutdown");
+        }
+        self.status.send_modify(|s| s.stopped = true);
+    }
+}

@@ -148,7 +148,10 @@ impl LeaseFeed {
     }
 
     /// Waits until `ready` holds for the view at the current time; cancel-safe.
-    pub async fn wait_until(&mut self, mut ready: impl FnMut(&LeaseView, Instant) -> bool) -> Result<LeaseView> {
+    pub async fn wait_until(
+        &mut self,
+        mut ready: impl FnMut(&LeaseView, Instant) -> bool,
+    ) -> Result<LeaseView> {
         loop {
             let view = self.current();
             if ready(&view, Instant::now()) {

@@ -36,19 +36,29 @@ pub const PROMPTLY: Duration = Duration::from_secs(10);
 const APP: &str = "web";
 
 async fn run_out<H: Harness>(h: &H, length: Duration) {
-    h.sleep(length + h.margin(length) + Duration::from_millis(200)).await;
+    h.sleep(length + h.margin(length) + Duration::from_millis(200))
+        .await;
 }
 
 fn denied<T: std::fmt::Debug>(result: crate::Result<T>) {
-    assert!(matches!(result, Err(Error::ClaimDenied)), "expected ClaimDenied, got {result:?}");
+    assert!(
+        matches!(result, Err(Error::ClaimDenied)),
+        "expected ClaimDenied, got {result:?}"
+    );
 }
 
 /// C1: a claim on a free lease is granted.
 pub async fn c1_claim_when_free_is_granted<H: Harness>(h: &H) {
     let store = h.store();
-    let grant = store.claim_leadership(APP, "web-0", D).await.expect("claim a free lease");
+    let grant = store
+        .claim_leadership(APP, "web-0", D)
+        .await
+        .expect("claim a free lease");
     assert!(grant.term >= 1);
-    assert_eq!(h.store().leaders().await.unwrap().get(APP).map(String::as_str), Some("web-0"));
+    assert_eq!(
+        h.store().leaders().await.unwrap().get(APP).map(String::as_str),
+        Some("web-0")
+    );
 }
 
 /// C2: the holder's claim extends, and an extension never shortens the lease.
@@ -66,8 +76,14 @@ pub async fn c3_claim_by_another_unit_is_denied<H: Harness>(h: &H) {
     let (holder, other) = (h.store(), h.store());
     let grant = holder.claim_leadership(APP, "web-0", D).await.unwrap();
     denied(other.claim_leadership(APP, "web-1", D).await);
-    assert_eq!(holder.leadership_check(APP, "web-0").check().await.unwrap(), grant.term);
-    assert_eq!(h.store().leaders().await.unwrap().get(APP).map(String::as_str), Some("web-0"));
+    assert_eq!(
+        holder.leadership_check(APP, "web-0").check().await.unwrap(),
+        grant.term
+    );
+    assert_eq!(
+        h.store().leaders().await.unwrap().get(APP).map(String::as_str),
+        Some("web-0")
+    );
 }
 
 /// C4: after a successful claim the unit leads for at least d from the moment of the call.
@@ -102,7 +118,12 @@ pub async fn c5_concurrent_claims_have_one_winner<H: Harness>(h: &H) {
     let results = futures_join_all(claims).await;
     let winners = results.iter().filter(|r| r.is_ok()).count();
     assert_eq!(winners, 1, "{results:?}");
-    assert!(results.iter().all(|r| r.is_ok() || matches!(r, Err(Error::ClaimDenied))), "{results:?}");
+    assert!(
+        results
+            .iter()
+            .all(|r| r.is_ok() || matches!(r, Err(Error::ClaimDenied))),
+        "{results:?}"
+    );
 }
 
 async fn futures_join_all<F: Future + Send + 'static>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
@@ -136,7 +157,11 @@ pub async fn c6_block_until_released<H: Harness>(h: &H) {
     h.sleep(D / 2).await;
     assert!(!blocked.is_finished(), "still held: must keep waiting");
     store.release_leadership(APP, "web-0").await.unwrap();
-    timeout(PROMPTLY, blocked).await.expect("woken by the release").unwrap().unwrap();
+    timeout(PROMPTLY, blocked)
+        .await
+        .expect("woken by the release")
+        .unwrap()
+        .unwrap();
 
     store.claim_leadership(APP, "web-0", D).await.unwrap();
     let waiter = h.store();
@@ -147,7 +172,10 @@ pub async fn c6_block_until_released<H: Harness>(h: &H) {
     };
     h.sleep(D / 4).await;
     cancel.cancel();
-    let cancelled = timeout(PROMPTLY, blocked).await.expect("woken by cancel").unwrap();
+    let cancelled = timeout(PROMPTLY, blocked)
+        .await
+        .expect("woken by cancel")
+        .unwrap();
     assert!(matches!(cancelled, Err(Error::BlockCancelled)), "{cancelled:?}");
 
     let waiter = h.store();
@@ -155,7 +183,11 @@ pub async fn c6_block_until_released<H: Harness>(h: &H) {
         let never = CancellationToken::new();
         waiter.block_until_leadership_released(APP, &never).await
     });
-    timeout(D * 2 + PROMPTLY, expired).await.expect("woken when the claim runs out").unwrap().unwrap();
+    timeout(D * 2 + PROMPTLY, expired)
+        .await
+        .expect("woken when the claim runs out")
+        .unwrap()
+        .unwrap();
 }
 
 fn field<T: std::fmt::Debug>(result: crate::Result<T>) -> &'static str {
@@ -169,9 +201,26 @@ fn field<T: std::fmt::Debug>(result: crate::Result<T>) -> &'static str {
 /// nothing.
 pub async fn c7_e6_bad_input_is_refused_and_changes_nothing<H: Harness>(h: &H) {
     let store = h.store();
-    assert_eq!(field(store.claim_leadership(APP, "web-0", Duration::from_millis(500)).await), "duration");
-    assert_eq!(field(store.claim_leadership(APP, "web-0", Duration::from_secs(3600)).await), "duration");
-    assert_eq!(field(store.claim_leadership("Web_App", "web-0", D).await), "application");
+    assert_eq!(
+        field(
+            store
+                .claim_leadership(APP, "web-0", Duration::from_millis(500))
+                .await
+        ),
+        "duration"
+    );
+    assert_eq!(
+        field(
+            store
+                .claim_leadership(APP, "web-0", Duration::from_secs(3600))
+                .await
+        ),
+        "duration"
+    );
+    assert_eq!(
+        field(store.claim_leadership("Web_App", "web-0", D).await),
+        "application"
+    );
     assert_eq!(field(store.claim_leadership(APP, "web/0", D).await), "unit");
     assert_eq!(field(store.pin_leadership(APP, "Not An Entity").await), "entity");
     assert_eq!(field(store.revoke_leadership(APP, "").await), "unit");
@@ -216,9 +265,15 @@ pub async fn p1_pinned_lease_does_not_expire<H: Harness>(h: &H) {
     holder.pin_leadership(APP, "machine-0").await.unwrap();
     run_out(h, D).await;
     denied(other.claim_leadership(APP, "web-1", D).await);
-    assert_eq!(other.leaders().await.unwrap().get(APP).map(String::as_str), Some("web-0"));
+    assert_eq!(
+        other.leaders().await.unwrap().get(APP).map(String::as_str),
+        Some("web-0")
+    );
     let own = holder.leadership_check(APP, "web-0").check().await.unwrap_err();
-    assert!(own.is_not_leader(), "the holder's guarantee came from its own claims only: {own}");
+    assert!(
+        own.is_not_leader(),
+        "the holder's guarantee came from its own claims only: {own}"
+    );
 
     holder.unpin_leadership(APP, "machine-0").await.unwrap();
     let observer = h.store();
@@ -264,7 +319,10 @@ pub async fn p3_pinned_leadership_lists_entities<H: Harness>(h: &H) {
     store.pin_leadership("db", "machine-1").await.unwrap();
     store.pin_leadership("db", "machine-2").await.unwrap();
     let expected: BTreeMap<String, Vec<String>> = [
-        ("db".to_owned(), vec!["machine-1".to_owned(), "machine-2".to_owned()]),
+        (
+            "db".to_owned(),
+            vec!["machine-1".to_owned(), "machine-2".to_owned()],
+        ),
         ("web".to_owned(), vec!["machine-0".to_owned()]),
     ]
     .into();
@@ -278,8 +336,11 @@ pub async fn r1_leaders_lists_current_holders<H: Harness>(h: &H) {
     store.claim_leadership("db", "db-1", D * 4).await.unwrap();
     store.claim_leadership("cache", "cache-0", D * 4).await.unwrap();
     store.release_leadership("cache", "cache-0").await.unwrap();
-    let expected: BTreeMap<String, String> =
-        [("db".to_owned(), "db-1".to_owned()), ("web".to_owned(), "web-0".to_owned())].into();
+    let expected: BTreeMap<String, String> = [
+        ("db".to_owned(), "db-1".to_owned()),
+        ("web".to_owned(), "web-0".to_owned()),
+    ]
+    .into();
     assert_eq!(h.store().leaders().await.unwrap(), expected);
 }
 
@@ -287,12 +348,18 @@ pub async fn r1_leaders_lists_current_holders<H: Harness>(h: &H) {
 /// ClaimNotHeld.
 pub async fn v1_revoke_names_the_holder<H: Harness>(h: &H) {
     let store = h.store();
-    store.revoke_leadership(APP, "web-0").await.expect("no holder: ok");
+    store
+        .revoke_leadership(APP, "web-0")
+        .await
+        .expect("no holder: ok");
     store.claim_leadership(APP, "web-0", D).await.unwrap();
     let err = store.revoke_leadership(APP, "web-1").await.unwrap_err();
     assert!(matches!(err, Error::ClaimNotHeld), "{err}");
     assert_eq!(err.to_string(), "leadership lease not held");
-    store.revoke_leadership(APP, "web-0").await.expect("revoke the holder");
+    store
+        .revoke_leadership(APP, "web-0")
+        .await
+        .expect("revoke the holder");
 }
 
 /// V2: a revoked holder may not renew; others wait until it steps down or its claim runs out.
@@ -304,7 +371,10 @@ pub async fn v2_revocation_is_safe<H: Harness>(h: &H) {
     denied(holder.claim_leadership(APP, "web-0", D).await);
     denied(other.claim_leadership(APP, "web-1", D).await);
     holder.release_leadership(APP, "web-0").await.unwrap();
-    other.claim_leadership(APP, "web-1", D).await.expect("free once the revoked holder stepped down");
+    other
+        .claim_leadership(APP, "web-1", D)
+        .await
+        .expect("free once the revoked holder stepped down");
 
     // A revoked holder that never steps down: others take over when its claim runs out.
     other.revoke_leadership(APP, "web-1").await.unwrap();
@@ -316,7 +386,10 @@ pub async fn v2_revocation_is_safe<H: Harness>(h: &H) {
             other => panic!("a revoked claim must run out: {other:?}"),
         }
     }
-    assert!(waited.elapsed() + Duration::from_millis(50) >= D, "taken over before the claim ran out");
+    assert!(
+        waited.elapsed() + Duration::from_millis(50) >= D,
+        "taken over before the claim ran out"
+    );
 }
 
 /// V3: a revocation wakes blocked callers once the revoked holder steps down.
@@ -330,8 +403,15 @@ pub async fn v3_revocation_wakes_blocked_callers<H: Harness>(h: &H) {
         waiter.block_until_leadership_released(APP, &never).await
     });
     h.store().revoke_leadership(APP, "web-0").await.unwrap();
-    assert!(timeout(PROMPTLY, tracker.wait_minion().wait()).await.unwrap(), "the holder learns at once");
-    timeout(PROMPTLY, blocked).await.expect("blocked callers wake").unwrap().unwrap();
+    assert!(
+        timeout(PROMPTLY, tracker.wait_minion().wait()).await.unwrap(),
+        "the holder learns at once"
+    );
+    timeout(PROMPTLY, blocked)
+        .await
+        .expect("blocked callers wake")
+        .unwrap()
+        .unwrap();
     tracker.stop().await;
 }
 
@@ -341,7 +421,10 @@ pub async fn t1_tracker_leads_and_renews<H: Harness>(h: &H) {
     assert!(timeout(PROMPTLY, tracker.wait_leader().wait()).await.unwrap());
     let term = tracker.status().term;
     h.sleep(D * 3).await;
-    assert!(tracker.claim_leader().wait().await, "still leader after several renewals");
+    assert!(
+        tracker.claim_leader().wait().await,
+        "still leader after several renewals"
+    );
     assert_eq!(tracker.status().term, term, "renewals keep the term");
     assert!(tracker.status().guaranteed_for(Instant::now()) >= D);
     tracker.stop().await;
@@ -354,14 +437,23 @@ pub async fn t6_minion_takes_over_on_release<H: Harness>(h: &H) {
     let second = LeaseTracker::start(h.store(), TrackerConfig::new(APP, "web-1", D * 5)).unwrap();
     let second_leads = second.wait_leader();
     h.sleep(D / 2).await;
-    assert!(!second.claim_leader().wait().await, "a minion's claim ticket is false");
+    assert!(
+        !second.claim_leader().wait().await,
+        "a minion's claim ticket is false"
+    );
     assert_eq!(second_leads.try_value(), None);
     let term = first.status().term;
     let minion = first.wait_minion();
     first.stop().await;
     assert!(minion.wait().await, "shutdown makes a minion");
     // Far sooner than the 20 s lease: the release, not expiry, hands over.
-    assert!(timeout(D * 2, second_leads.wait()).await.expect("taken over at once").then_some(()).is_some());
+    assert!(
+        timeout(D * 2, second_leads.wait())
+            .await
+            .expect("taken over at once")
+            .then_some(())
+            .is_some()
+    );
     assert!(second.status().term > term);
     second.stop().await;
 }

@@ -80,16 +80,25 @@ impl Error {
 
     /// An [`Error::Invalid`] for `field`.
     pub fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
-        Error::Invalid { field, reason: reason.into() }
+        Error::Invalid {
+            field,
+            reason: reason.into(),
+        }
     }
 
     /// An [`Error::Unavailable`] with a context and no source.
     pub fn unavailable(context: impl Into<String>) -> Self {
-        Error::Unavailable { context: context.into(), source: None }
+        Error::Unavailable {
+            context: context.into(),
+            source: None,
+        }
     }
 
     /// An [`Error::NotLeader`] for `unit` of `application`.
     pub fn not_leader(application: &str, unit: &str) -> Self {
-        Error::NotLeader { application: application.to_owned(), unit: unit.to_owned() }
+        Error::NotLeader {
+            application: application.to_owned(),
+            unit: unit.to_owned(),
+        }
     }
 }

@@ -22,14 +22,20 @@ pub struct ExpiryPolicy {
 impl Default for ExpiryPolicy {
     /// A 1% drift bound and at least 250 ms.
     fn default() -> Self {
-        ExpiryPolicy { max_drift: 0.01, min_margin: Duration::from_millis(250) }
+        ExpiryPolicy {
+            max_drift: 0.01,
+            min_margin: Duration::from_millis(250),
+        }
     }
 }
 
 impl ExpiryPolicy {
     /// The policy of an observer that shares the writer's clock (an in-process store): no margin.
     pub fn same_clock() -> Self {
-        ExpiryPolicy { max_drift: 0.0, min_margin: Duration::ZERO }
+        ExpiryPolicy {
+            max_drift: 0.0,
+            min_margin: Duration::ZERO,
+        }
     }
 
     /// The margin for a claim of `length`: twice the drift over the length (one clock fast, the
@@ -114,7 +120,11 @@ mod tests {
         assert!(!seen.is_expired(&renewed, &policy, due));
         let mut pinned_then_unpinned = renewed.pin("x").unwrap();
         seen.observe(&pinned_then_unpinned, t0 + Duration::from_secs(6));
-        assert_eq!(seen.expires_at(&pinned_then_unpinned, &policy), None, "pinned leases never run out");
+        assert_eq!(
+            seen.expires_at(&pinned_then_unpinned, &policy),
+            None,
+            "pinned leases never run out"
+        );
         pinned_then_unpinned = pinned_then_unpinned.unpin("x").unwrap();
         assert_eq!(
             seen.expires_at(&pinned_then_unpinned, &policy),

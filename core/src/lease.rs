@@ -54,7 +54,10 @@ pub enum ClaimOutcome {
 impl Lease {
     /// The identity of the current claim, for expiry observers.
     pub fn claim_id(&self) -> Option<ClaimId> {
-        self.holder.as_ref().map(|c| ClaimId { term: self.term, renewals: c.renewals })
+        self.holder.as_ref().map(|c| ClaimId {
+            term: self.term,
+            renewals: c.renewals,
+        })
     }
 
     /// The unit that holds the lease, if any.
@@ -79,7 +82,12 @@ impl Lease {
     /// run-out lease is granted with a new term; the holder's own claim is extended and its
     /// duration never shortened (C2); anyone else is denied (C3), as is a holder whose revocation
     /// is pending (V2).
-    pub fn claim(&self, unit: &str, duration: Duration, observed_expired: bool) -> Result<(Lease, ClaimOutcome)> {
+    pub fn claim(
+        &self,
+        unit: &str,
+        duration: Duration,
+        observed_expired: bool,
+    ) -> Result<(Lease, ClaimOutcome)> {
         let run_out = self.may_expire(observed_expired);
         match &self.holder {
             Some(current) if !run_out => {
@@ -96,7 +104,11 @@ impl Lease {
             }
             _ => {
                 let mut next = self.clone();
-                next.holder = Some(Claim { unit: unit.to_owned(), duration, renewals: 0 });
+                next.holder = Some(Claim {
+                    unit: unit.to_owned(),
+                    duration,
+                    renewals: 0,
+                });
                 next.term = self.term + 1;
                 next.revoked = None;
                 Ok((next, ClaimOutcome::Granted))
@@ -155,7 +167,11 @@ impl Lease {
     }
 
     fn cleared(&self) -> Lease {
-        Lease { holder: None, revoked: None, ..self.clone() }
+        Lease {
+            holder: None,
+            revoked: None,
+            ..self.clone()
+        }
     }
 }
 
@@ -236,14 +252,23 @@ mod tests {
     #[test]
     fn v2_revoked_holder_cannot_renew_and_others_wait_for_step_down_or_expiry() {
         let revoked = held_by("web-0").revoke("web-0").unwrap().unwrap();
-        assert!(matches!(revoked.claim("web-0", D, false), Err(Error::ClaimDenied)));
-        assert!(matches!(revoked.claim("web-1", D, false), Err(Error::ClaimDenied)));
+        assert!(matches!(
+            revoked.claim("web-0", D, false),
+            Err(Error::ClaimDenied)
+        ));
+        assert!(matches!(
+            revoked.claim("web-1", D, false),
+            Err(Error::ClaimDenied)
+        ));
         let stepped_down = revoked.release("web-0").unwrap();
         assert_eq!(stepped_down.revoked, None);
         let (taken, _) = stepped_down.claim("web-1", D, false).unwrap();
         assert_eq!(taken.term, 2);
         let (taken, _) = revoked.claim("web-1", D, true).unwrap();
-        assert_eq!((taken.holder_unit(), taken.revoked.as_deref()), (Some("web-1"), None));
+        assert_eq!(
+            (taken.holder_unit(), taken.revoked.as_deref()),
+            (Some("web-1"), None)
+        );
     }
 
     #[test]

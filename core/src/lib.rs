@@ -24,7 +24,9 @@ mod ticket;
 pub mod tracker;
 pub mod validate;
 
-pub use api::{Checker, Claimer, Grant, LeaseFeed, LeaseView, Pinner, Reader, Revoker, Ticket, Token, Tracker, Watcher};
+pub use api::{
+    Checker, Claimer, Grant, LeaseFeed, LeaseView, Pinner, Reader, Revoker, Ticket, Token, Tracker, Watcher,
+};
 pub use error::{Error, Result};
 pub use memory::MemoryStore;
 pub use ticket::SharedTicket;

@@ -11,11 +11,11 @@ use tokio::{sync::watch, time::Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    Error, Result,
     api::{Checker, Claimer, Grant, LeaseFeed, LeaseView, Pinner, Reader, Revoker, Token, Watcher},
     expiry::{ExpiryPolicy, Observation},
     lease::Lease,
     validate::{self, DurationLimits},
-    Error, Result,
 };
 
 /// One process's leases, shared by clones.
@@ -40,7 +40,11 @@ struct Entry {
 
 impl Entry {
     fn new() -> Self {
-        Entry { lease: Lease::default(), seen: Observation::default(), feed: watch::Sender::new(LeaseView::default()) }
+        Entry {
+            lease: Lease::default(),
+            seen: Observation::default(),
+            feed: watch::Sender::new(LeaseView::default()),
+        }
     }
 
     fn expired(&self, now: Instant) -> bool {
@@ -62,21 +66,36 @@ impl Entry {
 }
 
 /// Writer and observer share one clock: a claim lasts exactly its duration from its write.
-const POLICY: ExpiryPolicy = ExpiryPolicy { max_drift: 0.0, min_margin: Duration::ZERO };
+const POLICY: ExpiryPolicy = ExpiryPolicy {
+    max_drift: 0.0,
+    min_margin: Duration::ZERO,
+};
 
 impl MemoryStore {
     /// An empty store accepting claim durations within `limits`.
     pub fn new(limits: DurationLimits) -> Self {
-        MemoryStore { inner: Arc::new(Inner { limits, leases: Mutex::default() }) }
+        MemoryStore {
+            inner: Arc::new(Inner {
+                limits,
+                leases: Mutex::default(),
+            }),
+        }
     }
 
     fn leases(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
         // A panic while holding the lock cannot leave a lease half-written (each write is one
         // assignment), so a poisoned lock is still consistent.
-        self.inner.leases.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .leases
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn update<T>(&self, application: &str, change: impl FnOnce(&mut Entry, Instant) -> Result<T>) -> Result<T> {
+    fn update<T>(
+        &self,
+        application: &str,
+        change: impl FnOnce(&mut Entry, Instant) -> Result<T>,
+    ) -> Result<T> {
         let mut leases = self.leases();
         let entry = leases.entry(application.to_owned()).or_insert_with(Entry::new);
         change(entry, Instant::now())
@@ -96,7 +115,11 @@ impl Claimer for MemoryStore {
         })
     }
 
-    async fn block_until_leadership_released(&self, application: &str, cancel: &CancellationToken) -> Result<()> {
+    async fn block_until_leadership_released(
+        &self,
+        application: &str,
+        cancel: &CancellationToken,
+    ) -> Result<()> {
         validate::application_name(application)?;
         crate::api::block_until_released(self, application, cancel).await
     }
@@ -130,7 +153,10 @@ impl Token for MemoryToken {
             // The holder's guarantee runs from its own last write, pinned or not (P1).
             Some(entry)
                 if entry.lease.holder_unit() == Some(self.unit.as_str())
-                    && entry.seen.runs_out_at(&entry.lease, &POLICY).is_some_and(|at| now < at) =>
+                    && entry
+                        .seen
+                        .runs_out_at(&entry.lease, &POLICY)
+                        .is_some_and(|at| now < at) =>
             {
                 Ok(entry.lease.term)
             }
@@ -143,7 +169,11 @@ impl Checker for MemoryStore {
     type Token = MemoryToken;
 
     fn leadership_check(&self, application: &str, unit: &str) -> MemoryToken {
-        MemoryToken { store: self.clone(), application: application.to_owned(), unit: unit.to_owned() }
+        MemoryToken {
+            store: self.clone(),
+            application: application.to_owned(),
+            unit: unit.to_owned(),
+        }
     }
 }
 

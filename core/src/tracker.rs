@@ -17,9 +17,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, warn};
 
 use crate::{
+    Error, Result,
     api::{Claimer, LeaseFeed, LeaseView, Tracker, Watcher},
     ticket::SharedTicket,
-    validate, Error, Result,
+    validate,
 };
 
 /// What a tracker is asked to keep.
@@ -39,7 +40,12 @@ impl TrackerConfig {
     /// A configuration with the default retry interval (a tenth of d, between 100 ms and 1 s).
     pub fn new(application: impl Into<String>, unit: impl Into<String>, claim_duration: Duration) -> Self {
         let retry_interval = (claim_duration / 10).clamp(Duration::from_millis(100), Duration::from_secs(1));
-        TrackerConfig { application: application.into(), unit: unit.into(), claim_duration, retry_interval }
+        TrackerConfig {
+            application: application.into(),
+            unit: unit.into(),
+            claim_duration,
+            retry_interval,
+        }
     }
 
     /// The lease length each claim asks for: 2d.
@@ -148,10 +154,22 @@ impl LeaseTracker {
         let (status_tx, status) = watch::channel(TrackerStatus::default());
         let (commands, command_rx) = mpsc::channel(8);
         let cancel = CancellationToken::new();
-        let run = Run { store, config: config.clone(), status: status_tx, commands: command_rx, cancel: cancel.clone() };
+        let run = Run {
+            store,
+            config: config.clone(),
+            status: status_tx,
+            commands: command_rx,
+            cancel: cancel.clone(),
+        };
         let span = tracing::info_span!("tracker", application = %config.application, unit = %config.unit);
         let task = Some(tokio::spawn(run.run().instrument(span)));
-        Ok(LeaseTracker { config, status, commands, cancel, task })
+        Ok(LeaseTracker {
+            config,
+            status,
+            commands,
+            cancel,
+            task,
+        })
     }
 
     /// The latest status.
@@ -173,8 +191,13 @@ impl LeaseTracker {
     /// another unit has taken the lease or a full lease length has passed.
     pub async fn release(&self) -> Result<bool> {
         let (reply, answer) = oneshot::channel();
-        self.commands.send(Command::Release(reply)).await.map_err(|_| Error::unavailable("the tracker has stopped"))?;
-        answer.await.map_err(|_| Error::unavailable("the tracker has stopped"))?
+        self.commands
+            .send(Command::Release(reply))
+            .await
+            .map_err(|_| Error::unavailable("the tracker has stopped"))?;
+        answer
+            .await
+            .map_err(|_| Error::unavailable("the tracker has stopped"))?
     }
 
     /// Stops the tracker, releasing the lease if held (T8), and waits for it to finish.
@@ -248,7 +271,9 @@ impl Tracker for LeaseTracker {
                     let s = status.borrow_and_update();
                     (s.is_leader(Instant::now()), s.guarantee.map(|g| g.leader_until()))
                 };
-                let Some(until) = until.filter(|_| leader) else { return true };
+                let Some(until) = until.filter(|_| leader) else {
+                    return true;
+                };
                 tokio::select! {
                     changed = status.changed() => if changed.is_err() { return true },
                     () = tokio::time::sleep_until(until) => {}
@@ -286,7 +311,9 @@ impl<S: Claimer + Watcher> Run<S> {
     async fn run(mut self) {
         let app = self.config.application.clone();
         let unit = self.config.unit.clone();
-        let Some(mut feed) = self.connect().await else { return self.finish(false).await };
+        let Some(mut feed) = self.connect().await else {
+            return self.finish(false).await;
+        };
         let mut hold_off: Option<HoldOff> = None;
         loop {
             self.show(&feed);
@@ -303,15 +330,30 @@ impl<S: Claimer + Watcher> Run<S> {
             match claimed {
                 Ok(grant) => {
                     info!(application = %app, unit = %unit, term = grant.term, "became leader");
-                    match self.lead(&mut feed, Guarantee { claimed_at, claim_duration: self.config.claim_duration }, grant.term).await {
+                    match self
+                        .lead(
+                            &mut feed,
+                            Guarantee {
+                                claimed_at,
+                                claim_duration: self.config.claim_duration,
+                            },
+                            grant.term,
+                        )
+                        .await
+                    {
                         StepDown::Stop => return self.finish(true).await,
                         StepDown::HoldOff => {
-                            hold_off = Some(HoldOff { until: Instant::now() + self.config.lease_length(), released_term: grant.term });
+                            hold_off = Some(HoldOff {
+                                until: Instant::now() + self.config.lease_length(),
+                                released_term: grant.term,
+                            });
                         }
                         StepDown::Lost => {}
                     }
                 }
-                Err(Error::ClaimDenied) => debug!(application = %app, unit = %unit, "claim denied; waiting as minion"),
+                Err(Error::ClaimDenied) => {
+                    debug!(application = %app, unit = %unit, "claim denied; waiting as minion")
+                }
                 Err(err) => {
                     warn!(application = %app, unit = %unit, error = %err, "claim failed; retrying");
                     if !self.pause(self.config.retry_interval).await {
@@ -358,7 +400,10 @@ impl<S: Claimer + Watcher> Run<S> {
         loop {
             let view = feed.current();
             let now = Instant::now();
-            if hold_off.as_ref().is_some_and(|h| now >= h.until || view.term > h.released_term) {
+            if hold_off
+                .as_ref()
+                .is_some_and(|h| now >= h.until || view.term > h.released_term)
+            {
                 *hold_off = None;
             }
             self.show(feed);
@@ -458,9 +503,15 @@ impl<S: Claimer + Watcher> Run<S> {
     }
 
     async fn release_quietly(&self) {
-        match self.store.release_leadership(&self.config.application, &self.config.unit).await {
+        match self
+            .store
+            .release_leadership(&self.config.application, &self.config.unit)
+            .await
+        {
             Ok(()) | Err(Error::ClaimNotHeld) => {}
-            Err(err) => warn!(application = %self.config.application, error = %err, "could not release the lease"),
+            Err(err) => {
+                warn!(application = %self.config.application, error = %err, "could not release the lease")
+            }
         }
     }
 

@@ -26,7 +26,9 @@ fn dns_label(name: &str) -> Result<(), String> {
     if name.len() > 63 {
         return Err(format!("{:?} is longer than 63 characters", truncate(name)));
     }
-    let ok_chars = name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let ok_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     let ok_ends = !name.starts_with('-') && !name.ends_with('-');
     if ok_chars && ok_ends {
         Ok(())
@@ -72,7 +74,10 @@ pub struct DurationLimits {
 impl Default for DurationLimits {
     /// 2 s to 5 min.
     fn default() -> Self {
-        DurationLimits { min: Duration::from_secs(2), max: Duration::from_secs(300) }
+        DurationLimits {
+            min: Duration::from_secs(2),
+            max: Duration::from_secs(300),
+        }
     }
 }
 
@@ -82,7 +87,10 @@ impl DurationLimits {
         if duration < self.min || duration > self.max {
             return Err(Error::invalid(
                 "duration",
-                format!("{duration:?} is outside the accepted range {:?} to {:?}", self.min, self.max),
+                format!(
+                    "{duration:?} is outside the accepted range {:?} to {:?}",
+                    self.min, self.max
+                ),
             ));
         }
         Ok(())
@@ -91,7 +99,12 @@ impl DurationLimits {
 
 /// Parses a human duration such as `4s`, `500ms`, `2m`, `1h` or `1m30s`.
 pub fn parse_duration(text: &str) -> Result<Duration> {
-    let bad = || Error::invalid("duration", format!("{text:?} is not a duration like 4s, 500ms or 2m"));
+    let bad = || {
+        Error::invalid(
+            "duration",
+            format!("{text:?} is not a duration like 4s, 500ms or 2m"),
+        )
+    };
     let mut rest = text.trim();
     if rest.is_empty() {
         return Err(bad());
@@ -129,7 +142,16 @@ mod tests {
         }
         for bad in ["", "Web", "-web", "web-", "web_1", "a.b", &"x".repeat(64), "wéb"] {
             let err = application_name(bad).unwrap_err();
-            assert!(matches!(err, Error::Invalid { field: "application", .. }), "{bad}: {err}");
+            assert!(
+                matches!(
+                    err,
+                    Error::Invalid {
+                        field: "application",
+                        ..
+                    }
+                ),
+                "{bad}: {err}"
+            );
         }
     }
 
@@ -140,7 +162,10 @@ mod tests {
         }
         for bad in ["", "web/0", "Web-0", "a..b", ".a", &"x".repeat(254)] {
             let err = unit_name(bad).unwrap_err();
-            assert!(matches!(err, Error::Invalid { field: "unit", .. }), "{bad}: {err}");
+            assert!(
+                matches!(err, Error::Invalid { field: "unit", .. }),
+                "{bad}: {err}"
+            );
             assert_eq!(err.code(), "BadRequest");
         }
     }
@@ -152,7 +177,10 @@ mod tests {
         assert!(limits.check(Duration::from_secs(300)).is_ok());
         assert!(limits.check(Duration::from_millis(1999)).is_err());
         assert!(limits.check(Duration::from_secs(301)).is_err());
-        let custom = DurationLimits { min: Duration::from_millis(100), max: Duration::from_secs(1) };
+        let custom = DurationLimits {
+            min: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+        };
         assert!(custom.check(Duration::from_millis(500)).is_ok());
         assert!(custom.check(Duration::from_secs(2)).is_err());
     }

@@ -1,0 +1,498 @@
+//! Starts and stops a real control plane on 127.0.0.1: etcd, kube-apiserver and
+//! kube-controller-manager, with their own CA, in a temp folder.
+//!
+//! Every component runs in its own process group under a small watchdog shell: when an owner
+//! process is given (a test binary), the watchdog stops the component as soon as the owner is gone,
+//! so an interrupted or crashed test leaves nothing running. Without an owner (`e2e/cluster up`)
+//! the components run until [`ControlPlane::stop`] (`e2e/cluster down`).
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    io::{Read, Write},
+    net::{Ipv4Addr, TcpListener, TcpStream},
+    os::unix::process::CommandExt,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use base64::{Engine, engine::general_purpose::STANDARD as B64};
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use kube::{
+    Api, Client,
+    config::{KubeConfigOptions, Kubeconfig},
+};
+use nix::{
+    errno::Errno,
+    sys::signal::{Signal, killpg},
+    unistd::Pid,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, certs::Certificates, tools::Tools};
+
+/// The file in a control plane's folder that describes it to other processes.
+pub const STATE_FILE: &str = "cluster.json";
+
+/// Runs the component, and stops it when the owner process is gone (owner 0: no owner); then
+/// removes the control plane's folder.
+const WATCHDOG: &str = r#"
+owner=$1; shift
+[ "$owner" = 0 ] && exec "$@"
+"$@" &
+child=$!
+trap 'kill -TERM "$child" 2>/dev/null; wait "$child"; exit 0' TERM INT HUP
+while kill -0 "$owner" 2>/dev/null && kill -0 "$child" 2>/dev/null; do sleep 0.5 & wait $!; done
+kill -TERM "$child" 2>/dev/null
+for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$child" 2>/dev/null || break; sleep 0.5; done
+kill -KILL "$child" 2>/dev/null
+wait "$child" 2>/dev/null
+rm -rf "$LEADERSHIP_E2E_DIR"
+"#;
+
+/// One running component.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Component {
+    /// The component's name: `etcd`, `kube-apiserver` or `kube-controller-manager`.
+    pub name: String,
+    /// The process group it runs in.
+    pub pgid: i32,
+    /// The program and its arguments, kept so that it can be restarted the same way.
+    pub command: Vec<String>,
+    /// Its log file.
+    pub log: PathBuf,
+}
+
+/// What another process needs to know of a running control plane; stored as [`STATE_FILE`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ClusterState {
+    /// The folder holding certificates, etcd data, logs and the kubeconfig.
+    pub dir: PathBuf,
+    /// The admin kubeconfig.
+    pub kubeconfig: PathBuf,
+    /// The API server's URL.
+    pub server: String,
+    /// The Kubernetes version served.
+    pub version: String,
+    /// The components, in start order.
+    pub components: Vec<Component>,
+    /// The owner process whose exit stops the components, if any.
+    pub owner: Option<u32>,
+}
+
+/// How to start a control plane.
+#[derive(Clone, Debug, Default)]
+pub struct StartOptions {
+    /// Where to keep its files; a new temp folder if not given.
+    pub dir: Option<PathBuf>,
+    /// A process whose exit stops everything (tests pass their own pid).
+    pub owner: Option<u32>,
+}
+
+/// A running control plane.
+#[derive(Debug)]
+pub struct ControlPlane {
+    state: ClusterState,
+    children: Mutex<BTreeMap<String, Child>>,
+}
+
+fn elapsed(start: Instant) -> String {
+    format!("{:5.1}s", start.elapsed().as_secs_f64())
+}
+
+fn free_port() -> Result<u16, Error> {
+    let listener =
+        TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| Error::io("pick a free port", e))?;
+    Ok(listener
+        .local_addr()
+        .map_err(|e| Error::io("pick a free port", e))?
+        .port())
+}
+
+fn write(path: &Path, contents: &str) -> Result<(), Error> {
+    fs::write(path, contents).map_err(|e| Error::io(format!("write {}", path.display()), e))
+}
+
+fn new_temp_dir() -> Result<PathBuf, Error> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let dir = std::env::temp_dir().join(format!("leadership-e2e-{}-{nanos:x}", std::process::id()));
+    fs::create_dir_all(&dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+    Ok(dir)
+}
+
+/// An admin kubeconfig for `server`, with the certificates inline.
+fn kubeconfig(server: &str, certs: &Certificates) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: leadership-e2e\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: admin\n  user:\n    client-certificate-data: {cert}\n    client-key-data: {key}\ncontexts:\n- name: leadership-e2e\n  context:\n    cluster: leadership-e2e\n    user: admin\n    namespace: default\ncurrent-context: leadership-e2e\n",
+        ca = B64.encode(&certs.ca.cert),
+        cert = B64.encode(&certs.admin.cert),
+        key = B64.encode(&certs.admin.key),
+    )
+}
+
+/// Whether etcd at `port` answers its health check.
+fn etcd_healthy(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect((Ipv4Addr::LOCALHOST, port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if stream
+        .write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut reply = String::new();
+    let _ = stream.read_to_string(&mut reply);
+    reply.contains("\"health\":\"true\"")
+}
+
+impl ControlPlane {
+    /// Generates certificates, starts etcd, kube-apiserver and kube-controller-manager on free
+    /// loopback ports, and waits until the API is ready, the `default` namespace exists and the
+    /// controller manager has made its first ServiceAccount. Progress goes to stderr.
+    pub async fn start(tools: &Tools, options: StartOptions) -> Result<ControlPlane, Error> {
+        let started = Instant::now();
+        let dir = match options.dir {
+            Some(dir) => {
+                fs::create_dir_all(&dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+                dir
+            }
+            None => new_temp_dir()?,
+        };
+        let pki = dir.join("pki");
+        fs::create_dir_all(&pki).map_err(|e| Error::io("create pki folder", e))?;
+        fs::create_dir_all(dir.join("logs")).map_err(|e| Error::io("create logs folder", e))?;
+        let certs = Certificates::generate()?;
+        let file = |name: &str, contents: &str| -> Result<String, Error> {
+            let path = pki.join(name);
+            write(&path, contents)?;
+            Ok(path.display().to_string())
+        };
+        let ca = file("ca.crt", &certs.ca.cert)?;
+        let server_crt = file("apiserver.crt", &certs.apiserver.cert)?;
+        let server_key = file("apiserver.key", &certs.apiserver.key)?;
+        let sa_key = file("sa.key", &certs.service_account_key)?;
+        let sa_pub = file("sa.pub", &certs.service_account_public_key)?;
+
+        let (etcd_port, peer_port, api_port, kcm_port) =
+            (free_port()?, free_port()?, free_port()?, free_port()?);
+        let server = format!("https://127.0.0.1:{api_port}");
+        let kubeconfig_path = dir.join("admin.kubeconfig");
+        write(&kubeconfig_path, &kubeconfig(&server, &certs))?;
+        let kubeconfig_arg = kubeconfig_path.display().to_string();
+
+        let etcd_url = format!("http://127.0.0.1:{etcd_port}");
+        let peer_url = format!("http://127.0.0.1:{peer_port}");
+        let etcd = vec![
+            tools.path("etcd"),
+            "--name=e2e".into(),
+            format!("--data-dir={}", dir.join("etcd").display()),
+            format!("--listen-client-urls={etcd_url}"),
+            format!("--advertise-client-urls={etcd_url}"),
+            format!("--listen-peer-urls={peer_url}"),
+            format!("--initial-advertise-peer-urls={peer_url}"),
+            format!("--initial-cluster=e2e={peer_url}"),
+            "--unsafe-no-fsync".into(),
+            "--log-level=warn".into(),
+        ];
+        let apiserver = vec![
+            tools.path("kube-apiserver"),
+            format!("--etcd-servers={etcd_url}"),
+            "--bind-address=127.0.0.1".into(),
+            "--advertise-address=127.0.0.1".into(),
+            format!("--secure-port={api_port}"),
+            format!("--cert-dir={}", dir.join("apiserver").display()),
+            format!("--tls-cert-file={server_crt}"),
+            format!("--tls-private-key-file={server_key}"),
+            format!("--client-ca-file={ca}"),
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
+            format!("--service-account-key-file={sa_pub}"),
+            format!("--service-account-signing-key-file={sa_key}"),
+            "--service-cluster-ip-range=10.0.0.0/24".into(),
+            "--authorization-mode=RBAC".into(),
+            "--endpoint-reconciler-type=none".into(),
+            "--allow-privileged=true".into(),
+            // No kubelet runs pods here; the plugin would only race namespace creation.
+            "--disable-admission-plugins=ServiceAccount".into(),
+            "--profiling=false".into(),
+        ];
+        let controller_manager = vec![
+            tools.path("kube-controller-manager"),
+            format!("--kubeconfig={kubeconfig_arg}"),
+            format!("--authentication-kubeconfig={kubeconfig_arg}"),
+            format!("--authorization-kubeconfig={kubeconfig_arg}"),
+            "--leader-elect=false".into(),
+            "--bind-address=127.0.0.1".into(),
+            format!("--secure-port={kcm_port}"),
+            format!("--service-account-private-key-file={sa_key}"),
+            format!("--root-ca-file={ca}"),
+            "--use-service-account-credentials=false".into(),
+            "--profiling=false".into(),
+        ];
+
+        let mut plane = ControlPlane {
+            state: ClusterState {
+                dir: dir.clone(),
+                kubeconfig: kubeconfig_path,
+                server,
+                version: String::new(),
+                components: Vec::new(),
+                owner: options.owner,
+            },
+            children: Mutex::new(BTreeMap::new()),
+        };
+        let result = async {
+            plane.launch("etcd", etcd)?;
+            plane
+                .wait("etcd", Duration::from_secs(30), || async {
+                    Ok(etcd_healthy(etcd_port))
+                })
+                .await?;
+            eprintln!("[controlplane {}] etcd ready on {etcd_url}", elapsed(started));
+            plane.launch("kube-apiserver", apiserver)?;
+            let client = plane.wait_for_api(Duration::from_secs(90)).await?;
+            eprintln!(
+                "[controlplane {}] kube-apiserver ready on {}",
+                elapsed(started),
+                plane.state.server
+            );
+            plane.launch("kube-controller-manager", controller_manager)?;
+            let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
+            plane
+                .wait("kube-controller-manager", Duration::from_secs(90), || async {
+                    Ok(accounts.get_opt("default").await.ok().flatten().is_some())
+                })
+                .await?;
+            eprintln!(
+                "[controlplane {}] kube-controller-manager ready",
+                elapsed(started)
+            );
+            plane.state.version = client
+                .apiserver_version()
+                .await
+                .map_err(Error::kube("read /version"))?
+                .git_version;
+            plane.save()
+        }
+        .await;
+        if let Err(err) = result {
+            plane.stop();
+            return Err(err);
+        }
+        Ok(plane)
+    }
+
+    /// Reads the state of a control plane started by another process.
+    pub fn attach(dir: &Path) -> Result<ControlPlane, Error> {
+        let path = dir.join(STATE_FILE);
+        let text = fs::read_to_string(&path).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+        let state =
+            serde_json::from_str(&text).map_err(|e| Error::State(format!("{}: {e}", path.display())))?;
+        Ok(ControlPlane {
+            state,
+            children: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// What other processes need to know of this control plane.
+    pub fn state(&self) -> &ClusterState {
+        &self.state
+    }
+
+    /// The admin kubeconfig's path.
+    pub fn kubeconfig(&self) -> &Path {
+        &self.state.kubeconfig
+    }
+
+    /// A new admin client (a client belongs to the tokio runtime that first uses it).
+    pub async fn client(&self) -> Result<Client, Error> {
+        admin_client(self.kubeconfig()).await
+    }
+
+    /// The components that are running now.
+    pub fn running(&self) -> Vec<&Component> {
+        self.state
+            .components
+            .iter()
+            .filter(|c| group_alive(c.pgid))
+            .collect()
+    }
+
+    /// Stops one component (SIGTERM, then SIGKILL after 15 s); for restart tests.
+    pub fn stop_component(&self, name: &str) -> Result<(), Error> {
+        let component = self.component(name)?;
+        self.terminate(component);
+        Ok(())
+    }
+
+    /// Starts a stopped component again with the same command line.
+    pub fn start_component(&mut self, name: &str) -> Result<(), Error> {
+        let command = self.component(name)?.command.clone();
+        self.state.components.retain(|c| c.name != name);
+        self.launch(name, command)?;
+        self.save()
+    }
+
+    /// Stops every component, newest first, and removes the folder.
+    pub fn stop(&mut self) {
+        for component in self.state.components.iter().rev() {
+            self.terminate(component);
+        }
+        self.state.components.clear();
+        let _ = fs::remove_dir_all(&self.state.dir);
+    }
+
+    fn component(&self, name: &str) -> Result<&Component, Error> {
+        self.state
+            .components
+            .iter()
+            .find(|c| c.name == name)
+            .ok_or_else(|| Error::State(format!("no component named {name}")))
+    }
+
+    fn save(&self) -> Result<(), Error> {
+        let text = serde_json::to_string_pretty(&self.state).map_err(|e| Error::State(e.to_string()))?;
+        write(&self.state.dir.join(STATE_FILE), &text)
+    }
+
+    fn launch(&mut self, name: &str, command: Vec<String>) -> Result<(), Error> {
+        let log = self.state.dir.join("logs").join(format!("{name}.log"));
+        let out = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .map_err(|e| Error::io(format!("open {}", log.display()), e))?;
+        let err = out.try_clone().map_err(|e| Error::io("open log", e))?;
+        let owner = self.state.owner.unwrap_or(0).to_string();
+        let child = Command::new("bash")
+            .arg("-c")
+            .arg(WATCHDOG)
+            .arg("watchdog")
+            .arg(owner)
+            .args(&command)
+            .env("LEADERSHIP_E2E_DIR", &self.state.dir)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .process_group(0)
+            .spawn()
+            .map_err(|e| Error::io(format!("start {name}"), e))?;
+        let pgid = i32::try_from(child.id()).map_err(|_| Error::State("pid out of range".into()))?;
+        self.children
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_owned(), child);
+        self.state.components.push(Component {
+            name: name.to_owned(),
+            pgid,
+            command,
+            log,
+        });
+        Ok(())
+    }
+
+    fn terminate(&self, component: &Component) {
+        let group = Pid::from_raw(component.pgid);
+        let _ = killpg(group, Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut children = self.children.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            // Reap our own child so that it does not linger as a zombie in the group.
+            if let Some(child) = children.get_mut(&component.name) {
+                let _ = child.try_wait();
+            }
+            if !group_alive(component.pgid) {
+                break;
+            }
+            if Instant::now() >= deadline {
+                let _ = killpg(group, Signal::SIGKILL);
+                if let Some(child) = children.get_mut(&component.name) {
+                    let _ = child.wait();
+                }
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        children.remove(&component.name);
+    }
+
+    async fn wait<F, Fut>(&self, name: &str, limit: Duration, mut ready: F) -> Result<(), Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<bool, Error>>,
+    {
+        let deadline = Instant::now() + limit;
+        loop {
+            if ready().await? {
+                return Ok(());
+            }
+            let component = self.component(name)?;
+            if !group_alive(component.pgid) || self.exited(name) {
+                return Err(Error::Start {
+                    component: name.to_owned(),
+                    log: tail(&component.log),
+                });
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Start {
+                    component: format!("{name} (not ready after {limit:?})"),
+                    log: tail(&component.log),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    fn exited(&self, name: &str) -> bool {
+        let mut children = self.children.lock().unwrap_or_else(|p| p.into_inner());
+        children
+            .get_mut(name)
+            .is_some_and(|child| matches!(child.try_wait(), Ok(Some(_))))
+    }
+
+    async fn wait_for_api(&self, limit: Duration) -> Result<Client, Error> {
+        let client = self.client().await?;
+        self.wait("kube-apiserver", limit, || async {
+            let request = http::Request::get("/readyz")
+                .body(Vec::new())
+                .map_err(|e| Error::State(e.to_string()))?;
+            Ok(client
+                .request_text(request)
+                .await
+                .is_ok_and(|body| body.trim() == "ok"))
+        })
+        .await?;
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        self.wait("kube-apiserver", limit, || async {
+            Ok(namespaces.get_opt("default").await.ok().flatten().is_some())
+        })
+        .await?;
+        Ok(client)
+    }
+}
+
+/// A client from an admin kubeconfig file.
+pub async fn admin_client(kubeconfig: &Path) -> Result<Client, Error> {
+    let file = Kubeconfig::read_from(kubeconfig)
+        .map_err(|e| Error::State(format!("{}: {e}", kubeconfig.display())))?;
+    let config = kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
+        .await
+        .map_err(|e| Error::State(format!("{}: {e}", kubeconfig.display())))?;
+    Client::try_from(config).map_err(Error::kube("make a client"))
+}
+
+fn group_alive(pgid: i32) -> bool {
+    !matches!(killpg(Pid::from_raw(pgid), None), Err(Errno::ESRCH))
+}
+
+fn tail(log: &Path) -> String {
+    let text = fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}

@@ -1,0 +1,229 @@
+//! What an integration test needs: one control plane for the whole test run, a fresh namespace per
+//! test (deleted afterwards), admin clients, and clients that act as a ServiceAccount.
+//!
+//! If `LEADERSHIP_E2E_KUBECONFIG` names a kubeconfig (the README's test command starts one control
+//! plane and sets it), tests use that cluster. Otherwise the first test in a test binary starts a
+//! private control plane that stops by itself when the binary exits, however it exits.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    sync::{
+        OnceLock,
+        atomic::{AtomicU32, Ordering},
+    },
+};
+
+use k8s_openapi::api::{
+    authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec},
+    core::v1::{Namespace, ServiceAccount},
+};
+use kube::{
+    Api, Client,
+    api::{ObjectMeta, PostParams},
+    config::Kubeconfig,
+};
+
+use crate::{
+    Error,
+    controlplane::{ControlPlane, StartOptions, admin_client},
+    tools::Tools,
+};
+
+/// The environment variable naming a running test cluster's admin kubeconfig.
+pub const KUBECONFIG_ENV: &str = "LEADERSHIP_E2E_KUBECONFIG";
+
+/// The shared test cluster.
+#[derive(Debug)]
+pub struct TestEnv {
+    kubeconfig: PathBuf,
+    tools: Tools,
+    /// Kept alive for the whole test binary when this process started it.
+    _plane: Option<ControlPlane>,
+}
+
+static ENV: OnceLock<Result<TestEnv, String>> = OnceLock::new();
+static NAMESPACES: AtomicU32 = AtomicU32::new(0);
+
+/// The test cluster, started on first use. Panics with the reason if it cannot start: a test that
+/// needs a control plane must not pass without one.
+pub fn shared() -> &'static TestEnv {
+    match ENV.get_or_init(|| TestEnv::connect().map_err(|err| err.to_string())) {
+        Ok(env) => env,
+        Err(err) => panic!("no test control plane: {err}"),
+    }
+}
+
+impl TestEnv {
+    fn connect() -> Result<TestEnv, Error> {
+        let tools = Tools::locate()?;
+        if let Some(path) = std::env::var_os(KUBECONFIG_ENV) {
+            return Ok(TestEnv {
+                kubeconfig: path.into(),
+                tools,
+                _plane: None,
+            });
+        }
+        let starter = tools.clone();
+        // Started on a runtime of its own: each test has its own runtime, and this one must outlive
+        // the first test.
+        let plane = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Error::io("start a runtime", e))?;
+            runtime.block_on(ControlPlane::start(
+                &starter,
+                StartOptions {
+                    dir: None,
+                    owner: Some(std::process::id()),
+                },
+            ))
+        })
+        .join()
+        .map_err(|_| Error::State("the control plane starter panicked".into()))??;
+        Ok(TestEnv {
+            kubeconfig: plane.kubeconfig().to_owned(),
+            tools,
+            _plane: Some(plane),
+        })
+    }
+
+    /// The admin kubeconfig.
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// The control-plane tools (kubectl, helm, ...).
+    pub fn tools(&self) -> &Tools {
+        &self.tools
+    }
+
+    /// A new admin client for the calling test's runtime.
+    pub async fn client(&self) -> Client {
+        admin_client(&self.kubeconfig).await.expect("admin client")
+    }
+
+    /// `kubectl` with the admin kubeconfig.
+    pub fn kubectl(&self) -> Command {
+        let mut command = Command::new(self.tools.path("kubectl"));
+        command.arg("--kubeconfig").arg(&self.kubeconfig);
+        command
+    }
+
+    /// A fresh namespace for one test, deleted when the returned guard is dropped.
+    pub async fn namespace(&'static self) -> TestNamespace {
+        let name = format!(
+            "lt-{}-{}",
+            std::process::id(),
+            NAMESPACES.fetch_add(1, Ordering::Relaxed)
+        );
+        let client = self.client().await;
+        let namespace = Namespace {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                labels: Some([("leadership.dev/test".to_owned(), "true".to_owned())].into()),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        };
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &namespace)
+            .await
+            .expect("create namespace");
+        TestNamespace {
+            name,
+            client,
+            env: self,
+        }
+    }
+
+    /// A kubeconfig file that authenticates with `token` instead of the admin certificate.
+    pub fn token_kubeconfig(&self, token: &str, path: &Path) -> Result<(), Error> {
+        let mut config = Kubeconfig::read_from(&self.kubeconfig).map_err(|e| Error::State(e.to_string()))?;
+        for named in &mut config.auth_infos {
+            let user = serde_json::json!({ "token": token });
+            named.auth_info = Some(serde_json::from_value(user).map_err(|e| Error::State(e.to_string()))?);
+        }
+        let yaml = serde_json::to_string(&config).map_err(|e| Error::State(e.to_string()))?;
+        std::fs::write(path, yaml).map_err(|e| Error::io(format!("write {}", path.display()), e))
+    }
+}
+
+/// A namespace that lives as long as one test.
+pub struct TestNamespace {
+    /// The namespace's name.
+    pub name: String,
+    /// An admin client.
+    pub client: Client,
+    env: &'static TestEnv,
+}
+
+impl TestNamespace {
+    /// An API for namespaced resources of type `K` in this namespace.
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.name)
+    }
+
+    /// Creates a ServiceAccount in this namespace.
+    pub async fn service_account(&self, name: &str) -> ServiceAccount {
+        let account = ServiceAccount {
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                ..ObjectMeta::default()
+            },
+            ..ServiceAccount::default()
+        };
+        self.api::<ServiceAccount>()
+            .create(&PostParams::default(), &account)
+            .await
+            .expect("create ServiceAccount")
+    }
+
+    /// A token for ServiceAccount `account`, bound to the Pod `pod` when given (its user info then
+    /// names the pod, as for a real pod's projected token).
+    pub async fn token(&self, account: &str, pod: Option<(&str, &str)>) -> String {
+        let request = TokenRequest {
+            spec: Some(TokenRequestSpec {
+                audiences: None,
+                expiration_seconds: Some(3600),
+                bound_object_ref: pod.map(|(name, uid)| BoundObjectReference {
+                    api_version: Some("v1".into()),
+                    kind: Some("Pod".into()),
+                    name: Some(name.to_owned()),
+                    uid: Some(uid.to_owned()),
+                }),
+            }),
+            ..TokenRequest::default()
+        };
+        let issued: TokenRequest = self
+            .api::<ServiceAccount>()
+            .create_subresource("token", account, &PostParams::default(), &request)
+            .await
+            .expect("request a token");
+        issued.status.and_then(|s| s.token).expect("an issued token")
+    }
+
+    /// A client that authenticates with `token`.
+    pub async fn client_with_token(&self, token: &str) -> Client {
+        let path = std::env::temp_dir().join(format!("{}-{}.kubeconfig", self.name, token.len()));
+        self.env.token_kubeconfig(token, &path).expect("token kubeconfig");
+        let client = admin_client(&path).await.expect("token client");
+        let _ = std::fs::remove_file(&path);
+        client
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        let _ = self
+            .env
+            .kubectl()
+            .args(["delete", "namespace", &self.name, "--wait=false"])
+            .output();
+    }
+}

@@ -1,8 +1,9 @@
 //! `controlplane up|down|status`: the control plane for people (run through `e2e/cluster`).
 //!
-//! `up` starts it (or finds it running) and prints the admin kubeconfig's path as its last line;
-//! `down` stops it and removes its folder; `status` says what runs. The folder is
-//! `$LEADERSHIP_CLUSTER_DIR`, by default `$TMPDIR/leadership-e2e-cluster`.
+//! `up [--owner PID]` starts it (or finds it running) and prints the admin kubeconfig's path as its
+//! last line; with `--owner`, it stops by itself when that process ends. `down` stops it and
+//! removes its folder; `status` says what runs. The folder is `$LEADERSHIP_CLUSTER_DIR`, by default
+//! `$TMPDIR/leadership-e2e-cluster`.
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -12,7 +13,7 @@ use leadership_e2e::{
     tools::Tools,
 };
 
-const USAGE: &str = "usage: e2e/cluster up|down|status";
+const USAGE: &str = "usage: e2e/cluster up [--owner PID] | down | status";
 
 fn cluster_dir() -> PathBuf {
     std::env::var_os("LEADERSHIP_CLUSTER_DIR")
@@ -24,7 +25,14 @@ fn cluster_dir() -> PathBuf {
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
-        ["up"] => up().await,
+        ["up"] => up(None).await,
+        ["up", "--owner", pid] => match pid.parse() {
+            Ok(pid) => up(Some(pid)).await,
+            Err(_) => {
+                eprintln!("--owner takes a process id, not {pid:?}");
+                return ExitCode::from(2);
+            }
+        },
         ["down"] => down(),
         ["status"] => status().await,
         ["-h" | "--help" | "help"] => {
@@ -52,7 +60,7 @@ fn running() -> Option<ControlPlane> {
     (plane.running().len() == plane.state().components.len()).then_some(plane)
 }
 
-async fn up() -> anyhow::Result<bool> {
+async fn up(owner: Option<u32>) -> anyhow::Result<bool> {
     if let Some(plane) = running() {
         eprintln!("the control plane is already running ({})", plane.state().server);
         println!("{}", plane.kubeconfig().display());

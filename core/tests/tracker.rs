@@ -1,0 +1,197 @@
+//! Tracker behaviour on a paused clock (SPEC T2-T8), over the in-memory store and over a store
+//! that can be cut off, as a partitioned API server would be.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use leadership::{
+    Claimer, Error, Grant, LeaseFeed, LeaseTracker, MemoryStore, Result, Ticket, Tracker, TrackerConfig,
+    Watcher, validate::DurationLimits,
+};
+use tokio::time::{Instant, sleep};
+use tokio_util::sync::CancellationToken;
+
+const D: Duration = Duration::from_secs(10);
+
+/// A store whose claims fail with "unknown" while cut off.
+#[derive(Clone)]
+struct Flaky {
+    inner: MemoryStore,
+    cut: Arc<AtomicBool>,
+}
+
+impl Flaky {
+    fn check(&self) -> Result<()> {
+        if self.cut.load(Ordering::SeqCst) {
+            Err(Error::unavailable("cut off"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl Claimer for Flaky {
+    async fn claim_leadership(&self, application: &str, unit: &str, duration: Duration) -> Result<Grant> {
+        self.check()?;
+        self.inner.claim_leadership(application, unit, duration).await
+    }
+
+    async fn block_until_leadership_released(
+        &self,
+        application: &str,
+        cancel: &CancellationToken,
+    ) -> Result<()> {
+        self.inner
+            .block_until_leadership_released(application, cancel)
+            .await
+    }
+
+    async fn release_leadership(&self, application: &str, unit: &str) -> Result<()> {
+        self.check()?;
+        self.inner.release_leadership(application, unit).await
+    }
+}
+
+impl Watcher for Flaky {
+    async fn watch(&self, application: &str) -> Result<LeaseFeed> {
+        self.inner.watch(application).await
+    }
+}
+
+fn store() -> MemoryStore {
+    MemoryStore::new(DurationLimits::default())
+}
+
+#[tokio::test(start_paused = true)]
+async fn t1_leader_always_has_at_least_d_more() {
+    let tracker = LeaseTracker::start(store(), TrackerConfig::new("web", "web-0", D)).unwrap();
+    assert!(tracker.wait_leader().wait().await);
+    for _ in 0..40 {
+        let status = tracker.status();
+        let now = Instant::now();
+        assert!(status.is_leader(now));
+        assert!(
+            status.guaranteed_for(now) >= D,
+            "{:?}",
+            status.guaranteed_for(now)
+        );
+        sleep(Duration::from_millis(700)).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn t2_claim_ticket_is_never_true_on_error() {
+    let flaky = Flaky {
+        inner: store(),
+        cut: Arc::new(AtomicBool::new(true)),
+    };
+    let tracker = LeaseTracker::start(flaky, TrackerConfig::new("web", "web-0", D)).unwrap();
+    sleep(Duration::from_secs(3)).await;
+    assert!(!tracker.claim_leader().wait().await);
+    assert!(!tracker.status().is_leader(Instant::now()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn t3_wait_leader_is_false_when_the_tracker_stops_first() {
+    let memory = store();
+    memory.claim_leadership("web", "web-9", D * 5).await.unwrap();
+    let tracker = LeaseTracker::start(memory, TrackerConfig::new("web", "web-0", D)).unwrap();
+    let leads = tracker.wait_leader();
+    sleep(D).await;
+    tracker.stop().await;
+    assert!(!leads.wait().await);
+}
+
+#[tokio::test(start_paused = true)]
+async fn t4_wait_minion_is_ready_at_once_for_a_minion() {
+    let memory = store();
+    memory.claim_leadership("web", "web-9", D * 5).await.unwrap();
+    let tracker = LeaseTracker::start(memory, TrackerConfig::new("web", "web-0", D)).unwrap();
+    sleep(Duration::from_millis(10)).await;
+    let minion = tracker.wait_minion();
+    tokio::time::timeout(Duration::from_millis(10), minion.ready())
+        .await
+        .expect("ready at once");
+}
+
+#[tokio::test(start_paused = true)]
+async fn t5_tickets_answer_the_same_every_time() {
+    let tracker = LeaseTracker::start(store(), TrackerConfig::new("web", "web-0", D)).unwrap();
+    let ticket = tracker.wait_leader();
+    ticket.ready().await;
+    for _ in 0..3 {
+        assert!(ticket.wait().await);
+        assert_eq!(ticket.try_value(), Some(true));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn t7_unreachable_store_makes_the_leader_a_minion_when_its_guarantee_runs_out() {
+    let flaky = Flaky {
+        inner: store(),
+        cut: Arc::new(AtomicBool::new(false)),
+    };
+    let tracker = LeaseTracker::start(flaky.clone(), TrackerConfig::new("web", "web-0", D)).unwrap();
+    assert!(tracker.wait_leader().wait().await);
+    let guarantee = tracker.status().guarantee.unwrap();
+    flaky.cut.store(true, Ordering::SeqCst);
+    let minion = tracker.wait_minion();
+    minion.ready().await;
+    let stepped_down = Instant::now();
+    // Renewals kept failing: it stepped down exactly when "at least d more" stopped being true.
+    assert!(stepped_down >= guarantee.leader_until());
+    assert!(
+        stepped_down < guarantee.leader_until() + Duration::from_secs(1),
+        "{:?}",
+        stepped_down
+    );
+    assert!(!tracker.status().is_leader(Instant::now()));
+    // The network coming back does not make the old guarantee valid again.
+    flaky.cut.store(false, Ordering::SeqCst);
+    assert!(!tracker.status().is_leader(Instant::now()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn t7_leader_answer_is_computed_from_the_clock_even_before_the_tracker_runs() {
+    let tracker = LeaseTracker::start(store(), TrackerConfig::new("web", "web-0", D)).unwrap();
+    assert!(tracker.wait_leader().wait().await);
+    let status = tracker.status();
+    // As after SIGSTOP/SIGCONT: the clock jumped, and the answer follows the clock, not the task.
+    let later = Instant::now() + D * 3;
+    assert!(!status.is_leader(later));
+    assert_eq!(status.guaranteed_for(later), Duration::ZERO);
+}
+
+#[tokio::test(start_paused = true)]
+async fn release_hands_over_and_holds_off() {
+    let memory = store();
+    let first = LeaseTracker::start(memory.clone(), TrackerConfig::new("web", "web-0", D)).unwrap();
+    assert!(first.wait_leader().wait().await);
+    let second = LeaseTracker::start(memory.clone(), TrackerConfig::new("web", "web-1", D)).unwrap();
+    sleep(Duration::from_millis(100)).await;
+    assert!(first.release().await.unwrap());
+    assert!(second.wait_leader().wait().await);
+    assert!(!first.release().await.unwrap(), "nothing to release as a minion");
+    second.stop().await;
+    // web-1 released on stop; web-0 took the lease since another unit had taken it after its
+    // release.
+    assert!(first.wait_leader().wait().await);
+}
+
+#[tokio::test(start_paused = true)]
+async fn release_alone_holds_off_for_a_lease_length() {
+    let tracker = LeaseTracker::start(store(), TrackerConfig::new("web", "web-0", D)).unwrap();
+    assert!(tracker.wait_leader().wait().await);
+    let released = Instant::now();
+    assert!(tracker.release().await.unwrap());
+    assert!(tracker.wait_leader().wait().await);
+    assert!(
+        Instant::now() >= released + D * 2,
+        "claimed again only after a full lease length"
+    );
+}

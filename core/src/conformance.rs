@@ -254,8 +254,10 @@ pub async fn k2_term_rises_at_every_change_of_holder<H: Harness>(h: &H) {
     store.release_leadership(APP, "web-1").await.unwrap();
     let t3 = store.claim_leadership(APP, "web-1", D).await.unwrap().term;
     assert!(t3 > t2, "A -> none -> A is a new term");
+    let observer = h.store();
+    observer.watch(APP).await.unwrap();
     run_out(h, D).await;
-    let t4 = h.store().claim_leadership(APP, "web-2", D).await.unwrap().term;
+    let t4 = observer.claim_leadership(APP, "web-2", D).await.unwrap().term;
     assert!(t4 > t3, "takeover after expiry is a new term");
 }
 

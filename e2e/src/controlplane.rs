@@ -339,6 +339,13 @@ impl ControlPlane {
         self.save()
     }
 
+    /// Stops a component and starts it again, then waits until the API is ready again.
+    pub async fn restart_component(&mut self, name: &str) -> Result<(), Error> {
+        self.stop_component(name)?;
+        self.start_component(name)?;
+        self.wait_for_api(Duration::from_secs(90)).await.map(drop)
+    }
+
     /// Stops every component, newest first, and removes the folder.
     pub fn stop(&mut self) {
         for component in self.state.components.iter().rev() {

@@ -1,0 +1,368 @@
+//! The `LeadershipLease` custom resource: one per application (namespaced, name = application).
+//!
+//! `spec` holds intent that people and tools write (pins, a pending revocation, a duration policy);
+//! `status` holds the claim, written by claimants and the operator through the status subresource,
+//! so that RBAC can separate who may claim from who may pin or revoke. The schema carries the
+//! invariants the API server enforces: names, ranges, and a term that never decreases.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use k8s_openapi::{
+    apimachinery::pkg::apis::meta::v1::{Condition, MicroTime, Time},
+    jiff::Timestamp,
+};
+use kube::{CustomResource, KubeSchema};
+use leadership::lease::{Claim, ClaimOutcome, Lease};
+use serde::{Deserialize, Serialize};
+
+/// The API group of the custom resource.
+pub const GROUP: &str = "leadership.dev";
+/// The most transitions kept in `status.history`.
+pub const HISTORY_LIMIT: usize = 10;
+/// The longest lease the schema accepts, in milliseconds (one hour).
+pub const MAX_LEASE_MS: i64 = 3_600_000;
+
+/// The desired state of an application's leadership: what people and tools ask for.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "leadership.dev",
+    version = "v1alpha1",
+    kind = "LeadershipLease",
+    plural = "leadershipleases",
+    singular = "leadershiplease",
+    shortname = "llease",
+    category = "leadership",
+    namespaced,
+    status = "LeadershipLeaseStatus",
+    doc = "The leadership lease of one application: at most one unit (pod) holds it at a time. The object's name is the application's name.",
+    validation = Rule::new("size(self.metadata.name) <= 63 && self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')").message("the name is the application's name and must be a DNS label (lower case letters, digits and '-', at most 63 characters)"),
+    validation = Rule::new("!has(oldSelf.status) || has(self.status)").message("status cannot be removed"),
+    printcolumn(name = "Leader", type_ = "string", json_path = ".status.holder", description = "The unit that holds the lease"),
+    printcolumn(name = "Term", type_ = "integer", json_path = ".status.term", description = "The fencing term"),
+    printcolumn(name = "Pinned", type_ = "boolean", json_path = ".status.pinned", description = "Whether any entity pins the lease"),
+    printcolumn(name = "Expires", type_ = "string", json_path = ".status.expireTime", description = "When the claim runs out by its writer's clock, if not renewed (display only)"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct LeadershipLeaseSpec {
+    /// Entities that pin the lease, each with when it pinned. While any pin is present the claim
+    /// does not expire: the holder stays leader in the store even if it stops renewing.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 64))]
+    #[x_kube(validation = Rule::new("self.all(k, size(k) <= 253 && k.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$'))").message("pin entities must be DNS subdomain names"))]
+    pub pins: BTreeMap<String, Pin>,
+    /// A pending revocation of the holder's leadership: the holder steps down, and the operator
+    /// clears the request once it is carried out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation: Option<Revocation>,
+    /// Limits on the claim durations units may ask for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<LeasePolicy>,
+}
+
+/// One entity's pin.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Pin {
+    /// When the entity pinned the lease.
+    pub since: Time,
+}
+
+/// A request to revoke one unit's leadership in one term.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Revocation {
+    /// The unit (Pod name) whose leadership is revoked.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub unit: String,
+    /// The term being revoked: a later term of the same unit is not affected.
+    #[schemars(range(min = 1))]
+    pub term: i64,
+    /// When the revocation was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_at: Option<Time>,
+}
+
+/// Limits on claim durations for one application.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.minDurationMs) || !has(self.maxDurationMs) || self.minDurationMs <= self.maxDurationMs").message("minDurationMs must not exceed maxDurationMs"))]
+pub struct LeasePolicy {
+    /// The shortest claim duration accepted, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 100, max = 3_600_000))]
+    pub min_duration_ms: Option<i64>,
+    /// The longest claim duration accepted, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 100, max = 3_600_000))]
+    pub max_duration_ms: Option<i64>,
+}
+
+/// The claim on an application's lease, as its writers last left it.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.holder) || has(self.leaseDurationMs)").message("a claim needs leaseDurationMs"))]
+pub struct LeadershipLeaseStatus {
+    /// The unit (Pod name) that holds the lease; absent when no unit does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub holder: Option<String>,
+    /// The fencing term: rises by one at every grant that is not an extension and never decreases.
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    #[x_kube(validation = Rule::new("self >= oldSelf").message("the term must never decrease"))]
+    pub term: i64,
+    /// How many times the current grant has been renewed; with the term, it identifies the claim
+    /// that observers time.
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub renewals: i64,
+    /// How long the claim lasts after each write, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 3_600_000))]
+    pub lease_duration_ms: Option<i64>,
+    /// When the current holder acquired the lease (display only; no decision uses it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acquire_time: Option<MicroTime>,
+    /// When the claim was last written (display only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renew_time: Option<MicroTime>,
+    /// When the claim runs out if not renewed, by its writer's clock (display only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expire_time: Option<MicroTime>,
+    /// Whether any entity pins the lease (mirrors spec.pins for display).
+    #[serde(default)]
+    pub pinned: bool,
+    /// `Ready`, `Held` and `Pinned` conditions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The spec generation the operator last acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The latest changes of holder, newest last.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    pub history: Vec<Transition>,
+}
+
+/// One change of holder.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Transition {
+    /// The term after the change.
+    #[schemars(range(min = 0))]
+    pub term: i64,
+    /// The holder after the change; absent when the lease became free.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder: Option<String>,
+    /// Why: `Acquired`, `Released`, `Expired`, `Revoked` or `PodGone`.
+    #[schemars(length(min = 1, max = 64))]
+    pub reason: String,
+    /// When, by the writer's clock.
+    pub time: MicroTime,
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn to_u64(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn micro_time(at: Timestamp) -> MicroTime {
+    MicroTime(at)
+}
+
+impl LeadershipLease {
+    /// A new, empty lease object for `application` in `namespace`.
+    pub fn empty(namespace: &str, application: &str) -> Self {
+        let mut lease = LeadershipLease::new(application, LeadershipLeaseSpec::default());
+        lease.metadata.namespace = Some(namespace.to_owned());
+        lease
+    }
+
+    /// The object as the pure lease rules see it. A revocation applies only to the unit and term it
+    /// names.
+    pub fn to_lease(&self) -> Lease {
+        let status = self.status.clone().unwrap_or_default();
+        let term = to_u64(status.term);
+        let holder = status.holder.clone().map(|unit| Claim {
+            unit,
+            duration: Duration::from_millis(to_u64(status.lease_duration_ms.unwrap_or(0))),
+            renewals: to_u64(status.renewals),
+        });
+        let revoked = self.spec.revocation.as_ref().and_then(|r| {
+            (holder.as_ref().map(|c| c.unit.as_str()) == Some(r.unit.as_str()) && to_u64(r.term) == term)
+                .then(|| r.unit.clone())
+        });
+        Lease {
+            holder,
+            term,
+            pins: self.spec.pins.keys().cloned().collect(),
+            revoked,
+        }
+    }
+
+    /// The status after the claim state changed to `next`, at wall-clock time `now` (display times
+    /// only), with a history entry for a change of holder; conditions and the rest are kept.
+    pub fn status_for(&self, next: &Lease, reason: &str, now: Timestamp) -> LeadershipLeaseStatus {
+        let mut status = self.status.clone().unwrap_or_default();
+        let previous_holder = status.holder.clone();
+        let previous_term = status.term;
+        status.holder = next.holder_unit().map(str::to_owned);
+        status.term = to_i64(next.term);
+        status.pinned = next.is_pinned();
+        match &next.holder {
+            Some(claim) => {
+                status.renewals = to_i64(claim.renewals);
+                status.lease_duration_ms = Some(millis(claim.duration));
+                status.renew_time = Some(micro_time(now));
+                status.expire_time = now.checked_add(claim.duration).ok().map(micro_time);
+                if previous_holder.as_deref() != Some(claim.unit.as_str()) || previous_term != status.term {
+                    status.acquire_time = Some(micro_time(now));
+                }
+            }
+            None => {
+                status.renewals = 0;
+                status.lease_duration_ms = None;
+                status.acquire_time = None;
+                status.renew_time = None;
+                status.expire_time = None;
+            }
+        }
+        if previous_holder != status.holder || previous_term != status.term {
+            status.history.push(Transition {
+                term: status.term,
+                holder: status.holder.clone(),
+                reason: reason.to_owned(),
+                time: micro_time(now),
+            });
+            let excess = status.history.len().saturating_sub(HISTORY_LIMIT);
+            status.history.drain(..excess);
+        }
+        status
+    }
+}
+
+/// The history reason for a claim outcome.
+pub fn claim_reason(outcome: ClaimOutcome) -> &'static str {
+    match outcome {
+        ClaimOutcome::Granted => "Acquired",
+        ClaimOutcome::Extended => "Renewed",
+    }
+}
+
+/// The CRD as YAML, exactly as committed in `crds/leadershiplease.yaml`.
+pub fn crd_yaml() -> String {
+    use kube::CustomResourceExt;
+    let crd = LeadershipLease::crd();
+    let yaml = serde_yaml::to_string(&crd).unwrap_or_default();
+    format!("# Generated by `cargo run -p leadership-kube --bin crdgen`; do not edit.\n{yaml}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn held(unit: &str, term: i64) -> LeadershipLease {
+        let mut lease = LeadershipLease::empty("ns", "web");
+        lease.status = Some(LeadershipLeaseStatus {
+            holder: Some(unit.into()),
+            term,
+            renewals: 3,
+            lease_duration_ms: Some(20_000),
+            ..LeadershipLeaseStatus::default()
+        });
+        lease
+    }
+
+    #[test]
+    fn the_object_reads_as_a_lease() {
+        let lease = held("web-0", 4).to_lease();
+        assert_eq!(lease.holder_unit(), Some("web-0"));
+        assert_eq!(lease.claim_id().map(|id| (id.term, id.renewals)), Some((4, 3)));
+        assert_eq!(lease.holder.unwrap().duration, Duration::from_secs(20));
+    }
+
+    #[test]
+    fn a_revocation_applies_only_to_its_unit_and_term() {
+        let mut object = held("web-0", 4);
+        object.spec.revocation = Some(Revocation {
+            unit: "web-0".into(),
+            term: 4,
+            requested_at: None,
+        });
+        assert_eq!(object.to_lease().revoked.as_deref(), Some("web-0"));
+        object.spec.revocation = Some(Revocation {
+            unit: "web-0".into(),
+            term: 3,
+            requested_at: None,
+        });
+        assert_eq!(
+            object.to_lease().revoked,
+            None,
+            "an old term's revocation does not touch a new grant"
+        );
+        object.spec.revocation = Some(Revocation {
+            unit: "web-1".into(),
+            term: 4,
+            requested_at: None,
+        });
+        assert_eq!(object.to_lease().revoked, None);
+    }
+
+    #[test]
+    fn status_records_a_bounded_history_of_changes_of_holder() {
+        let now = Timestamp::from_second(1_800_000_000).unwrap();
+        let mut object = LeadershipLease::empty("ns", "web");
+        for i in 0..15 {
+            let unit = format!("web-{}", i % 2);
+            let (next, outcome) = object
+                .to_lease()
+                .claim(&unit, Duration::from_secs(20), true)
+                .unwrap();
+            object.status = Some(object.status_for(&next, claim_reason(outcome), now));
+            let (renewed, outcome) = object
+                .to_lease()
+                .claim(&unit, Duration::from_secs(20), false)
+                .unwrap();
+            object.status = Some(object.status_for(&renewed, claim_reason(outcome), now));
+        }
+        let status = object.status.unwrap();
+        assert_eq!(status.term, 15);
+        assert_eq!(status.renewals, 1);
+        assert_eq!(status.history.len(), HISTORY_LIMIT);
+        assert_eq!(status.history.last().map(|t| t.term), Some(15));
+        assert!(
+            status.history.iter().all(|t| t.reason == "Acquired"),
+            "renewals are not history"
+        );
+    }
+
+    #[test]
+    fn the_crd_names_its_columns_and_rules() {
+        let yaml = crd_yaml();
+        for needle in [
+            "leadershipleases",
+            "llease",
+            "Leader",
+            "Term",
+            "Pinned",
+            "Expires",
+            "self >= oldSelf",
+        ] {
+            assert!(yaml.contains(needle), "{needle}");
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! Leadership on Kubernetes: the `LeadershipLease` custom resource ([`crd`]) and the store that
+//! implements the leadership interfaces on it ([`store`]).
+#![forbid(unsafe_code)]
+
+pub mod crd;
+pub mod store;
+
+pub use store::{KubeStore, Scope, StoreConfig};

@@ -77,7 +77,7 @@ async fn up(owner: Option<u32>) -> anyhow::Result<bool> {
         &tools,
         StartOptions {
             dir: Some(dir),
-            owner: None,
+            owner,
         },
     )
     .await

@@ -10,10 +10,14 @@
 //! - [`memory`]: the in-memory store, for one process and as the reference implementation;
 //! - [`tracker`]: the Tracker that keeps one unit's leadership over any store;
 //! - [`validate`]: names and durations;
+//! - [`wire`]: the JSON bodies of the sidecar's socket API;
+//! - `client` (feature `client`): a client of that API, and a Tracker over it;
 //! - `conformance` (feature `conformance`): the suite every store must pass.
 #![forbid(unsafe_code)]
 
 pub mod api;
+#[cfg(feature = "client")]
+pub mod client;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod error;
@@ -23,6 +27,7 @@ pub mod memory;
 mod ticket;
 pub mod tracker;
 pub mod validate;
+pub mod wire;
 
 pub use api::{
     Checker, Claimer, Grant, LeaseFeed, LeaseView, Pinner, Reader, Revoker, Ticket, Token, Tracker, Watcher,

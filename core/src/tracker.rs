@@ -135,7 +135,7 @@ pub struct LeaseTracker {
     status: watch::Receiver<TrackerStatus>,
     commands: mpsc::Sender<Command>,
     cancel: CancellationToken,
-    task: Option<JoinHandle<()>>,
+    task: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Command {
@@ -162,7 +162,7 @@ impl LeaseTracker {
             cancel: cancel.clone(),
         };
         let span = tracing::info_span!("tracker", application = %config.application, unit = %config.unit);
-        let task = Some(tokio::spawn(run.run().instrument(span)));
+        let task = std::sync::Mutex::new(Some(tokio::spawn(run.run().instrument(span))));
         Ok(LeaseTracker {
             config,
             status,
@@ -201,9 +201,10 @@ impl LeaseTracker {
     }
 
     /// Stops the tracker, releasing the lease if held (T8), and waits for it to finish.
-    pub async fn stop(mut self) {
+    pub async fn stop(&self) {
         self.cancel.cancel();
-        if let Some(task) = self.task.take() {
+        let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(task) = task {
             let _ = task.await;
         }
     }

@@ -1,0 +1,152 @@
+//! The JSON bodies of the sidecar's socket API, shared by the server and the client so that both
+//! speak exactly one format. Field names are camelCase on the wire and are a public contract.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// `GET /v1/status`, and the body of `wait/leader`, `wait/minion` and each `watch` line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    /// The application.
+    pub application: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// This unit (the pod).
+    pub unit: String,
+    /// Whether this unit is leader, guaranteed for at least the claim duration.
+    pub leader: bool,
+    /// The current holder as this sidecar sees it, if any.
+    pub holder: Option<String>,
+    /// The fencing term: this unit's while leader, else the latest seen.
+    pub term: u64,
+    /// How long this unit's leadership is still guaranteed (0 for a minion).
+    pub guaranteed_for_ms: u64,
+    /// Whether any entity pins the lease.
+    pub pinned: bool,
+    /// The guarantee every "leader" answer carries.
+    pub claim_duration_ms: u64,
+}
+
+/// `POST /v1/claim`: the ClaimLeader ticket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimReply {
+    /// True only if leadership is guaranteed for the claim duration from the request.
+    pub leader: bool,
+    /// The fencing term.
+    pub term: u64,
+}
+
+/// `GET /v1/token` while leader.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenReply {
+    /// The application.
+    pub application: String,
+    /// This unit.
+    pub unit: String,
+    /// The fencing term to put into writes.
+    pub term: u64,
+    /// How long the token stays valid.
+    pub valid_for_ms: u64,
+}
+
+/// `POST /v1/release`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleaseReply {
+    /// Whether a lease was released (false for a minion).
+    pub released: bool,
+}
+
+/// `GET /v1/leaders`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LeadersReply {
+    /// Application -> holder, for the namespace.
+    pub leaders: BTreeMap<String, String>,
+}
+
+/// `GET /v1/pins`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PinsReply {
+    /// Application -> entities pinning it, for the namespace.
+    pub pins: BTreeMap<String, Vec<String>>,
+}
+
+/// The body of `POST /v1/pin` and `POST /v1/unpin`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EntityRequest {
+    /// The entity that pins or unpins this unit's application.
+    pub entity: String,
+}
+
+/// The reply to `POST /v1/pin` and `POST /v1/unpin`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PinReply {
+    /// The application.
+    pub application: String,
+    /// The entity.
+    pub entity: String,
+    /// Whether the entity pins the application now.
+    pub pinned: bool,
+}
+
+/// Every error reply: `{"error":{"code":"...","message":"..."}}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorReply {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// The code and message of an error reply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// A stable code: ClaimDenied, ClaimNotHeld, BlockCancelled, NotLeader, BadRequest,
+    /// NotFound, Timeout, Forbidden or Unavailable.
+    pub code: String,
+    /// A human-readable explanation.
+    pub message: String,
+}
+
+impl ErrorReply {
+    /// An error reply with `code` and `message`.
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        ErrorReply {
+            error: ErrorDetail {
+                code: code.to_owned(),
+                message: message.into(),
+            },
+        }
+    }
+
+    /// The HTTP status that goes with the code.
+    pub fn http_status(&self) -> u16 {
+        http_status(&self.error.code)
+    }
+}
+
+/// The HTTP status for an error code.
+pub fn http_status(code: &str) -> u16 {
+    match code {
+        "BadRequest" => 400,
+        "Forbidden" => 403,
+        "NotFound" => 404,
+        "Timeout" => 408,
+        "ClaimDenied" | "ClaimNotHeld" | "NotLeader" | "BlockCancelled" => 409,
+        _ => 503,
+    }
+}
+
+impl From<&Error> for ErrorReply {
+    fn from(err: &Error) -> Self {
+        ErrorReply::new(err.code(), err.to_string())
+    }
+}

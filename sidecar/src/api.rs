@@ -1,0 +1,428 @@
+//! The socket API (HTTP/1.1 + JSON): the unit's tickets, token, release, the namespace's leaders
+//! and pins. Every error is `{"error":{"code","message"}}` with a stable code; bad input never
+//! panics and never changes state.
+
+use std::{convert::Infallible, sync::Arc, time::Duration};
+
+use axum::{
+    Json, Router,
+    body::{Body, Bytes},
+    extract::{DefaultBodyLimit, MatchedPath, Query, Request, State, rejection::QueryRejection},
+    http::{Method, StatusCode, Uri, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use leadership::{
+    Claimer, Error, LeaseTracker, Pinner, Reader, Ticket, Tracker, Watcher,
+    wire::{
+        ClaimReply, EntityRequest, ErrorReply, LeadersReply, PinReply, PinsReply, ReleaseReply, Status,
+        TokenReply,
+    },
+};
+use serde::Deserialize;
+use tokio::time::Instant;
+
+use crate::metrics::{Metrics, RequestLabels};
+
+/// The largest request body accepted.
+pub const MAX_BODY: usize = 4 * 1024;
+/// The longest a wait may be asked to last.
+pub const MAX_WAIT_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// What the sidecar's store must offer.
+pub trait Store: Claimer + Watcher + Reader + Pinner + Clone + 'static {}
+impl<T: Claimer + Watcher + Reader + Pinner + Clone + 'static> Store for T {}
+
+/// One unit's sidecar: its tracker, its store and its identity; cheap to clone.
+pub struct Sidecar<S> {
+    inner: Arc<Inner<S>>,
+}
+
+impl<S> Clone for Sidecar<S> {
+    fn clone(&self) -> Self {
+        Sidecar {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+struct Inner<S> {
+    namespace: String,
+    unit: String,
+    tracker: LeaseTracker,
+    store: S,
+    metrics: Arc<Metrics>,
+}
+
+impl<S: Store> Sidecar<S> {
+    /// A sidecar for `tracker`'s unit, in `namespace`.
+    pub fn new(namespace: String, tracker: LeaseTracker, store: S, metrics: Arc<Metrics>) -> Self {
+        let unit = tracker.unit().to_owned();
+        Sidecar {
+            inner: Arc::new(Inner {
+                namespace,
+                unit,
+                tracker,
+                store,
+                metrics,
+            }),
+        }
+    }
+
+    /// The tracker.
+    pub fn tracker(&self) -> &LeaseTracker {
+        &self.inner.tracker
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The status as the API reports it, at this instant.
+    pub fn status(&self) -> Status {
+        let tracker = &self.inner.tracker;
+        let state = tracker.status();
+        let now = Instant::now();
+        let leader = state.is_leader(now);
+        Status {
+            application: tracker.application_name().to_owned(),
+            namespace: self.inner.namespace.clone(),
+            unit: self.inner.unit.clone(),
+            leader,
+            holder: if leader {
+                Some(self.inner.unit.clone())
+            } else {
+                state.lease.holder_at(now).map(str::to_owned)
+            },
+            term: state.term,
+            guaranteed_for_ms: millis(state.guaranteed_for(now)),
+            pinned: state.lease.pinned,
+            claim_duration_ms: millis(tracker.claim_duration()),
+        }
+    }
+
+    /// Whether the lease state is known: the first read is done and the watch runs.
+    pub fn is_ready(&self) -> bool {
+        let state = self.inner.tracker.status();
+        state.ready && !state.stopped
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// An error reply with the status that goes with its code.
+pub fn error(code: &str, message: impl Into<String>) -> Response {
+    let reply = ErrorReply::new(code, message);
+    let status = StatusCode::from_u16(reply.http_status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    (status, Json(reply)).into_response()
+}
+
+fn failure(err: &Error) -> Response {
+    error(err.code(), err.to_string())
+}
+
+/// The socket API's routes.
+pub fn router<S: Store>(sidecar: Sidecar<S>) -> Router {
+    Router::new()
+        .route("/v1/status", get(status::<S>))
+        .route("/v1/claim", post(claim::<S>))
+        .route("/v1/wait/leader", get(wait_leader::<S>))
+        .route("/v1/wait/minion", get(wait_minion::<S>))
+        .route("/v1/watch", get(watch::<S>))
+        .route("/v1/token", get(token::<S>))
+        .route("/v1/release", post(release::<S>))
+        .route("/v1/leaders", get(leaders::<S>))
+        .route("/v1/pins", get(pins::<S>))
+        .route("/v1/pin", post(pin::<S>))
+        .route("/v1/unpin", post(unpin::<S>))
+        .merge(probes())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn_with_state(sidecar.clone(), count::<S>))
+        .with_state(sidecar)
+}
+
+/// `/healthz` and `/readyz`, served on the socket and on the admin port.
+pub fn probes<S: Store>() -> Router<Sidecar<S>> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz::<S>))
+}
+
+async fn count<S: Store>(State(sidecar): State<Sidecar<S>>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("other", MatchedPath::as_str)
+        .to_owned();
+    let response = next.run(request).await;
+    sidecar
+        .metrics()
+        .requests
+        .get_or_create(&RequestLabels {
+            route,
+            code: response.status().as_u16(),
+        })
+        .inc();
+    response
+}
+
+async fn not_found(method: Method, uri: Uri) -> Response {
+    error(
+        "NotFound",
+        format!(
+            "no route {method} {}; the routes are listed in the README",
+            uri.path()
+        ),
+    )
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    let mut response = error(
+        "BadRequest",
+        format!("method {method} is not allowed on {}", uri.path()),
+    );
+    *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    response
+}
+
+async fn healthz() -> Response {
+    Json(serde_json::json!({ "status": "ok" })).into_response()
+}
+
+async fn readyz<S: Store>(State(sidecar): State<Sidecar<S>>) -> Response {
+    if sidecar.is_ready() {
+        Json(serde_json::json!({ "status": "ready" })).into_response()
+    } else {
+        error(
+            "Unavailable",
+            "the lease state is not known yet (is the API server reachable and the CRD installed?)",
+        )
+    }
+}
+
+async fn status<S: Store>(State(sidecar): State<Sidecar<S>>) -> Json<Status> {
+    Json(sidecar.status())
+}
+
+async fn claim<S: Store>(State(sidecar): State<Sidecar<S>>) -> Json<ClaimReply> {
+    let leader = sidecar.tracker().claim_leader().wait().await;
+    Json(ClaimReply {
+        leader,
+        term: sidecar.tracker().status().term,
+    })
+}
+
+/// The query of the wait routes.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WaitQuery {
+    /// Give up after this many milliseconds.
+    pub timeout_ms: Option<u64>,
+}
+
+/// The wait's time limit, or a 400 reply.
+fn wait_limit(query: Result<Query<WaitQuery>, QueryRejection>) -> Result<Option<Duration>, Response> {
+    let Query(query) = query.map_err(|e| error("BadRequest", format!("bad query: {}", e.body_text())))?;
+    match query.timeout_ms {
+        Some(ms) if ms > MAX_WAIT_MS => Err(error(
+            "BadRequest",
+            format!("timeoutMs must be at most {MAX_WAIT_MS}"),
+        )),
+        other => Ok(other.map(Duration::from_millis)),
+    }
+}
+
+async fn wait_for<S: Store>(
+    sidecar: &Sidecar<S>,
+    limit: Option<Duration>,
+    ticket: impl Ticket,
+    what: &str,
+) -> Response {
+    let answer = match limit {
+        Some(limit) => tokio::time::timeout(limit, ticket.wait()).await.ok(),
+        None => Some(ticket.wait().await),
+    };
+    match answer {
+        None => error(
+            "Timeout",
+            format!("not {what} within {} ms", limit.map_or(0, millis)),
+        ),
+        Some(false) => error("Unavailable", "the sidecar is shutting down"),
+        Some(true) => Json(sidecar.status()).into_response(),
+    }
+}
+
+async fn wait_leader<S: Store>(
+    State(sidecar): State<Sidecar<S>>,
+    query: Result<Query<WaitQuery>, QueryRejection>,
+) -> Response {
+    match wait_limit(query) {
+        Ok(limit) => wait_for(&sidecar, limit, sidecar.tracker().wait_leader(), "leader").await,
+        Err(response) => response,
+    }
+}
+
+async fn wait_minion<S: Store>(
+    State(sidecar): State<Sidecar<S>>,
+    query: Result<Query<WaitQuery>, QueryRejection>,
+) -> Response {
+    match wait_limit(query) {
+        Ok(limit) => wait_for(&sidecar, limit, sidecar.tracker().wait_minion(), "minion").await,
+        Err(response) => response,
+    }
+}
+
+/// One NDJSON line per change of status (the guarantee's countdown is not a change).
+async fn watch<S: Store>(State(sidecar): State<Sidecar<S>>) -> Response {
+    let changes = sidecar.tracker().subscribe();
+    let stream = futures::stream::unfold(
+        (changes, None::<Status>, false),
+        move |(mut changes, last, done)| {
+            let sidecar = sidecar.clone();
+            async move {
+                if done {
+                    return None;
+                }
+                loop {
+                    let status = sidecar.status();
+                    let comparable = Status {
+                        guaranteed_for_ms: 0,
+                        ..status.clone()
+                    };
+                    let stopped = changes.borrow().stopped;
+                    if last.as_ref() != Some(&comparable) {
+                        let mut line = serde_json::to_vec(&status).unwrap_or_default();
+                        line.push(b'\n');
+                        return Some((
+                            Ok::<_, Infallible>(Bytes::from(line)),
+                            (changes, Some(comparable), stopped),
+                        ));
+                    }
+                    if stopped {
+                        return None;
+                    }
+                    let deadline = changes
+                        .borrow()
+                        .guarantee
+                        .map(|g| g.leader_until())
+                        .filter(|_| status.leader);
+                    tokio::select! {
+                        changed = changes.changed() => if changed.is_err() { return None },
+                        () = sleep_until(deadline) => {}
+                    }
+                }
+            }
+        },
+    );
+    (
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn token<S: Store>(State(sidecar): State<Sidecar<S>>) -> Response {
+    let status = sidecar.status();
+    if !status.leader {
+        return failure(&Error::not_leader(&status.application, &status.unit));
+    }
+    Json(TokenReply {
+        application: status.application,
+        unit: status.unit,
+        term: status.term,
+        valid_for_ms: status.guaranteed_for_ms,
+    })
+    .into_response()
+}
+
+async fn release<S: Store>(State(sidecar): State<Sidecar<S>>) -> Response {
+    match sidecar.tracker().release().await {
+        Ok(released) => Json(ReleaseReply { released }).into_response(),
+        Err(err) => failure(&err),
+    }
+}
+
+async fn leaders<S: Store>(State(sidecar): State<Sidecar<S>>) -> Response {
+    match sidecar.inner.store.leaders().await {
+        Ok(leaders) => Json(LeadersReply { leaders }).into_response(),
+        Err(err) => failure(&err),
+    }
+}
+
+async fn pins<S: Store>(State(sidecar): State<Sidecar<S>>) -> Response {
+    match sidecar.inner.store.pinned_leadership().await {
+        Ok(pins) => Json(PinsReply { pins }).into_response(),
+        Err(err) => failure(&err),
+    }
+}
+
+/// The entity named by a pin or unpin body, or a 400/413 reply.
+fn entity(body: Result<Bytes, axum::extract::rejection::BytesRejection>) -> Result<String, Response> {
+    let body = body.map_err(|rejection| {
+        let status = rejection.status();
+        let mut response = error("BadRequest", rejection.body_text());
+        *response.status_mut() = status;
+        response
+    })?;
+    let request: EntityRequest = serde_json::from_slice(&body).map_err(|e| {
+        error(
+            "BadRequest",
+            format!("the body must be {{\"entity\":\"NAME\"}}: {e}"),
+        )
+    })?;
+    Ok(request.entity)
+}
+
+async fn set_pin<S: Store>(
+    sidecar: Sidecar<S>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    pin: bool,
+) -> Response {
+    let entity = match entity(body) {
+        Ok(entity) => entity,
+        Err(response) => return response,
+    };
+    let application = sidecar.tracker().application_name().to_owned();
+    let store = &sidecar.inner.store;
+    let done = if pin {
+        store.pin_leadership(&application, &entity).await
+    } else {
+        store.unpin_leadership(&application, &entity).await
+    };
+    match done {
+        Ok(()) => Json(PinReply {
+            application,
+            entity,
+            pinned: pin,
+        })
+        .into_response(),
+        Err(err) => failure(&err),
+    }
+}
+
+async fn pin<S: Store>(
+    State(sidecar): State<Sidecar<S>>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    set_pin(sidecar, body, true).await
+}
+
+async fn unpin<S: Store>(
+    State(sidecar): State<Sidecar<S>>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    set_pin(sidecar, body, false).await
+}

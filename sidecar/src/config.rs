@@ -1,0 +1,87 @@
+//! The command line: flags (each also read from the environment) and the client subcommands.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use leadership::{client::DEFAULT_SOCKET, validate::parse_duration};
+
+fn duration(text: &str) -> Result<Duration, String> {
+    parse_duration(text).map_err(|e| e.to_string())
+}
+
+/// Keeps this pod's leadership of its application and serves it to the app containers.
+#[derive(Debug, Parser)]
+#[command(name = "leadership-sidecar", version, about)]
+pub struct Cli {
+    /// What to do; without a subcommand, run the sidecar.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// The sidecar's settings.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// The settings of a running sidecar.
+#[derive(Clone, Debug, Args)]
+pub struct RunArgs {
+    /// The application whose leadership this unit takes part in.
+    #[arg(long, env = "LEADERSHIP_APPLICATION", global = true)]
+    pub application: Option<String>,
+    /// This unit's name: the pod's name.
+    #[arg(long, env = "POD_NAME", global = true)]
+    pub unit: Option<String>,
+    /// The namespace of the lease (default: the pod's, then the kubeconfig's).
+    #[arg(long, env = "POD_NAMESPACE", global = true)]
+    pub namespace: Option<String>,
+    /// The Unix socket served to the app containers (mode 0660).
+    #[arg(long, env = "LEADERSHIP_SOCKET", default_value = DEFAULT_SOCKET, global = true)]
+    pub socket: PathBuf,
+    /// The guarantee d: "leader" always means leader for at least d more. Each claim asks for a
+    /// lease of 2d and is renewed every d/2, so the 10s default gives one write per 5 s and crash
+    /// failover within about 20 s.
+    #[arg(long, env = "LEADERSHIP_CLAIM_DURATION", default_value = "10s", value_parser = duration, global = true)]
+    pub claim_duration: Duration,
+    /// Where to serve /healthz, /readyz and /metrics over TCP, for probes and Prometheus.
+    #[arg(
+        long,
+        env = "LEADERSHIP_ADMIN_ADDRESS",
+        default_value = "0.0.0.0:8080",
+        global = true
+    )]
+    pub admin_address: SocketAddr,
+    /// Log format.
+    #[arg(long, env = "LEADERSHIP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain, global = true)]
+    pub log_format: LogFormat,
+}
+
+/// How logs are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Plain,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Client subcommands, for exec probes and shell scripts; they ask a running sidecar.
+#[derive(Clone, Debug, Subcommand)]
+pub enum Command {
+    /// Exit 0 if this unit is leader, 1 if not, 2 on error.
+    IsLeader,
+    /// Wait until this unit is leader; exit 0 then, 1 on timeout, 2 on error.
+    WaitLeader(WaitArgs),
+    /// Wait until this unit is not guaranteed leader; exit 0 then, 1 on timeout, 2 on error.
+    WaitMinion(WaitArgs),
+    /// Print the status as JSON.
+    Status,
+    /// Step down now; prints whether a lease was released.
+    Release,
+}
+
+/// How long a wait subcommand waits.
+#[derive(Clone, Debug, Args)]
+pub struct WaitArgs {
+    /// Give up after this long (default: wait for ever).
+    #[arg(long, value_parser = duration)]
+    pub timeout: Option<Duration>,
+}

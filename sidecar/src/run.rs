@@ -1,0 +1,134 @@
+//! Wires the sidecar: configuration, the Kubernetes store, the tracker, both listeners, and a
+//! graceful shutdown that releases the lease (SPEC T8).
+
+use std::{os::unix::fs::PermissionsExt, path::Path, sync::Arc, time::Duration};
+
+use anyhow::{Context, bail};
+use leadership::{LeaseTracker, TrackerConfig, validate};
+use leadership_kube::{KubeStore, Scope};
+use tokio::{
+    net::{TcpListener, UnixListener},
+    signal::unix::{SignalKind, signal},
+    time::Instant,
+};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+use crate::{
+    admin,
+    api::{self, Sidecar, Store},
+    config::RunArgs,
+    http::serve,
+    metrics::Metrics,
+};
+
+/// Runs the sidecar until SIGTERM or SIGINT, then releases the lease and removes the socket.
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let application = args
+        .application
+        .clone()
+        .context("--application (or LEADERSHIP_APPLICATION) is required")?;
+    validate::application_name(&application)?;
+    let unit = args
+        .unit
+        .clone()
+        .context("--unit (or POD_NAME, from the downward API) is required")?;
+    validate::unit_name(&unit)?;
+    if args.claim_duration < Duration::from_secs(1) || args.claim_duration > Duration::from_secs(300) {
+        bail!(
+            "--claim-duration must be between 1s and 5m (each claim asks for twice that), not {:?}",
+            args.claim_duration
+        );
+    }
+    let client = kube::Client::try_default().await.context(
+        "no Kubernetes client configuration: in a pod the ServiceAccount is used; elsewhere set KUBECONFIG",
+    )?;
+    let namespace = args
+        .namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_owned());
+    let store = KubeStore::new(client, Scope::Namespace(namespace.clone()));
+    if let Err(err) = store.check_installed().await {
+        // Not fatal: a crash loop would help nobody. The sidecar stays unready and keeps trying.
+        error!(error = %err, "cannot read LeadershipLeases; not ready until this is fixed");
+    }
+    let tracker = LeaseTracker::start(
+        store.clone(),
+        TrackerConfig::new(&application, &unit, args.claim_duration),
+    )?;
+    let sidecar = Sidecar::new(namespace.clone(), tracker, store, Arc::new(Metrics::default()));
+    info!(%application, %unit, %namespace, socket = %args.socket.display(), claim_duration = ?args.claim_duration, "sidecar starting");
+    serve_until_signalled(sidecar, &args).await
+}
+
+/// Binds the socket: removes a stale file, creates the folder, and sets mode 0660.
+fn bind_socket(path: &Path) -> anyhow::Result<UnixListener> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => info!(socket = %path.display(), "removed a stale socket"),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => return Err(err).with_context(|| format!("remove the stale socket {}", path.display())),
+    }
+    let listener = UnixListener::bind(path).with_context(|| format!("bind {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .with_context(|| format!("set the mode of {}", path.display()))?;
+    Ok(listener)
+}
+
+/// Serves both listeners and follows the tracker until a signal; then shuts down in order.
+pub async fn serve_until_signalled<S: Store>(sidecar: Sidecar<S>, args: &RunArgs) -> anyhow::Result<()> {
+    let socket = bind_socket(&args.socket)?;
+    let admin = TcpListener::bind(args.admin_address)
+        .await
+        .with_context(|| format!("bind the admin address {}", args.admin_address))?;
+    let stop = CancellationToken::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(serve(socket, api::router(sidecar.clone()), stop.clone()));
+    tasks.spawn(serve(admin, admin::router(sidecar.clone()), stop.clone()));
+    tasks.spawn(follow(sidecar.clone(), stop.clone()));
+
+    let mut terminate = signal(SignalKind::terminate()).context("install the SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("install the SIGINT handler")?;
+    let which = tokio::select! {
+        _ = terminate.recv() => "SIGTERM",
+        _ = interrupt.recv() => "SIGINT",
+    };
+    info!(signal = which, "shutting down: releasing leadership");
+    sidecar.tracker().stop().await;
+    stop.cancel();
+    tasks.shutdown().await;
+    let _ = std::fs::remove_file(&args.socket);
+    info!("stopped");
+    Ok(())
+}
+
+/// Logs every change of leadership and keeps the gauges current.
+async fn follow<S: Store>(sidecar: Sidecar<S>, stop: CancellationToken) {
+    let mut changes = sidecar.tracker().subscribe();
+    let mut was_leader = false;
+    loop {
+        let state = changes.borrow_and_update().clone();
+        let leader = state.is_leader(Instant::now());
+        let metrics = sidecar.metrics();
+        metrics.term.set(i64::try_from(state.term).unwrap_or(i64::MAX));
+        metrics.leader.set(i64::from(leader));
+        if leader != was_leader {
+            if leader {
+                metrics.elected.inc();
+                info!(term = state.term, "this unit is now leader");
+            } else {
+                metrics.deposed.inc();
+                info!(term = state.term, holder = ?state.lease.holder, "this unit is no longer leader");
+            }
+            was_leader = leader;
+        }
+        let deadline = state.guarantee.map(|g| g.leader_until()).filter(|_| leader);
+        tokio::select! {
+            () = stop.cancelled() => return,
+            changed = changes.changed() => if changed.is_err() { return },
+            () = async { match deadline { Some(at) => tokio::time::sleep_until(at).await, None => std::future::pending().await } } => {}
+        }
+    }
+}

@@ -114,11 +114,36 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// An error reply and its HTTP status.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    reply: ErrorReply,
+}
+
+impl ApiError {
+    /// An error with `code`, and the status that goes with it.
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        let reply = ErrorReply::new(code, message);
+        let status = StatusCode::from_u16(reply.http_status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        ApiError { status, reply }
+    }
+
+    /// The same error with another HTTP status.
+    pub fn with_status(self, status: StatusCode) -> Self {
+        ApiError { status, ..self }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.reply)).into_response()
+    }
+}
+
 /// An error reply with the status that goes with its code.
 pub fn error(code: &str, message: impl Into<String>) -> Response {
-    let reply = ErrorReply::new(code, message);
-    let status = StatusCode::from_u16(reply.http_status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-    (status, Json(reply)).into_response()
+    ApiError::new(code, message).into_response()
 }
 
 fn failure(err: &Error) -> Response {
@@ -264,7 +289,7 @@ async fn wait_leader<S: Store>(
 ) -> Response {
     match wait_limit(query) {
         Ok(limit) => wait_for(&sidecar, limit, sidecar.tracker().wait_leader(), "leader").await,
-        Err(response) => response,
+        Err(err) => err.into_response(),
     }
 }
 
@@ -274,7 +299,7 @@ async fn wait_minion<S: Store>(
 ) -> Response {
     match wait_limit(query) {
         Ok(limit) => wait_for(&sidecar, limit, sidecar.tracker().wait_minion(), "minion").await,
-        Err(response) => response,
+        Err(err) => err.into_response(),
     }
 }
 
@@ -393,7 +418,7 @@ async fn set_pin<S: Store>(
 ) -> Response {
     let entity = match entity(body) {
         Ok(entity) => entity,
-        Err(response) => return response,
+        Err(err) => return err.into_response(),
     };
     let application = sidecar.tracker().application_name().to_owned();
     let store = &sidecar.inner.store;

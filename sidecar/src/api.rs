@@ -252,10 +252,11 @@ pub struct WaitQuery {
 }
 
 /// The wait's time limit, or a 400 reply.
-fn wait_limit(query: Result<Query<WaitQuery>, QueryRejection>) -> Result<Option<Duration>, Response> {
-    let Query(query) = query.map_err(|e| error("BadRequest", format!("bad query: {}", e.body_text())))?;
+fn wait_limit(query: Result<Query<WaitQuery>, QueryRejection>) -> Result<Option<Duration>, ApiError> {
+    let Query(query) =
+        query.map_err(|e| ApiError::new("BadRequest", format!("bad query: {}", e.body_text())))?;
     match query.timeout_ms {
-        Some(ms) if ms > MAX_WAIT_MS => Err(error(
+        Some(ms) if ms > MAX_WAIT_MS => Err(ApiError::new(
             "BadRequest",
             format!("timeoutMs must be at most {MAX_WAIT_MS}"),
         )),
@@ -395,15 +396,12 @@ async fn pins<S: Store>(State(sidecar): State<Sidecar<S>>) -> Response {
 }
 
 /// The entity named by a pin or unpin body, or a 400/413 reply.
-fn entity(body: Result<Bytes, axum::extract::rejection::BytesRejection>) -> Result<String, Response> {
+fn entity(body: Result<Bytes, axum::extract::rejection::BytesRejection>) -> Result<String, ApiError> {
     let body = body.map_err(|rejection| {
-        let status = rejection.status();
-        let mut response = error("BadRequest", rejection.body_text());
-        *response.status_mut() = status;
-        response
+        ApiError::new("BadRequest", rejection.body_text()).with_status(rejection.status())
     })?;
     let request: EntityRequest = serde_json::from_slice(&body).map_err(|e| {
-        error(
+        ApiError::new(
             "BadRequest",
             format!("the body must be {{\"entity\":\"NAME\"}}: {e}"),
         )

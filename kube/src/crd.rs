@@ -263,6 +263,39 @@ pub fn claim_reason(outcome: ClaimOutcome) -> &'static str {
     }
 }
 
+/// Installs or updates the CRD with server-side apply and waits until LeadershipLeases are served:
+/// for tests and local runs (clusters get the CRD from the chart).
+pub async fn install(client: &kube::Client) -> Result<(), kube::Error> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::{
+        Api, CustomResourceExt,
+        api::{Patch, PatchParams},
+        runtime::{conditions, wait::await_condition},
+    };
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = LeadershipLease::crd();
+    let name = crd.metadata.name.clone().unwrap_or_default();
+    crds.patch(
+        &name,
+        &PatchParams::apply("leadership").force(),
+        &Patch::Apply(&crd),
+    )
+    .await?;
+    let established = await_condition(crds, &name, conditions::is_crd_established());
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(60), established).await;
+    // Discovery can lag the Established condition for a moment.
+    let probe: kube::Api<LeadershipLease> = kube::Api::all(client.clone());
+    let mut attempts = 0;
+    loop {
+        match probe.list(&kube::api::ListParams::default().limit(1)).await {
+            Ok(_) => return Ok(()),
+            Err(err) if attempts >= 100 => return Err(err),
+            Err(_) => attempts += 1,
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// The CRD as YAML, exactly as committed in `crds/leadershiplease.yaml`.
 pub fn crd_yaml() -> String {
     use kube::CustomResourceExt;

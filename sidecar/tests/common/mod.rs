@@ -1,5 +1,6 @@
 //! Sidecars as local processes, one per Pod object, against the test control plane.
 #![allow(dead_code)] // each test binary uses a different part of this module
+#![allow(clippy::unwrap_used)] // test fixtures: a failed step is a failed test
 
 use std::{
     path::{Path, PathBuf},
@@ -7,18 +8,10 @@ use std::{
     time::Duration,
 };
 
-use k8s_openapi::{
-    api::core::v1::{Container, Pod, PodSpec},
-    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-};
-use kube::{
-    Api, CustomResourceExt,
-    api::{ObjectMeta, Patch, PatchParams, PostParams},
-    runtime::{conditions, wait::await_condition},
-};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
+use kube::api::{ObjectMeta, PostParams};
 use leadership::{client::SocketClient, wire::Status};
 use leadership_e2e::testenv::{self, TestNamespace};
-use leadership_kube::crd::LeadershipLease;
 use nix::{sys::signal::Signal, unistd::Pid};
 use tokio::{
     process::{Child, Command},
@@ -33,23 +26,9 @@ pub const PROMPTLY: Duration = Duration::from_secs(10);
 /// A fresh namespace with the CRD installed.
 pub async fn namespace() -> TestNamespace {
     let ns = testenv::shared().namespace().await;
-    let crds: Api<CustomResourceDefinition> = Api::all(ns.client.clone());
-    let crd = LeadershipLease::crd();
-    let name = crd.metadata.name.clone().unwrap();
-    crds.patch(
-        &name,
-        &PatchParams::apply("leadership-tests").force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .unwrap();
-    timeout(
-        Duration::from_secs(60),
-        await_condition(crds, &name, conditions::is_crd_established()),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    leadership_kube::crd::install(&ns.client)
+        .await
+        .expect("install the CRD");
     ns
 }
 

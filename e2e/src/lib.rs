@@ -3,13 +3,15 @@
 //! - [`tools`]: the pinned etcd, kube-apiserver, kube-controller-manager, kubectl and helm binaries,
 //!   built from the Go module proxy by `e2e/tools/build` into `~/.cache/leadership-e2e/`;
 //! - [`controlplane`]: starts and stops them on 127.0.0.1 with their own CA;
-//! - [`testenv`]: one control plane per test run, a client and a fresh namespace per test.
+//! - [`testenv`]: one control plane per test run, a client and a fresh namespace per test;
+//! - [`units`]: sidecars and operators as local processes, one sidecar per Pod object.
 #![forbid(unsafe_code)]
 
 pub mod certs;
 pub mod controlplane;
 pub mod testenv;
 pub mod tools;
+pub mod units;
 
 /// What can go wrong while building, starting or using the control plane.
 #[derive(Debug, thiserror::Error)]

@@ -33,6 +33,28 @@ use crate::{
 /// The environment variable naming a running test cluster's admin kubeconfig.
 pub const KUBECONFIG_ENV: &str = "LEADERSHIP_E2E_KUBECONFIG";
 
+/// The path of one of the workspace's binaries, built (once per test process) if needed, for
+/// tests in one crate that run another crate's binary.
+pub fn binary(name: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if !built.iter().any(|b| b == name) {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .current_dir(&workspace)
+            .args(["build", "--quiet", "--bin", name])
+            .status()
+            .unwrap_or_else(|e| panic!("build {name}: {e}"));
+        assert!(status.success(), "cargo build --bin {name} failed");
+        built.push(name.to_owned());
+    }
+    let exe = std::env::current_exe().expect("the test's own path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let profile = exe.parent().and_then(Path::parent).expect("a target folder");
+    profile.join(name)
+}
+
 /// The shared test cluster.
 #[derive(Debug)]
 pub struct TestEnv {

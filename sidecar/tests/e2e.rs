@@ -68,10 +68,11 @@ async fn sigterm_releases_and_hands_over() {
     let (first, status) = leader(&sidecars, PROMPTLY).await;
     let stopped_at = Instant::now();
     sidecars[first].signal(Signal::SIGTERM);
-    assert_eq!(sidecars[first].exit_code().await, Some(0));
+    assert_eq!(sidecars[first].process.exit_code().await, Some(0));
     assert!(!sidecars[first].socket.exists(), "the socket is removed at exit");
     assert!(
         sidecars[first]
+            .process
             .log_text()
             .contains("released leadership on shutdown")
     );
@@ -93,7 +94,7 @@ async fn sigkill_hands_over_when_the_lease_runs_out() {
     let (first, status) = leader(&sidecars, PROMPTLY).await;
     let killed_at = Instant::now();
     sidecars[first].signal(Signal::SIGKILL);
-    let _ = sidecars[first].exit_code().await;
+    let _ = sidecars[first].process.exit_code().await;
     let dead = sidecars.remove(first);
     let (_, after) = leader(&sidecars, Duration::from_secs(30)).await;
     let failover = killed_at.elapsed();

@@ -1,0 +1,253 @@
+//! Sidecars and operators as local processes, one sidecar per Pod object the test creates: what a
+//! kubelet would run, without a kubelet.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
+
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
+use kube::api::{ObjectMeta, PostParams};
+use leadership::{client::SocketClient, wire::Status};
+use nix::{sys::signal::Signal, unistd::Pid};
+use tokio::{
+    process::{Child, Command},
+    time::{Instant, sleep},
+};
+
+use crate::testenv::{self, TestNamespace};
+
+/// The claim duration tests run sidecars with: leases of 4 s.
+pub const D: &str = "2s";
+/// A generous bound for what should happen "at once" on a shared machine.
+pub const PROMPTLY: Duration = Duration::from_secs(10);
+
+/// Creates a Pod object for a unit (no kubelet runs it: its sidecar runs as a local process).
+pub async fn pod(ns: &TestNamespace, name: &str) -> Pod {
+    let pod = Pod {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PodSpec {
+            containers: vec![Container {
+                name: "app".into(),
+                image: Some("app:1".into()),
+                ..Container::default()
+            }],
+            ..PodSpec::default()
+        }),
+        ..Pod::default()
+    };
+    ns.api::<Pod>()
+        .create(&PostParams::default(), &pod)
+        .await
+        .expect("create the Pod object")
+}
+
+/// One of the project's binaries running as a local process, its output in a log file.
+pub struct Process {
+    /// The log file.
+    pub log: PathBuf,
+    child: Child,
+}
+
+impl Process {
+    /// Starts `binary` with `args` and the given kubeconfig; killed when dropped.
+    pub fn start(binary: &Path, args: &[String], kubeconfig: &Path, log: PathBuf) -> Process {
+        let out = std::fs::File::create(&log).expect("create the log file");
+        let err = out.try_clone().expect("clone the log file");
+        let child = Command::new(binary)
+            .args(args)
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", binary.display()));
+        Process { log, child }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(
+            self.child
+                .id()
+                .and_then(|id| i32::try_from(id).ok())
+                .expect("still running"),
+        )
+    }
+
+    /// Sends a signal.
+    pub fn signal(&self, signal: Signal) {
+        nix::sys::signal::kill(self.pid(), signal).expect("send a signal");
+    }
+
+    /// Waits (30 s at most) for the process to exit; its exit code.
+    pub async fn exit_code(&mut self) -> Option<i32> {
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("exits in time")
+            .ok()?
+            .code()
+    }
+
+    /// The log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+fn scratch(ns: &TestNamespace) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("leadership-units-{}", ns.name));
+    std::fs::create_dir_all(&dir).expect("create the scratch folder");
+    dir
+}
+
+/// One sidecar process.
+pub struct Sidecar {
+    /// The unit (pod) name.
+    pub unit: String,
+    /// Its socket.
+    pub socket: PathBuf,
+    /// The process.
+    pub process: Process,
+}
+
+impl Sidecar {
+    /// Starts `leadership-sidecar` for `unit` of `application` with the admin kubeconfig, and
+    /// waits until it is ready.
+    pub async fn start(ns: &TestNamespace, application: &str, unit: &str) -> Sidecar {
+        Self::start_with(ns, application, unit, testenv::shared().kubeconfig(), &[]).await
+    }
+
+    /// Starts a sidecar with a given kubeconfig and extra flags, and waits until it is ready.
+    pub async fn start_with(
+        ns: &TestNamespace,
+        application: &str,
+        unit: &str,
+        kubeconfig: &Path,
+        extra: &[&str],
+    ) -> Sidecar {
+        let dir = scratch(ns);
+        let socket = dir.join(format!("{unit}.sock"));
+        let mut args: Vec<String> = [
+            "--application",
+            application,
+            "--unit",
+            unit,
+            "--namespace",
+            &ns.name,
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+        args.extend(["--socket".to_owned(), socket.display().to_string()]);
+        args.extend(["--claim-duration", D, "--admin-address", "127.0.0.1:0"].map(str::to_owned));
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        let binary = testenv::binary("leadership-sidecar");
+        let process = Process::start(&binary, &args, kubeconfig, dir.join(format!("{unit}.log")));
+        let sidecar = Sidecar {
+            unit: unit.into(),
+            socket,
+            process,
+        };
+        sidecar.wait_ready().await;
+        sidecar
+    }
+
+    /// A client of this sidecar's socket.
+    pub fn client(&self) -> SocketClient {
+        SocketClient::new(&self.socket)
+    }
+
+    /// The status, or `None` if the sidecar does not answer.
+    pub async fn status(&self) -> Option<Status> {
+        self.client().status().await.ok()
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok((status, _)) = self.client().call(http::Method::GET, "/readyz", None).await
+                && status.is_success()
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} not ready; log:\n{}",
+                self.unit,
+                self.process.log_text()
+            );
+            sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Sends a signal.
+    pub fn signal(&self, signal: Signal) {
+        self.process.signal(signal);
+    }
+}
+
+/// Starts three sidecars for `application`, each with its Pod object.
+pub async fn three(ns: &TestNamespace, application: &str) -> Vec<Sidecar> {
+    let mut sidecars = Vec::new();
+    for i in 0..3 {
+        let unit = format!("{application}-{i}");
+        pod(ns, &unit).await;
+        sidecars.push(Sidecar::start(ns, application, &unit).await);
+    }
+    sidecars
+}
+
+/// Waits until exactly one of the answering `sidecars` reports leader; its index and status.
+/// Fails at once if two report leader together.
+pub async fn leader(sidecars: &[Sidecar], within: Duration) -> (usize, Status) {
+    let deadline = Instant::now() + within;
+    loop {
+        let mut leaders = Vec::new();
+        for (i, sidecar) in sidecars.iter().enumerate() {
+            if let Some(status) = sidecar.status().await
+                && status.leader
+            {
+                leaders.push((i, status));
+            }
+        }
+        assert!(leaders.len() <= 1, "two leaders at once: {leaders:?}");
+        if let Some(found) = leaders.pop() {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "no leader within {within:?}");
+        sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Starts `leadership-operator` watching `ns` with its own lease there, named `identity`.
+pub fn operator(ns: &TestNamespace, identity: &str, kubeconfig: &Path) -> Process {
+    let args: Vec<String> = [
+        "--watch-namespace",
+        &ns.name,
+        "--namespace",
+        &ns.name,
+        "--identity",
+        identity,
+        "--claim-duration",
+        D,
+        "--admin-address",
+        "127.0.0.1:0",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+    let binary = testenv::binary("leadership-operator");
+    Process::start(
+        &binary,
+        &args,
+        kubeconfig,
+        scratch(ns).join(format!("{identity}.log")),
+    )
+}

@@ -1,0 +1,16 @@
+//! `leadership-operator`: keeps LeadershipLeases true. It clears claims that ran out (judged on its
+//! own clock), carries out revocations, releases claims of pods whose containers all terminated,
+//! and reports conditions, Events and metrics. Replicas lead themselves with the project's own
+//! leadership. Also home of the `kubectl-leadership` CLI.
+//!
+//! - [`plan`]: the pure decisions; [`reconcile`]: the controller that carries them out;
+//! - [`run`]: start-up, admin server and high availability; [`config`]: flags;
+//! - [`metrics`]: Prometheus metrics; [`cli`]: `kubectl leadership ...`.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod metrics;
+pub mod plan;
+pub mod reconcile;
+pub mod run;

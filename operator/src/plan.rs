@@ -1,0 +1,362 @@
+//! What the operator should do with one lease: a pure function of the object, the operator's own
+//! expiry judgement and what it knows of the holder's pod. No I/O; [`crate::reconcile`] carries
+//! the plan out.
+
+use k8s_openapi::{
+    apimachinery::pkg::apis::meta::v1::{Condition, Time},
+    jiff::Timestamp,
+};
+use leadership::lease::Lease;
+use leadership_kube::crd::LeadershipLease;
+
+/// A change to the claim itself, written with a compare-and-swap.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClaimStep {
+    /// The claim was seen unchanged for its length plus the margin: clear it.
+    Expire(Lease),
+    /// Every container of the holder's pod has terminated: it can no longer act; clear it.
+    PodGone(Lease),
+}
+
+impl ClaimStep {
+    /// The lease after the step.
+    pub fn next(&self) -> &Lease {
+        match self {
+            ClaimStep::Expire(lease) | ClaimStep::PodGone(lease) => lease,
+        }
+    }
+
+    /// The history and Event reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ClaimStep::Expire(_) => "Expired",
+            ClaimStep::PodGone(_) => "PodGone",
+        }
+    }
+}
+
+/// How a pending revocation request ends; either way the request is cleared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RevocationStep {
+    /// The revoked grant is over (the holder stepped down, or its claim ran out).
+    Done {
+        /// The revoked unit.
+        unit: String,
+    },
+    /// The request named a unit that does not hold the lease in that term (SPEC V1).
+    NotHeld {
+        /// The unit named.
+        unit: String,
+    },
+}
+
+/// The operator's own status fields: conditions, the pinned mirror and the generation seen.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OperatorStatus {
+    /// `Ready`, `Held`, `Pinned` (and `Revoked` after a revocation).
+    pub conditions: Vec<Condition>,
+    /// Whether any entity pins the lease.
+    pub pinned: bool,
+    /// The spec generation acted on.
+    pub observed_generation: Option<i64>,
+}
+
+/// Everything to do for one lease in one reconcile.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Plan {
+    /// A change to the claim.
+    pub claim: Option<ClaimStep>,
+    /// The end of a revocation request.
+    pub revocation: Option<RevocationStep>,
+    /// New operator status fields, when they differ from the object's.
+    pub status: Option<OperatorStatus>,
+}
+
+/// Decides what to do with `object`. `expired` is the operator's judgement by observation;
+/// `holder_terminated` says whether every container of the holder's pod is known to have
+/// terminated (a deleted Pod object or a Failed phase alone proves nothing).
+pub fn plan(object: &LeadershipLease, expired: bool, holder_terminated: bool, now: Timestamp) -> Plan {
+    let lease = object.to_lease();
+    let claim = if let Some(next) = lease.expire(expired) {
+        Some(ClaimStep::Expire(next))
+    } else if holder_terminated && let Some(holder) = lease.holder_unit() {
+        lease.release(holder).ok().map(ClaimStep::PodGone)
+    } else {
+        None
+    };
+    let revocation = revocation(object);
+    let status = operator_status(object, revocation.as_ref(), now);
+    let current = object.status.clone().unwrap_or_default();
+    let unchanged = current.conditions == status.conditions
+        && current.pinned == status.pinned
+        && current.observed_generation == status.observed_generation;
+    Plan {
+        claim,
+        revocation,
+        status: (!unchanged).then_some(status),
+    }
+}
+
+/// How the pending revocation stands, if it is over.
+fn revocation(object: &LeadershipLease) -> Option<RevocationStep> {
+    let request = object.spec.revocation.as_ref()?;
+    let status = object.status.clone().unwrap_or_default();
+    let unit = request.unit.clone();
+    match request.term.cmp(&status.term) {
+        std::cmp::Ordering::Less => Some(RevocationStep::Done { unit }),
+        std::cmp::Ordering::Greater => Some(RevocationStep::NotHeld { unit }),
+        std::cmp::Ordering::Equal => match status.holder.as_deref() {
+            None => Some(RevocationStep::Done { unit }),
+            Some(holder) if holder == unit => None,
+            Some(_) => Some(RevocationStep::NotHeld { unit }),
+        },
+    }
+}
+
+fn condition(
+    current: &[Condition],
+    kind: &str,
+    on: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Condition {
+    let status = if on { "True" } else { "False" };
+    let since = current
+        .iter()
+        .find(|c| c.type_ == kind && c.status == status)
+        .map_or(Time(now), |c| c.last_transition_time.clone());
+    Condition {
+        type_: kind.to_owned(),
+        status: status.to_owned(),
+        reason: reason.to_owned(),
+        message,
+        observed_generation: generation,
+        last_transition_time: since,
+    }
+}
+
+fn operator_status(
+    object: &LeadershipLease,
+    revocation: Option<&RevocationStep>,
+    now: Timestamp,
+) -> OperatorStatus {
+    let current = object.status.clone().unwrap_or_default();
+    let generation = object.metadata.generation;
+    let lease = object.to_lease();
+    let mut conditions = vec![condition(
+        &current.conditions,
+        "Ready",
+        true,
+        "Reconciled",
+        "the operator watches this lease".into(),
+        generation,
+        now,
+    )];
+    conditions.push(match lease.holder_unit() {
+        Some(holder) => condition(
+            &current.conditions,
+            "Held",
+            true,
+            "Held",
+            format!("held by {holder} in term {}", lease.term),
+            generation,
+            now,
+        ),
+        None => condition(
+            &current.conditions,
+            "Held",
+            false,
+            "Free",
+            "no unit holds the lease".into(),
+            generation,
+            now,
+        ),
+    });
+    let pins: Vec<&str> = lease.pins.iter().map(String::as_str).collect();
+    conditions.push(if pins.is_empty() {
+        condition(
+            &current.conditions,
+            "Pinned",
+            false,
+            "NotPinned",
+            "the claim expires normally".into(),
+            generation,
+            now,
+        )
+    } else {
+        condition(
+            &current.conditions,
+            "Pinned",
+            true,
+            "Pinned",
+            format!("pinned by {}", pins.join(", ")),
+            generation,
+            now,
+        )
+    });
+    let revoked = match revocation {
+        Some(RevocationStep::Done { unit }) => Some(condition(
+            &current.conditions,
+            "Revoked",
+            true,
+            "Revoked",
+            format!("{unit}'s leadership was revoked"),
+            generation,
+            now,
+        )),
+        Some(RevocationStep::NotHeld { unit }) => Some(condition(
+            &current.conditions,
+            "Revoked",
+            false,
+            "ClaimNotHeld",
+            format!("cannot revoke {unit}: leadership lease not held"),
+            generation,
+            now,
+        )),
+        None => current.conditions.iter().find(|c| c.type_ == "Revoked").cloned(),
+    };
+    conditions.extend(revoked);
+    OperatorStatus {
+        conditions,
+        pinned: lease.is_pinned(),
+        observed_generation: generation,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use leadership_kube::crd::{LeadershipLeaseStatus, Pin, Revocation};
+
+    use super::*;
+
+    fn now() -> Timestamp {
+        Timestamp::from_second(1_800_000_000).unwrap()
+    }
+
+    fn held(unit: &str, term: i64) -> LeadershipLease {
+        let mut object = LeadershipLease::empty("ns", "web");
+        object.metadata.generation = Some(1);
+        object.status = Some(LeadershipLeaseStatus {
+            holder: Some(unit.into()),
+            term,
+            lease_duration_ms: Some(20_000),
+            ..LeadershipLeaseStatus::default()
+        });
+        object
+    }
+
+    #[test]
+    fn an_observed_expiry_clears_the_claim_and_keeps_the_term() {
+        let plan = plan(&held("web-0", 3), true, false, now());
+        let Some(ClaimStep::Expire(next)) = plan.claim else {
+            panic!("{plan:?}")
+        };
+        assert_eq!((next.holder, next.term), (None, 3));
+        assert!(
+            super::plan(&held("web-0", 3), false, false, now())
+                .claim
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn p1_a_pinned_claim_never_expires() {
+        let mut object = held("web-0", 3);
+        object
+            .spec
+            .pins
+            .insert("machine-0".into(), Pin { since: Time(now()) });
+        assert!(plan(&object, true, false, now()).claim.is_none());
+    }
+
+    #[test]
+    fn a_holder_whose_containers_all_terminated_is_released_early() {
+        let plan = plan(&held("web-0", 3), false, true, now());
+        assert!(matches!(plan.claim, Some(ClaimStep::PodGone(ref next)) if next.holder.is_none()));
+    }
+
+    #[test]
+    fn v1_v2_revocations_end_when_the_grant_ends_or_name_a_non_holder() {
+        let mut object = held("web-0", 3);
+        object.spec.revocation = Some(Revocation {
+            unit: "web-0".into(),
+            term: 3,
+            requested_at: None,
+        });
+        assert_eq!(
+            plan(&object, false, false, now()).revocation,
+            None,
+            "pending while web-0 still holds term 3"
+        );
+        object.status.as_mut().unwrap().holder = None;
+        assert_eq!(
+            plan(&object, false, false, now()).revocation,
+            Some(RevocationStep::Done { unit: "web-0".into() })
+        );
+        let mut other = held("web-1", 3);
+        other.spec.revocation = Some(Revocation {
+            unit: "web-0".into(),
+            term: 3,
+            requested_at: None,
+        });
+        let planned = plan(&other, false, false, now());
+        assert_eq!(
+            planned.revocation,
+            Some(RevocationStep::NotHeld { unit: "web-0".into() })
+        );
+        let revoked = planned
+            .status
+            .unwrap()
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Revoked")
+            .unwrap();
+        assert_eq!(
+            (revoked.status.as_str(), revoked.reason.as_str()),
+            ("False", "ClaimNotHeld")
+        );
+        let mut later = held("web-1", 4);
+        later.spec.revocation = Some(Revocation {
+            unit: "web-0".into(),
+            term: 3,
+            requested_at: None,
+        });
+        assert_eq!(
+            plan(&later, false, false, now()).revocation,
+            Some(RevocationStep::Done { unit: "web-0".into() })
+        );
+    }
+
+    #[test]
+    fn status_is_written_once_and_then_left_alone() {
+        let mut object = held("web-0", 3);
+        let first = plan(&object, false, false, now())
+            .status
+            .expect("first visit writes conditions");
+        let status = object.status.as_mut().unwrap();
+        status.conditions = first.conditions;
+        status.pinned = first.pinned;
+        status.observed_generation = first.observed_generation;
+        // A renewal changes renewals and times, not what the operator reports.
+        status.renewals += 1;
+        let later = now().checked_add(Duration::from_secs(5)).unwrap();
+        assert_eq!(
+            plan(&object, false, false, later).status,
+            None,
+            "no write in steady state"
+        );
+        let held = object
+            .status
+            .as_ref()
+            .unwrap()
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Held")
+            .unwrap();
+        assert_eq!(held.message, "held by web-0 in term 3");
+    }
+}

@@ -1,0 +1,405 @@
+//! The controller: watches LeadershipLeases (and pods, for pod loss), times each claim on the
+//! operator's own clock, and carries out [`crate::plan`]'s decisions with compare-and-swap writes.
+//! In steady state (holders renewing) it writes nothing.
+
+use std::{
+    collections::{BTreeSet, HashMap, HashSet},
+    sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
+};
+
+use futures::StreamExt;
+use k8s_openapi::{api::core::v1::Pod, jiff::Timestamp};
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    api::{Patch, PatchParams, PostParams},
+    runtime::{
+        Controller,
+        controller::Action,
+        events::{Event, EventType, Recorder, Reporter},
+        reflector::{ObjectRef, Store},
+        watcher,
+    },
+};
+use leadership::expiry::{ExpiryPolicy, Observation};
+use leadership_kube::crd::LeadershipLease;
+use tokio::time::Instant;
+use tracing::{info, instrument, warn};
+
+use crate::{
+    metrics::{KindLabel, Metrics},
+    plan::{self, ClaimStep, RevocationStep},
+};
+
+/// The field manager of the operator's status writes.
+pub const MANAGER: &str = "leadership-operator";
+
+/// Why a reconcile failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A write or read failed.
+    #[error("{action}: {source}")]
+    Kube {
+        /// What was being done.
+        action: &'static str,
+        /// The failure.
+        #[source]
+        source: kube::Error,
+    },
+}
+
+impl Error {
+    /// A low-cardinality label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Kube { action, .. } => action,
+        }
+    }
+}
+
+/// What the operator remembers of one lease between reconciles.
+#[derive(Default)]
+struct Seen {
+    observation: Observation,
+    holder: Option<(String, u64)>,
+    pins: BTreeSet<String>,
+    visited: bool,
+}
+
+/// Shared by every reconcile.
+pub struct Context {
+    client: Client,
+    recorder: Recorder,
+    metrics: Arc<Metrics>,
+    policy: ExpiryPolicy,
+    seen: Mutex<HashMap<ObjectRef<LeadershipLease>, Seen>>,
+    terminated: Mutex<HashSet<(String, String)>>,
+}
+
+impl Context {
+    /// A context for the controller.
+    pub fn new(client: Client, identity: &str, metrics: Arc<Metrics>, policy: ExpiryPolicy) -> Self {
+        let reporter = Reporter {
+            controller: MANAGER.into(),
+            instance: Some(identity.to_owned()),
+        };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics,
+            policy,
+            seen: Mutex::default(),
+            terminated: Mutex::default(),
+        }
+    }
+
+    fn seen(&self) -> MutexGuard<'_, HashMap<ObjectRef<LeadershipLease>, Seen>> {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn terminated(&self) -> MutexGuard<'_, HashSet<(String, String)>> {
+        self.terminated.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn event(&self, object: &LeadershipLease, type_: EventType, reason: &str, note: String) {
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: reason.into(),
+            secondary: None,
+        };
+        if let Err(err) = self.recorder.publish(&event, &object.object_ref(&())).await {
+            warn!(error = %err, reason, "could not record an Event");
+        }
+    }
+
+    /// Keeps the gauges current and forgets leases that are gone.
+    pub fn refresh(&self, leases: &Store<LeadershipLease>) {
+        let state = leases.state();
+        let live: HashSet<ObjectRef<LeadershipLease>> =
+            state.iter().map(|l| ObjectRef::from_obj(l.as_ref())).collect();
+        self.seen().retain(|key, _| live.contains(key));
+        self.metrics
+            .leases
+            .set(i64::try_from(state.len()).unwrap_or(i64::MAX));
+        let held = state
+            .iter()
+            .filter(|l| l.status.as_ref().is_some_and(|s| s.holder.is_some()))
+            .count();
+        self.metrics.leaders.set(i64::try_from(held).unwrap_or(i64::MAX));
+    }
+}
+
+/// Whether every container of `pod` has terminated, as its kubelet reports: the only proof that
+/// the unit can no longer act.
+pub fn all_containers_terminated(pod: &Pod) -> bool {
+    let Some(status) = pod.status.as_ref() else {
+        return false;
+    };
+    let Some(containers) = status.container_statuses.as_ref() else {
+        return false;
+    };
+    let declared = pod.spec.as_ref().map_or(0, |s| s.containers.len());
+    let init = status.init_container_statuses.as_deref().unwrap_or_default();
+    containers.len() >= declared.max(1)
+        && containers
+            .iter()
+            .chain(init)
+            .all(|c| c.state.as_ref().is_some_and(|s| s.terminated.is_some()))
+}
+
+fn conflict(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(status) if status.code == 409 || status.code == 404)
+}
+
+/// One reconcile of one lease.
+#[instrument(skip_all, fields(namespace = %object.namespace().unwrap_or_default(), application = %object.name_any()))]
+pub async fn reconcile(object: Arc<LeadershipLease>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = reconcile_inner(&object, &ctx).await;
+    ctx.metrics
+        .reconcile_seconds
+        .observe(started.elapsed().as_secs_f64());
+    result
+}
+
+async fn reconcile_inner(object: &LeadershipLease, ctx: &Context) -> Result<Action, Error> {
+    let namespace = object.namespace().unwrap_or_default();
+    let name = object.name_any();
+    let api: Api<LeadershipLease> = Api::namespaced(ctx.client.clone(), &namespace);
+    let lease = object.to_lease();
+    let now = Instant::now();
+
+    let (expired, expires_at, changes) = {
+        let mut seen = ctx.seen();
+        let entry = seen.entry(ObjectRef::from_obj(object)).or_default();
+        entry.observation.observe(&lease, now);
+        let holder = lease.holder_unit().map(|h| (h.to_owned(), lease.term));
+        let changes = entry.visited.then(|| (entry.holder.clone(), entry.pins.clone()));
+        entry.holder = holder;
+        entry.pins = lease.pins.clone();
+        entry.visited = true;
+        (
+            entry.observation.is_expired(&lease, &ctx.policy, now),
+            entry.observation.expires_at(&lease, &ctx.policy),
+            changes,
+        )
+    };
+    if let Some((before, pins_before)) = changes {
+        report_changes(ctx, object, before, pins_before).await;
+    }
+
+    let holder_terminated = lease
+        .holder_unit()
+        .is_some_and(|holder| ctx.terminated().contains(&(namespace.clone(), holder.to_owned())));
+    let plan = plan::plan(object, expired, holder_terminated, Timestamp::now());
+
+    if let Some(step) = &plan.claim {
+        let mut next = object.clone();
+        next.status = Some(object.status_for(step.next(), step.reason(), Timestamp::now()));
+        match api.replace_status(&name, &PostParams::default(), &next).await {
+            Ok(_) => {
+                let holder = lease.holder_unit().unwrap_or_default().to_owned();
+                match step {
+                    ClaimStep::Expire(_) => {
+                        ctx.metrics.expiries.inc();
+                        info!(%holder, term = lease.term, "claim ran out; cleared");
+                    }
+                    ClaimStep::PodGone(_) => {
+                        ctx.metrics.pod_releases.inc();
+                        info!(%holder, term = lease.term, "holder's containers all terminated; released early");
+                    }
+                }
+            }
+            Err(err) if conflict(&err) => return Ok(Action::requeue(Duration::from_millis(100))),
+            Err(source) => {
+                return Err(Error::Kube {
+                    action: "clear a claim",
+                    source,
+                });
+            }
+        }
+        // The write shows up as a watch event, which reconciles again.
+        return Ok(Action::await_change());
+    }
+
+    if let Some(status) = &plan.status {
+        let patch = serde_json::json!({
+            "apiVersion": "leadership.dev/v1alpha1",
+            "kind": "LeadershipLease",
+            "status": {
+                "conditions": status.conditions,
+                "pinned": status.pinned,
+                "observedGeneration": status.observed_generation,
+            }
+        });
+        api.patch_status(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch))
+            .await
+            .map_err(|source| Error::Kube {
+                action: "write conditions",
+                source,
+            })?;
+    }
+
+    if let Some(step) = &plan.revocation {
+        let mut next = object.clone();
+        next.spec.revocation = None;
+        match api.replace(&name, &PostParams::default(), &next).await {
+            Ok(_) => match step {
+                RevocationStep::Done { unit } => {
+                    ctx.metrics
+                        .revocations
+                        .get_or_create(&KindLabel { kind: "done".into() })
+                        .inc();
+                    ctx.event(
+                        object,
+                        EventType::Normal,
+                        "Revoked",
+                        format!("{unit}'s leadership was revoked"),
+                    )
+                    .await;
+                }
+                RevocationStep::NotHeld { unit } => {
+                    ctx.metrics
+                        .revocations
+                        .get_or_create(&KindLabel {
+                            kind: "not_held".into(),
+                        })
+                        .inc();
+                    ctx.event(
+                        object,
+                        EventType::Warning,
+                        "ClaimNotHeld",
+                        format!("cannot revoke {unit}: leadership lease not held"),
+                    )
+                    .await;
+                }
+            },
+            Err(err) if conflict(&err) => return Ok(Action::requeue(Duration::from_millis(100))),
+            Err(source) => {
+                return Err(Error::Kube {
+                    action: "clear a revocation",
+                    source,
+                });
+            }
+        }
+    }
+
+    // Come back when the claim would run out (a renewal before then reconciles earlier).
+    Ok(match expires_at {
+        Some(at) => Action::requeue(at.saturating_duration_since(Instant::now()) + Duration::from_millis(20)),
+        None => Action::await_change(),
+    })
+}
+
+/// Events for what changed since the last visit: holder and pins.
+async fn report_changes(
+    ctx: &Context,
+    object: &LeadershipLease,
+    before: Option<(String, u64)>,
+    pins_before: BTreeSet<String>,
+) {
+    let lease = object.to_lease();
+    let now_holder = lease.holder_unit().map(|h| (h.to_owned(), lease.term));
+    if before != now_holder {
+        ctx.metrics.transitions.inc();
+        let last = object.status.as_ref().and_then(|s| s.history.last());
+        let reason = last.map_or("Changed", |t| t.reason.as_str());
+        let (type_, note) = match (&now_holder, &before) {
+            (Some((holder, term)), _) => (EventType::Normal, format!("{holder} leads in term {term}")),
+            (None, Some((holder, term))) if reason == "Expired" || reason == "PodGone" => (
+                EventType::Warning,
+                format!("{holder}'s claim in term {term} was cleared: {reason}"),
+            ),
+            (None, Some((holder, term))) => (
+                EventType::Normal,
+                format!("{holder} gave up leadership in term {term}"),
+            ),
+            (None, None) => (EventType::Normal, "no unit holds the lease".to_owned()),
+        };
+        let reason = if now_holder.is_some() { "Elected" } else { reason };
+        ctx.event(object, type_, reason, note).await;
+    }
+    for added in lease.pins.difference(&pins_before) {
+        ctx.event(object, EventType::Normal, "Pinned", format!("pinned by {added}"))
+            .await;
+    }
+    for removed in pins_before.difference(&lease.pins) {
+        ctx.event(
+            object,
+            EventType::Normal,
+            "Unpinned",
+            format!("{removed} removed its pin"),
+        )
+        .await;
+    }
+}
+
+fn error_policy(_object: Arc<LeadershipLease>, err: &Error, ctx: Arc<Context>) -> Action {
+    warn!(error = %err, "reconcile failed");
+    ctx.metrics
+        .reconcile_errors
+        .get_or_create(&KindLabel {
+            kind: err.kind().into(),
+        })
+        .inc();
+    Action::requeue(Duration::from_secs(1))
+}
+
+/// Runs the controller until `stop` fires. `scope` is a namespace, or `None` for all.
+pub async fn run_controller(
+    ctx: Arc<Context>,
+    scope: Option<&str>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let leases: Api<LeadershipLease> = match scope {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
+    let pods: Api<Pod> = match scope {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
+    let controller = Controller::new(leases, watcher::Config::default());
+    let store = controller.store();
+    let mapper_ctx = ctx.clone();
+    let mapper_store = store.clone();
+    let refresher = {
+        let (ctx, store, stop) = (ctx.clone(), store.clone(), stop.clone());
+        tokio::spawn(async move {
+            loop {
+                ctx.refresh(&store);
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_secs(15)) => {}
+                }
+            }
+        })
+    };
+    controller
+        .watches(pods, watcher::Config::default(), move |pod: Pod| {
+            // Remember which pods can no longer act; wake the leases they hold.
+            let namespace = pod.namespace().unwrap_or_default();
+            let key = (namespace.clone(), pod.name_any());
+            if all_containers_terminated(&pod) {
+                mapper_ctx.terminated().insert(key.clone());
+            } else {
+                mapper_ctx.terminated().remove(&key);
+            }
+            mapper_store
+                .state()
+                .into_iter()
+                .filter(|lease| {
+                    lease.namespace().as_deref() == Some(namespace.as_str())
+                        && lease.status.as_ref().and_then(|s| s.holder.as_deref()) == Some(key.1.as_str())
+                })
+                .map(|lease| ObjectRef::from_obj(lease.as_ref()))
+                .collect::<Vec<_>>()
+        })
+        .graceful_shutdown_on(async move { stop.cancelled().await })
+        .run(reconcile, error_policy, ctx.clone())
+        .for_each(|_| std::future::ready(()))
+        .await;
+    refresher.abort();
+}

@@ -408,6 +408,16 @@ impl<S: Claimer + Watcher> Run<S> {
                 *hold_off = None;
             }
             self.show(feed);
+            let mine = view.holder.as_deref() == Some(self.config.unit.as_str());
+            if mine && view.revoked.as_deref() == Some(self.config.unit.as_str()) {
+                // Revoked while it could not act on it (paused, partitioned): step down now.
+                info!(application = %self.config.application, unit = %self.config.unit, "leadership revoked; releasing");
+                self.release_quietly().await;
+                *hold_off = Some(HoldOff {
+                    until: now + self.config.lease_length(),
+                    released_term: view.term,
+                });
+            }
             let free = match view.holder_at(now) {
                 None => true,
                 Some(holder) => holder == self.config.unit && view.revoked.as_deref() != Some(holder),

@@ -195,3 +195,36 @@ async fn release_alone_holds_off_for_a_lease_length() {
         "claimed again only after a full lease length"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn v2_a_holder_revoked_while_it_could_not_renew_releases_when_it_notices() {
+    let flaky = Flaky {
+        inner: store(),
+        cut: Arc::new(AtomicBool::new(false)),
+    };
+    let tracker = LeaseTracker::start(flaky.clone(), TrackerConfig::new("web", "web-0", D)).unwrap();
+    assert!(tracker.wait_leader().wait().await);
+    flaky.cut.store(true, Ordering::SeqCst);
+    tracker.wait_minion().ready().await;
+    // Its guarantee ran out but its 2d lease has not: the store still names it.
+    use leadership::{Reader, Revoker};
+    assert_eq!(
+        flaky
+            .inner
+            .leaders()
+            .await
+            .unwrap()
+            .get("web")
+            .map(String::as_str),
+        Some("web-0")
+    );
+    flaky.cut.store(false, Ordering::SeqCst);
+    flaky.inner.revoke_leadership("web", "web-0").await.unwrap();
+    let mut feed = flaky.inner.watch("web").await.unwrap();
+    let released = tokio::time::timeout(D / 2, feed.wait_until(|view, _| view.holder.is_none())).await;
+    assert!(
+        released.is_ok(),
+        "released at once, long before the lease ran out"
+    );
+    assert!(!tracker.status().is_leader(Instant::now()));
+}

@@ -121,15 +121,17 @@ impl Sidecar {
     /// Starts `leadership-sidecar` for `unit` of `application` with the admin kubeconfig, and
     /// waits until it is ready.
     pub async fn start(ns: &TestNamespace, application: &str, unit: &str) -> Sidecar {
-        Self::start_with(ns, application, unit, testenv::shared().kubeconfig(), &[]).await
+        Self::start_with(ns, application, unit, testenv::shared().kubeconfig(), D, &[]).await
     }
 
-    /// Starts a sidecar with a given kubeconfig and extra flags, and waits until it is ready.
+    /// Starts a sidecar with a given kubeconfig, claim duration and extra flags, and waits until
+    /// it is ready.
     pub async fn start_with(
         ns: &TestNamespace,
         application: &str,
         unit: &str,
         kubeconfig: &Path,
+        claim_duration: &str,
         extra: &[&str],
     ) -> Sidecar {
         let dir = scratch(ns);
@@ -146,7 +148,15 @@ impl Sidecar {
         .map(str::to_owned)
         .collect();
         args.extend(["--socket".to_owned(), socket.display().to_string()]);
-        args.extend(["--claim-duration", D, "--admin-address", "127.0.0.1:0"].map(str::to_owned));
+        args.extend(
+            [
+                "--claim-duration",
+                claim_duration,
+                "--admin-address",
+                "127.0.0.1:0",
+            ]
+            .map(str::to_owned),
+        );
         args.extend(extra.iter().map(|s| (*s).to_owned()));
         let binary = testenv::binary("leadership-sidecar");
         let process = Process::start(&binary, &args, kubeconfig, dir.join(format!("{unit}.log")));

@@ -1,0 +1,316 @@
+//! The operator on the real control plane, with sidecars as local processes: expiry of a killed
+//! holder, pins that stop expiry, revocations, pod loss, HA failover and restarts, and the story
+//! told by `kubectl describe`.
+
+#![allow(clippy::unwrap_used)] // a test: a failed step is a failed test
+
+use std::{process::Output, time::Duration};
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::{
+    Api,
+    api::{Patch, PatchParams},
+};
+use leadership_e2e::{
+    testenv::{self, TestNamespace},
+    units::{self, PROMPTLY, Process, Sidecar, leader, three},
+};
+use leadership_kube::crd::LeadershipLease;
+use nix::sys::signal::Signal;
+use tokio::time::{Instant, sleep};
+
+async fn namespace() -> TestNamespace {
+    let ns = testenv::shared().namespace().await;
+    leadership_kube::crd::install(&ns.client)
+        .await
+        .expect("install the CRD");
+    ns
+}
+
+fn operator(ns: &TestNamespace, identity: &str) -> Process {
+    units::operator(ns, identity, testenv::shared().kubeconfig())
+}
+
+fn cli(ns: &TestNamespace, args: &[&str]) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-leadership"))
+        .arg("--kubeconfig")
+        .arg(testenv::shared().kubeconfig())
+        .args(["-n", &ns.name])
+        .args(args)
+        .output()
+        .expect("run kubectl-leadership")
+}
+
+/// Polls the lease until `ready` holds; panics with the object after `within`.
+async fn lease_until(
+    ns: &TestNamespace,
+    app: &str,
+    within: Duration,
+    ready: impl Fn(&LeadershipLease) -> bool,
+) -> LeadershipLease {
+    let api = ns.api::<LeadershipLease>();
+    let deadline = Instant::now() + within;
+    loop {
+        let object = api.get_opt(app).await.unwrap();
+        if let Some(object) = object.filter(|o| ready(o)) {
+            return object;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "lease {app} never got there: {:?}",
+            api.get_opt(app).await
+        );
+        sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn holder(object: &LeadershipLease) -> Option<String> {
+    object.status.as_ref().and_then(|s| s.holder.clone())
+}
+
+fn last_reason(object: &LeadershipLease) -> Option<String> {
+    object
+        .status
+        .as_ref()
+        .and_then(|s| s.history.last())
+        .map(|t| t.reason.clone())
+}
+
+fn describe(ns: &TestNamespace, app: &str) -> String {
+    let out = testenv::shared()
+        .kubectl()
+        .args(["describe", "leadershiplease", app, "-n", &ns.name])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn a_killed_holder_is_expired_by_the_operator_and_a_standby_takes_over() {
+    let ns = namespace().await;
+    let _operator = operator(&ns, "operator-0");
+    units::pod(&ns, "solo-0").await;
+    let mut solo = Sidecar::start(&ns, "solo", "solo-0").await;
+    leader(std::slice::from_ref(&solo), PROMPTLY).await;
+    let held = lease_until(&ns, "solo", PROMPTLY, |o| holder(o).is_some()).await;
+    let term = held.status.unwrap().term;
+    solo.signal(Signal::SIGKILL);
+    let _ = solo.process.exit_code().await;
+    // With no other claimant, only the operator can clear the claim: 4 s lease + margin.
+    let cleared = lease_until(&ns, "solo", Duration::from_secs(20), |o| holder(o).is_none()).await;
+    assert_eq!(last_reason(&cleared).as_deref(), Some("Expired"));
+    assert_eq!(
+        cleared.status.as_ref().unwrap().term,
+        term,
+        "clearing a claim keeps the term"
+    );
+    let wait = cli(&ns, &["wait-released", "solo", "--timeout", "5s"]);
+    assert!(wait.status.success(), "blocked callers are released: {wait:?}");
+
+    units::pod(&ns, "solo-1").await;
+    let standby = Sidecar::start(&ns, "solo", "solo-1").await;
+    let (_, status) = leader(std::slice::from_ref(&standby), PROMPTLY).await;
+    assert!(status.term > u64::try_from(term).unwrap());
+    let story = describe(&ns, "solo");
+    for needle in ["Conditions", "History", "Expired", "Elected", "Held"] {
+        assert!(
+            story.contains(needle),
+            "kubectl describe should show {needle}:\n{story}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_pinned_lease_is_not_expired_while_its_holder_is_stopped() {
+    let ns = namespace().await;
+    let _operator = operator(&ns, "operator-0");
+    units::pod(&ns, "pinned-0").await;
+    let mut holder_unit = Sidecar::start(&ns, "pinned", "pinned-0").await;
+    leader(std::slice::from_ref(&holder_unit), PROMPTLY).await;
+    let pin = cli(&ns, &["pin", "pinned", "machine-0"]);
+    assert!(pin.status.success(), "{pin:?}");
+    lease_until(&ns, "pinned", PROMPTLY, |o| {
+        o.status.as_ref().is_some_and(|s| s.pinned)
+    })
+    .await;
+    holder_unit.signal(Signal::SIGKILL);
+    let _ = holder_unit.process.exit_code().await;
+    sleep(Duration::from_secs(10)).await; // well past the 4 s lease
+    let still = ns.api::<LeadershipLease>().get("pinned").await.unwrap();
+    assert_eq!(holder(&still).as_deref(), Some("pinned-0"), "pinned: not expired");
+    let leaders = cli(&ns, &["leaders", "-o", "json"]);
+    assert!(String::from_utf8_lossy(&leaders.stdout).contains("pinned-0"));
+
+    let unpin = cli(&ns, &["unpin", "pinned", "machine-0"]);
+    assert!(unpin.status.success(), "{unpin:?}");
+    let expired = lease_until(&ns, "pinned", Duration::from_secs(20), |o| holder(o).is_none()).await;
+    assert_eq!(last_reason(&expired).as_deref(), Some("Expired"));
+    let story = describe(&ns, "pinned");
+    assert!(story.contains("Pinned") && story.contains("Unpinned"), "{story}");
+}
+
+#[tokio::test]
+async fn revocation_hands_over_safely_and_a_non_holder_is_reported() {
+    let ns = namespace().await;
+    let _operator = operator(&ns, "operator-0");
+    let sidecars = three(&ns, "rev").await;
+    let (first, status) = leader(&sidecars, PROMPTLY).await;
+    let holder_unit = sidecars[first].unit.clone();
+    let other = sidecars[(first + 1) % 3].unit.clone();
+
+    let refused = cli(&ns, &["revoke", "rev", &other]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("leadership lease not held"),
+        "{refused:?}"
+    );
+
+    let revoked = cli(&ns, &["revoke", "rev", &holder_unit]);
+    assert!(revoked.status.success(), "{revoked:?}");
+    let (next, after) = leader(&sidecars, PROMPTLY).await;
+    assert_ne!(next, first, "the revoked unit stepped down and holds off");
+    assert!(after.term > status.term);
+    let done = lease_until(&ns, "rev", PROMPTLY, |o| o.spec.revocation.is_none()).await;
+    let condition = done
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Revoked")
+        .expect("a Revoked condition");
+    assert_eq!(
+        (condition.status.as_str(), condition.reason.as_str()),
+        ("True", "Revoked")
+    );
+
+    // A revocation written by hand that names a unit not holding the lease is reported.
+    let term = after.term;
+    let patch = serde_json::json!({ "spec": { "revocation": { "unit": holder_unit, "term": term } } });
+    ns.api::<LeadershipLease>()
+        .patch("rev", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let reported = lease_until(&ns, "rev", PROMPTLY, |o| o.spec.revocation.is_none()).await;
+    let condition = reported
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Revoked")
+        .unwrap();
+    assert_eq!(
+        (condition.status.as_str(), condition.reason.as_str()),
+        ("False", "ClaimNotHeld")
+    );
+    let (_, settled) = leader(&sidecars, PROMPTLY).await;
+    assert_eq!(settled.term, term, "reporting a bad request changed nothing");
+    assert!(describe(&ns, "rev").contains("ClaimNotHeld"));
+}
+
+#[tokio::test]
+async fn a_holder_whose_pod_is_gone_hands_over_before_its_lease_would_run_out() {
+    let ns = namespace().await;
+    let _operator = operator(&ns, "operator-0");
+    let mut sidecars = Vec::new();
+    for i in 0..3 {
+        let unit = format!("gone-{i}");
+        units::pod(&ns, &unit).await;
+        // A 10 s guarantee: a 20 s lease that expiry alone would wait out.
+        sidecars
+            .push(Sidecar::start_with(&ns, "gone", &unit, testenv::shared().kubeconfig(), "10s", &[]).await);
+    }
+    let (first, status) = leader(&sidecars, PROMPTLY).await;
+    // The pod is lost: its containers stop (the sidecar process dies) and the kubelet reports them
+    // terminated, then the Pod object is deleted.
+    sidecars[first].signal(Signal::SIGKILL);
+    let _ = sidecars[first].process.exit_code().await;
+    let lost = Instant::now();
+    let pods: Api<Pod> = ns.api();
+    let terminated = serde_json::json!({ "status": { "phase": "Failed", "containerStatuses": [{
+        "name": "app", "image": "app:1", "imageID": "", "ready": false, "restartCount": 0,
+        "state": { "terminated": { "exitCode": 137, "reason": "Killed" } }
+    }] } });
+    pods.patch_status(
+        &sidecars[first].unit,
+        &PatchParams::default(),
+        &Patch::Merge(&terminated),
+    )
+    .await
+    .unwrap();
+    pods.delete(&sidecars[first].unit, &Default::default())
+        .await
+        .unwrap();
+    let dead = sidecars.remove(first);
+    let (_, after) = leader(&sidecars, Duration::from_secs(30)).await;
+    let handover = lost.elapsed();
+    assert!(
+        handover < Duration::from_secs(15),
+        "handed over before the 20 s lease ran out: {handover:?}"
+    );
+    assert!(after.term > status.term);
+    let object = ns.api::<LeadershipLease>().get("gone").await.unwrap();
+    let reasons: Vec<String> = object
+        .status
+        .unwrap()
+        .history
+        .into_iter()
+        .map(|t| t.reason)
+        .collect();
+    assert!(reasons.contains(&"PodGone".to_owned()), "{reasons:?}");
+    drop(dead);
+}
+
+#[tokio::test]
+async fn the_standby_operator_takes_over_and_restarts_lose_nothing() {
+    let ns = namespace().await;
+    let first = operator(&ns, "operator-a");
+    let second = operator(&ns, "operator-b");
+    let own = lease_until(&ns, "leadership-operator", PROMPTLY, |o| holder(o).is_some()).await;
+    let (mut active, standby, standby_name) = if holder(&own).as_deref() == Some("operator-a") {
+        (first, second, "operator-b")
+    } else {
+        (second, first, "operator-a")
+    };
+
+    // A pinned holder that is paused, with a revocation it cannot act on yet: all pending state.
+    units::pod(&ns, "ha-0").await;
+    let unit = Sidecar::start(&ns, "ha", "ha-0").await;
+    leader(std::slice::from_ref(&unit), PROMPTLY).await;
+    assert!(cli(&ns, &["pin", "ha", "machine-0"]).status.success());
+    unit.signal(Signal::SIGSTOP);
+    assert!(cli(&ns, &["revoke", "ha", "ha-0"]).status.success());
+
+    // The active operator dies; the standby takes over.
+    active.signal(Signal::SIGKILL);
+    let _ = active.exit_code().await;
+    lease_until(&ns, "leadership-operator", Duration::from_secs(20), |o| {
+        holder(o).as_deref() == Some(standby_name)
+    })
+    .await;
+
+    // A restart: a new replica, then SIGTERM to the active one hands over at once.
+    let replacement = operator(&ns, "operator-c");
+    sleep(Duration::from_secs(1)).await;
+    let mut standby = standby;
+    standby.signal(Signal::SIGTERM);
+    assert_eq!(standby.exit_code().await, Some(0));
+    lease_until(&ns, "leadership-operator", PROMPTLY, |o| {
+        holder(o).as_deref() == Some("operator-c")
+    })
+    .await;
+    sleep(Duration::from_secs(6)).await; // past the held claim's 4 s lease: pinned, it stays
+    let kept = ns.api::<LeadershipLease>().get("ha").await.unwrap();
+    assert_eq!(holder(&kept).as_deref(), Some("ha-0"), "the claim survived");
+    assert!(kept.spec.pins.contains_key("machine-0"), "the pin survived");
+    assert!(kept.spec.revocation.is_some(), "the pending revocation survived");
+
+    // The holder resumes, sees the revocation and steps down; the operator ends the request.
+    unit.signal(Signal::SIGCONT);
+    let done = lease_until(&ns, "ha", PROMPTLY, |o| {
+        holder(o).is_none() && o.spec.revocation.is_none()
+    })
+    .await;
+    assert_eq!(last_reason(&done).as_deref(), Some("Released"));
+    assert!(describe(&ns, "ha").contains("Revoked"));
+    drop(replacement);
+}

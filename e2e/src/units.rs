@@ -25,12 +25,18 @@ pub const PROMPTLY: Duration = Duration::from_secs(10);
 
 /// Creates a Pod object for a unit (no kubelet runs it: its sidecar runs as a local process).
 pub async fn pod(ns: &TestNamespace, name: &str) -> Pod {
+    pod_as(ns, name, None).await
+}
+
+/// Creates a Pod object for a unit that runs as `service_account`.
+pub async fn pod_as(ns: &TestNamespace, name: &str, service_account: Option<&str>) -> Pod {
     let pod = Pod {
         metadata: ObjectMeta {
             name: Some(name.into()),
             ..ObjectMeta::default()
         },
         spec: Some(PodSpec {
+            service_account_name: service_account.map(str::to_owned),
             containers: vec![Container {
                 name: "app".into(),
                 image: Some("app:1".into()),

@@ -11,6 +11,10 @@ use leadership_e2e::testenv::{self, TestNamespace};
 use leadership_kube::crd::{LeadershipLease, LeadershipLeaseStatus, crd_yaml};
 
 const COMMITTED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/leadershiplease.yaml");
+const CHART_COPY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../charts/leadership/crds/leadershiplease.yaml"
+);
 
 #[test]
 fn the_committed_crd_matches_the_types() {
@@ -18,6 +22,16 @@ fn the_committed_crd_matches_the_types() {
     assert!(
         committed == crd_yaml(),
         "crds/leadershiplease.yaml is stale: run `cargo run -p leadership-kube --bin crdgen > crds/leadershiplease.yaml`"
+    );
+}
+
+#[test]
+fn the_charts_crd_is_byte_identical_to_the_generated_one() {
+    let chart = std::fs::read(CHART_COPY).expect("charts/leadership/crds/leadershiplease.yaml");
+    let generated = std::fs::read(COMMITTED).expect("crds/leadershiplease.yaml");
+    assert!(
+        chart == generated,
+        "copy crds/leadershiplease.yaml to charts/leadership/crds/"
     );
 }
 

@@ -1,0 +1,294 @@
+//! The Helm chart: lint and render, install into the real control plane, least-privilege RBAC
+//! checked with `kubectl auth can-i`, the operator and sidecars running with the chart's
+//! ServiceAccounts (not as admin), and the admission policy that lets a pod claim only for itself.
+
+use std::{path::PathBuf, process::Output, time::Duration};
+
+use leadership_e2e::{
+    testenv::{self, TestNamespace},
+    units::{self, PROMPTLY, Sidecar, leader},
+};
+use nix::sys::signal::Signal;
+
+const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/leadership");
+
+fn helm(args: &[&str]) -> Output {
+    let env = testenv::shared();
+    std::process::Command::new(env.tools().path("helm"))
+        .args(args)
+        .arg("--kubeconfig")
+        .arg(env.kubeconfig())
+        .output()
+        .expect("run helm")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[test]
+fn the_chart_lints_and_renders() {
+    let lint = helm(&["lint", CHART, "--strict"]);
+    assert!(lint.status.success(), "{}", text(&lint));
+    let rendered = helm(&[
+        "template",
+        "demo",
+        CHART,
+        "--namespace",
+        "leadership-system",
+        "--set",
+        "example.enabled=true",
+    ]);
+    assert!(rendered.status.success(), "{}", text(&rendered));
+    let yaml = String::from_utf8_lossy(&rendered.stdout);
+    for kind in [
+        "kind: Deployment",
+        "kind: ClusterRole",
+        "kind: ValidatingAdmissionPolicy\n",
+        "kind: ValidatingAdmissionPolicyBinding",
+        "kind: StatefulSet",
+        "restartPolicy: Always",
+        "readOnlyRootFilesystem: true",
+    ] {
+        assert!(yaml.contains(kind), "the rendered chart lacks {kind:?}");
+    }
+    let refused = helm(&["template", "demo", CHART, "--set", "operator.replicaz=3"]);
+    assert!(
+        !refused.status.success(),
+        "the strict schema refuses unknown values"
+    );
+    assert!(text(&refused).contains("replicaz"), "{}", text(&refused));
+    let bad_duration = helm(&["template", "demo", CHART, "--set", "operator.claimDuration=soon"]);
+    assert!(!bad_duration.status.success());
+}
+
+/// Installs the chart as release `ns.name` into the namespace; uninstalls when dropped.
+struct Release {
+    name: String,
+}
+
+impl Release {
+    fn install(ns: &TestNamespace) -> Release {
+        let installed = helm(&["install", &ns.name, CHART, "--namespace", &ns.name]);
+        assert!(installed.status.success(), "{}", text(&installed));
+        assert!(
+            text(&installed).contains("kubectl get leadershipleases"),
+            "NOTES.txt says what to do next"
+        );
+        Release {
+            name: ns.name.clone(),
+        }
+    }
+
+    fn operator_account(&self) -> String {
+        format!("{}-leadership", self.name)
+    }
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        let _ = helm(&["uninstall", &self.name, "--namespace", &self.name]);
+    }
+}
+
+fn can_i(verb: &str, resource: &str, namespace: Option<&str>, user: &str) -> bool {
+    let mut command = testenv::shared().kubectl();
+    match resource.split_once('/') {
+        Some((resource, subresource)) => {
+            command.args(["auth", "can-i", verb, resource, "--subresource", subresource])
+        }
+        None => command.args(["auth", "can-i", verb, resource]),
+    };
+    command.args(["--as", user]);
+    match namespace {
+        Some(ns) => command.args(["-n", ns]),
+        None => command.arg("--all-namespaces"),
+    };
+    String::from_utf8_lossy(&command.output().unwrap().stdout).trim() == "yes"
+}
+
+async fn token_kubeconfig(
+    ns: &TestNamespace,
+    account: &str,
+    pod: Option<(&str, &str)>,
+    file: &str,
+) -> PathBuf {
+    let token = ns.token(account, pod).await;
+    let path = std::env::temp_dir().join(format!("{}-{file}.kubeconfig", ns.name));
+    testenv::shared().token_kubeconfig(&token, &path).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn helm_install_gives_least_privilege_and_the_parts_run_with_the_charts_accounts() {
+    let ns = testenv::shared().namespace().await;
+    let release = Release::install(&ns);
+    let operator_user = format!("system:serviceaccount:{}:{}", ns.name, release.operator_account());
+    let sidecar_user = format!("system:serviceaccount:{}:leadership-sidecar", ns.name);
+    let matrix: &[(&str, &str, Option<&str>, &str, bool)] = &[
+        (
+            &operator_user,
+            "list",
+            None,
+            "leadershipleases.leadership.dev",
+            true,
+        ),
+        (
+            &operator_user,
+            "update",
+            None,
+            "leadershipleases.leadership.dev/status",
+            true,
+        ),
+        (
+            &operator_user,
+            "update",
+            None,
+            "leadershipleases.leadership.dev",
+            true,
+        ),
+        (&operator_user, "watch", None, "pods", true),
+        (&operator_user, "create", None, "events.events.k8s.io", true),
+        (
+            &operator_user,
+            "delete",
+            None,
+            "leadershipleases.leadership.dev",
+            false,
+        ),
+        (&operator_user, "get", None, "secrets", false),
+        (&operator_user, "create", None, "pods", false),
+        (
+            &sidecar_user,
+            "watch",
+            Some(&ns.name),
+            "leadershipleases.leadership.dev",
+            true,
+        ),
+        (
+            &sidecar_user,
+            "create",
+            Some(&ns.name),
+            "leadershipleases.leadership.dev",
+            true,
+        ),
+        (
+            &sidecar_user,
+            "update",
+            Some(&ns.name),
+            "leadershipleases.leadership.dev/status",
+            true,
+        ),
+        (
+            &sidecar_user,
+            "update",
+            Some("default"),
+            "leadershipleases.leadership.dev/status",
+            false,
+        ),
+        (
+            &sidecar_user,
+            "update",
+            Some(&ns.name),
+            "leadershipleases.leadership.dev",
+            false,
+        ),
+        (
+            &sidecar_user,
+            "delete",
+            Some(&ns.name),
+            "leadershipleases.leadership.dev",
+            false,
+        ),
+        (
+            &sidecar_user,
+            "get",
+            Some("default"),
+            "leadershipleases.leadership.dev",
+            false,
+        ),
+        (&sidecar_user, "get", Some(&ns.name), "pods", false),
+        (&sidecar_user, "get", Some(&ns.name), "secrets", false),
+    ];
+    for &(user, verb, namespace, resource, allowed) in matrix {
+        assert_eq!(
+            can_i(verb, resource, namespace, user),
+            allowed,
+            "{user} {verb} {resource} in {namespace:?}"
+        );
+    }
+
+    // The operator and three sidecars, each with a token of the chart's ServiceAccounts.
+    let operator_config = token_kubeconfig(&ns, &release.operator_account(), None, "operator").await;
+    let _operator = units::operator(&ns, "operator-0", &operator_config);
+    let mut sidecars = Vec::new();
+    for i in 0..3 {
+        let unit = format!("app-{i}");
+        let pod = units::pod_as(&ns, &unit, Some("leadership-sidecar")).await;
+        let uid = pod.metadata.uid.unwrap();
+        let config = token_kubeconfig(&ns, "leadership-sidecar", Some((&unit, &uid)), &unit).await;
+        sidecars.push(Sidecar::start_with(&ns, "app", &unit, &config, units::D, &[]).await);
+    }
+    let (first, status) = leader(&sidecars, PROMPTLY).await;
+    let listed = testenv::shared()
+        .kubectl()
+        .args(["get", "leadershipleases", "-n", &ns.name])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.contains(&sidecars[first].unit),
+        "kubectl get leadershipleases shows the live lease:\n{listed}"
+    );
+    // A pin through the socket is refused: the sidecar's role has no spec writes.
+    let pin = sidecars[first]
+        .client()
+        .set_pin("machine-0", true)
+        .await
+        .unwrap_err();
+    assert_eq!(pin.code(), "Forbidden", "{pin}");
+
+    sidecars[first].signal(Signal::SIGKILL);
+    let mut dead = sidecars.remove(first);
+    let _ = dead.process.exit_code().await;
+    let (_, after) = leader(&sidecars, Duration::from_secs(30)).await;
+    assert!(
+        after.term > status.term,
+        "a standby took over with the chart's RBAC"
+    );
+}
+
+#[tokio::test]
+async fn a_pod_cannot_claim_as_another_pod() {
+    let ns = testenv::shared().namespace().await;
+    let _release = Release::install(&ns);
+    let pod_a = units::pod_as(&ns, "web-a", Some("leadership-sidecar")).await;
+    units::pod_as(&ns, "web-b", Some("leadership-sidecar")).await;
+    let config = token_kubeconfig(
+        &ns,
+        "leadership-sidecar",
+        Some(("web-a", &pod_a.metadata.uid.unwrap())),
+        "a",
+    )
+    .await;
+
+    // Pod A's sidecar configured to claim as pod B: the API server refuses every claim.
+    let impostor = Sidecar::start_with(&ns, "web", "web-b", &config, units::D, &[]).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let status = impostor.status().await.unwrap();
+    assert!(!status.leader, "{status:?}");
+    let log = impostor.process.log_text();
+    assert!(
+        log.contains("a pod may claim leadership only for itself"),
+        "the refusal is logged clearly:\n{log}"
+    );
+
+    // The same token claiming as itself works.
+    let honest = Sidecar::start_with(&ns, "web", "web-a", &config, units::D, &[]).await;
+    let (_, status) = leader(std::slice::from_ref(&honest), PROMPTLY).await;
+    assert_eq!(status.unit, "web-a");
+}

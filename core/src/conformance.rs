@@ -4,8 +4,6 @@
 //! A store's tests call [`conformance_suite!`](crate::conformance_suite) with a way to make a
 //! [`Harness`]; the macro writes one test per rule, named after the rule.
 
-#![allow(clippy::unwrap_used)] // a test suite: a failed step is a failed test
-
 use std::{collections::BTreeMap, future::Future, time::Duration};
 
 use tokio::time::{Instant, timeout};

@@ -2,8 +2,6 @@
 //! holder, pins that stop expiry, revocations, pod loss, HA failover and restarts, and the story
 //! told by `kubectl describe`.
 
-#![allow(clippy::unwrap_used)] // a test: a failed step is a failed test
-
 use std::{process::Output, time::Duration};
 
 use k8s_openapi::api::core::v1::Pod;

@@ -2,8 +2,6 @@
 //! never panic, always get a well-formed reply with a known code, and change state only when the
 //! request was valid.
 
-#![allow(clippy::unwrap_used)] // a test: a failed step is a failed test
-
 use std::{sync::Arc, time::Duration};
 
 use axum::{Router, body::Body};

@@ -49,10 +49,13 @@ pub fn binary(name: &str) -> PathBuf {
         assert!(status.success(), "cargo build --bin {name} failed");
         built.push(name.to_owned());
     }
-    let exe = std::env::current_exe().expect("the test's own path");
-    // target/<profile>/deps/<test> -> target/<profile>/<name>
-    let profile = exe.parent().and_then(Path::parent).expect("a target folder");
-    profile.join(name)
+    let exe = std::env::current_exe().expect("this program's own path");
+    // A test runs from target/<profile>/deps/, a binary from target/<profile>/.
+    let mut folder = exe.parent().expect("a target folder");
+    if folder.ends_with("deps") {
+        folder = folder.parent().expect("a profile folder");
+    }
+    folder.join(name)
 }
 
 /// The shared test cluster.
@@ -74,6 +77,17 @@ pub fn shared() -> &'static TestEnv {
         Ok(env) => env,
         Err(err) => panic!("no test control plane: {err}"),
     }
+}
+
+/// Makes [`shared`] use the cluster of `kubeconfig` (for programs such as the demo that start their
+/// own control plane). False if the environment was already set up.
+pub fn use_cluster(kubeconfig: &Path, tools: Tools) -> bool {
+    ENV.set(Ok(TestEnv {
+        kubeconfig: kubeconfig.to_owned(),
+        tools,
+        _plane: None,
+    }))
+    .is_ok()
 }
 
 impl TestEnv {
@@ -140,6 +154,12 @@ impl TestEnv {
             std::process::id(),
             NAMESPACES.fetch_add(1, Ordering::Relaxed)
         );
+        self.namespace_named(&name).await
+    }
+
+    /// A new namespace called `name`, deleted when the returned guard is dropped.
+    pub async fn namespace_named(&'static self, name: &str) -> TestNamespace {
+        let name = name.to_owned();
         let client = self.client().await;
         let namespace = Namespace {
             metadata: ObjectMeta {

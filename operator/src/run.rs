@@ -30,13 +30,7 @@ fn identity(args: &Args) -> String {
 
 /// Runs the operator until SIGTERM or SIGINT.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let client = kube::Client::try_default().await.context(
-        "no Kubernetes client configuration: in a pod the ServiceAccount is used; elsewhere set KUBECONFIG",
-    )?;
-    let namespace = args
-        .namespace
-        .clone()
-        .unwrap_or_else(|| client.default_namespace().to_owned());
+    let (client, namespace) = leadership_kube::connect(args.namespace.clone()).await?;
     let identity = identity(&args);
     leadership::validate::unit_name(&identity).context("--identity (or POD_NAME)")?;
 

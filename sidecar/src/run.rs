@@ -40,13 +40,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             args.claim_duration
         );
     }
-    let client = kube::Client::try_default().await.context(
-        "no Kubernetes client configuration: in a pod the ServiceAccount is used; elsewhere set KUBECONFIG",
-    )?;
-    let namespace = args
-        .namespace
-        .clone()
-        .unwrap_or_else(|| client.default_namespace().to_owned());
+    let (client, namespace) = leadership_kube::connect(args.namespace.clone()).await?;
     let store = KubeStore::new(client, Scope::Namespace(namespace.clone()));
     if let Err(err) = store.check_installed().await {
         // Not fatal: a crash loop would help nobody. The sidecar stays unready and keeps trying.

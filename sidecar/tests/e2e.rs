@@ -246,94 +246,59 @@ async fn socket_errors_are_clear_json_and_change_nothing() {
         assert_eq!(body["error"]["code"], error, "{body}");
         assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
     };
-    expect(
-        client.call(Method::GET, "/v1/nope", None).await.unwrap(),
-        404,
-        "NotFound",
-    );
-    expect(
-        client.call(Method::GET, "/v1/claim", None).await.unwrap(),
-        405,
-        "BadRequest",
-    );
-    expect(
-        client.call(Method::DELETE, "/v1/status", None).await.unwrap(),
-        405,
-        "BadRequest",
-    );
-    expect(
-        client
-            .call(Method::GET, "/v1/wait/leader?timeoutMs=abc", None)
-            .await
-            .unwrap(),
-        400,
-        "BadRequest",
-    );
-    expect(
-        client
-            .call(Method::GET, "/v1/wait/leader?timeout=5", None)
-            .await
-            .unwrap(),
-        400,
-        "BadRequest",
-    );
-    expect(
-        client
-            .call(Method::GET, "/v1/wait/leader?timeoutMs=99999999999999", None)
-            .await
-            .unwrap(),
-        400,
-        "BadRequest",
-    );
-    expect(
-        client
-            .call(Method::GET, "/v1/wait/leader?timeoutMs=200", None)
-            .await
-            .unwrap(),
-        408,
-        "Timeout",
-    );
-    expect(
-        client.call(Method::GET, "/v1/token", None).await.unwrap(),
-        409,
-        "NotLeader",
-    );
-    expect(
-        client
-            .call(Method::POST, "/v1/pin", Some(b"{not json".to_vec()))
-            .await
-            .unwrap(),
-        400,
-        "BadRequest",
-    );
-    expect(
-        client
-            .call(
-                Method::POST,
-                "/v1/pin",
-                Some(br#"{"entity":"Bad Name"}"#.to_vec()),
-            )
-            .await
-            .unwrap(),
-        400,
-        "BadRequest",
-    );
-    expect(
-        client
-            .call(Method::POST, "/v1/pin", Some(br#"{"entity":"a","x":1}"#.to_vec()))
-            .await
-            .unwrap(),
-        400,
-        "BadRequest",
-    );
-    expect(
-        client
-            .call(Method::POST, "/v1/pin", Some(vec![b'x'; 10_000]))
-            .await
-            .unwrap(),
-        413,
-        "BadRequest",
-    );
+    let refusals: [(Method, &str, Option<Vec<u8>>, u16, &str); 12] = [
+        (Method::GET, "/v1/nope", None, 404, "NotFound"),
+        (Method::GET, "/v1/claim", None, 405, "BadRequest"),
+        (Method::DELETE, "/v1/status", None, 405, "BadRequest"),
+        (
+            Method::GET,
+            "/v1/wait/leader?timeoutMs=abc",
+            None,
+            400,
+            "BadRequest",
+        ),
+        (Method::GET, "/v1/wait/leader?timeout=5", None, 400, "BadRequest"),
+        (
+            Method::GET,
+            "/v1/wait/leader?timeoutMs=99999999999999",
+            None,
+            400,
+            "BadRequest",
+        ),
+        (Method::GET, "/v1/wait/leader?timeoutMs=200", None, 408, "Timeout"),
+        (Method::GET, "/v1/token", None, 409, "NotLeader"),
+        (
+            Method::POST,
+            "/v1/pin",
+            Some(b"{not json".to_vec()),
+            400,
+            "BadRequest",
+        ),
+        (
+            Method::POST,
+            "/v1/pin",
+            Some(br#"{"entity":"Bad Name"}"#.to_vec()),
+            400,
+            "BadRequest",
+        ),
+        (
+            Method::POST,
+            "/v1/pin",
+            Some(br#"{"entity":"a","x":1}"#.to_vec()),
+            400,
+            "BadRequest",
+        ),
+        (
+            Method::POST,
+            "/v1/pin",
+            Some(vec![b'x'; 10_000]),
+            413,
+            "BadRequest",
+        ),
+    ];
+    for (method, uri, body, code, error) in refusals {
+        expect(client.call(method, uri, body).await.unwrap(), code, error);
+    }
     assert!(
         client.pins().await.unwrap().pins.is_empty(),
         "refused requests changed nothing"

@@ -246,7 +246,9 @@ async fn socket_errors_are_clear_json_and_change_nothing() {
         assert_eq!(body["error"]["code"], error, "{body}");
         assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
     };
-    let refusals: [(Method, &str, Option<Vec<u8>>, u16, &str); 12] = [
+    /// A request (method, URI, body) and the refusal expected (status, code).
+    type Refusal = (Method, &'static str, Option<Vec<u8>>, u16, &'static str);
+    let refusals: [Refusal; 12] = [
         (Method::GET, "/v1/nope", None, 404, "NotFound"),
         (Method::GET, "/v1/claim", None, 405, "BadRequest"),
         (Method::DELETE, "/v1/status", None, 405, "BadRequest"),

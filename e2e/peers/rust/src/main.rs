@@ -1,11 +1,11 @@
 //! The benchmark's Rust peers behind one command line, so the harness drives them like our sidecar:
 //!
-//!   rust-peers --impl lease-manager|leader-election --namespace NS --lease NAME --identity ID --lease-seconds N
+//!   rust-peers --impl lease-manager --namespace NS --lease NAME --identity ID --lease-seconds N
 //!
 //! Prints `LEADER` when this process becomes leader and `STOPPED` when it stops leading; on SIGTERM
-//! it gives the lease up the way each crate documents, then exits.
+//! it gives the lease up the way the crate documents, then exits.
 
-use std::{collections::HashMap, time::Duration};
+use std::collections::HashMap;
 
 use anyhow::{bail, Context};
 use tokio::signal::unix::{signal, SignalKind};
@@ -18,7 +18,7 @@ fn flags() -> anyhow::Result<HashMap<String, String>> {
             [key, value] if key.starts_with("--") => {
                 flags.insert(key.trim_start_matches("--").to_owned(), value.clone());
             }
-            _ => bail!("usage: rust-peers --impl lease-manager|leader-election --namespace NS --lease NAME --identity ID --lease-seconds N"),
+            _ => bail!("usage: rust-peers --impl lease-manager --namespace NS --lease NAME --identity ID --lease-seconds N"),
         }
     }
     Ok(flags)
@@ -66,40 +66,6 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
         }
-        "leader-election" => {
-            let client = kube4::Client::try_default().await?;
-            let lock = kube_leader_election::LeaseLock::new(
-                client,
-                &namespace,
-                kube_leader_election::LeaseLockParams {
-                    holder_id: identity,
-                    lease_name: lease,
-                    lease_ttl: Duration::from_secs(seconds),
-                },
-            );
-            // The crate's advice: renew (and so try to acquire) every third of the lease.
-            let every = Duration::from_secs(seconds) / 3;
-            let mut leading = false;
-            loop {
-                match lock.try_acquire_or_renew().await {
-                    Ok(result) if result.acquired_lease != leading => {
-                        leading = result.acquired_lease;
-                        announce(leading);
-                    }
-                    Ok(_) => {}
-                    Err(err) => eprintln!("acquire or renew failed: {err}"),
-                }
-                tokio::select! {
-                    _ = terminate.recv() => {
-                        if leading {
-                            lock.step_down().await?;
-                        }
-                        return Ok(());
-                    }
-                    () = tokio::time::sleep(every) => {}
-                }
-            }
-        }
-        other => bail!("unknown --impl {other}: lease-manager or leader-election"),
+        other => bail!("unknown --impl {other}: lease-manager"),
     }
 }

@@ -187,7 +187,7 @@ impl Report {
         };
         let num = |v: Option<f64>| v.map_or("not measured".into(), |v| format!("{v:.1}"));
         out.push_str("\n## Leader election, side by side\n\n");
-        out.push_str("Latencies in ms as p50 / p99 / max. Handover: SIGTERM of the leader to another process saying it leads. Crash overhead: SIGKILL of the leader to another process leading, minus the lease length.\n\n");
+        out.push_str("Latencies in ms as p50 / p99 / max. Handover: SIGTERM of the leader to another process saying it leads. Crash overhead: SIGKILL of the leader to another process leading, minus the lease length; it can be below zero, because a lease runs from the leader's last renewal, which came before the kill. API figures: the API server's own request counters for the candidate's resource (`leases` or `leadershipleases`), less the control plane's own Lease traffic.\n\n");
         out.push_str("| candidate | lease ms | graceful handover | crash overhead | requests / leader / min | writes / leader / min | requests / min, many apps | writes / min, many apps |\n|---|---|---|---|---|---|---|---|\n");
         for (name, c) in &self.candidates {
             let _ = writeln!(

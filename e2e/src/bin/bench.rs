@@ -112,6 +112,16 @@ struct Candidate {
     description: String,
 }
 
+impl Candidate {
+    /// The API resource its leases live in.
+    fn resource(&self) -> &'static str {
+        match self.kind {
+            Kind::Ours => "leadershipleases",
+            _ => "leases",
+        }
+    }
+}
+
 #[derive(Clone)]
 enum Kind {
     Ours,
@@ -164,6 +174,8 @@ struct Bench {
     kubeconfig: PathBuf,
     scratch: PathBuf,
     started: Instant,
+    /// Requests and writes per minute to `leases` by the control plane itself (its own leases).
+    lease_baseline: (f64, f64),
 }
 
 /// An event: member `index` said it leads, at this instant.
@@ -358,7 +370,7 @@ impl Bench {
             ));
         }
         sleep(Duration::from_secs(3)).await;
-        let (requests, writes) = self.api_cost(&namespace).await?;
+        let (requests, writes) = self.api_cost(candidate).await?;
         self.say(format!(
             "{}: steady state: {requests:.1} requests, {writes:.1} writes per minute",
             candidate.name
@@ -377,14 +389,23 @@ impl Bench {
         Ok((report, members, leader))
     }
 
-    /// Requests and writes per minute to the lease resources in `namespace`'s cluster over the
-    /// plan's window, from the API server's own counters.
-    async fn api_cost(&self, _namespace: &str) -> anyhow::Result<(f64, f64)> {
-        let before = request_counts(&self.client).await?;
+    /// Requests and writes per minute to `candidate`'s lease resource over the plan's window,
+    /// from the API server's own counters, less what the control plane itself does to it.
+    async fn api_cost(&self, candidate: &Candidate) -> anyhow::Result<(f64, f64)> {
+        let resource = candidate.resource();
+        let before = request_counts(&self.client, resource).await?;
         sleep(self.plan.window).await;
-        let after = request_counts(&self.client).await?;
+        let after = request_counts(&self.client, resource).await?;
         let minutes = self.plan.window.as_secs_f64() / 60.0;
-        Ok(((after.0 - before.0) / minutes, (after.1 - before.1) / minutes))
+        let baseline = if resource == "leases" {
+            self.lease_baseline
+        } else {
+            (0.0, 0.0)
+        };
+        Ok((
+            ((after.0 - before.0) / minutes - baseline.0).max(0.0),
+            ((after.1 - before.1) / minutes - baseline.1).max(0.0),
+        ))
     }
 
     /// API cost with many applications, one process each.
@@ -409,7 +430,7 @@ impl Bench {
             }
         }
         sleep(Duration::from_secs(3)).await;
-        let cost = self.api_cost(&namespace).await?;
+        let cost = self.api_cost(candidate).await?;
         self.say(format!(
             "{}: {} applications ({led} leading): {:.1} requests, {:.1} writes per minute",
             candidate.name, self.plan.many_apps, cost.0, cost.1
@@ -580,7 +601,9 @@ fn signal(child: &Child, signal: Signal) {
     }
 }
 
+/// Stops a process gracefully (SIGTERM), or with SIGKILL after 10 s.
 async fn stop(child: &mut Child) {
+    signal(child, Signal::SIGTERM);
     if timeout(Duration::from_secs(10), child.wait()).await.is_err() {
         let _ = child.kill().await;
     }
@@ -616,21 +639,18 @@ async fn next_leader(
         .map(|(index, _)| index)
 }
 
-/// (requests, writes) to the lease resources (`leases`, `leadershipleases`, their Events) so far,
-/// from `apiserver_request_total`.
-async fn request_counts(client: &Client) -> anyhow::Result<(f64, f64)> {
+/// (requests, writes) to `resource` so far, from the API server's `apiserver_request_total`.
+async fn request_counts(client: &Client, resource: &str) -> anyhow::Result<(f64, f64)> {
     let request = http::Request::get("/metrics").body(Vec::new())?;
     let text = client.request_text(request).await?;
+    let wanted = format!("resource=\"{resource}\"");
     let mut requests = 0.0;
     let mut writes = 0.0;
     for line in text.lines().filter(|l| l.starts_with("apiserver_request_total{")) {
         let Some((labels, value)) = line.rsplit_once(' ') else {
             continue;
         };
-        let resource = ["resource=\"leases\"", "resource=\"leadershipleases\""]
-            .iter()
-            .any(|r| labels.contains(r));
-        if !resource {
+        if !labels.contains(&wanted) {
             continue;
         }
         let value: f64 = value.parse().unwrap_or(0.0);
@@ -772,14 +792,26 @@ async fn measure(quick: bool, out: &Path, plane: &ControlPlane, started: Instant
     leadership_kube::crd::install(&client).await?;
     let scratch = out.join("logs");
     std::fs::create_dir_all(&scratch)?;
-    let bench = Bench {
+    let mut bench = Bench {
         plan: Plan::new(quick),
         bins: Bins::from_env()?,
         client,
         kubeconfig: plane.kubeconfig().to_owned(),
         scratch,
         started,
+        lease_baseline: (0.0, 0.0),
     };
+    // What the control plane itself does to Leases (the API server's identity lease), subtracted
+    // from the peers' figures.
+    let before = request_counts(&bench.client, "leases").await?;
+    sleep(bench.plan.window).await;
+    let after = request_counts(&bench.client, "leases").await?;
+    let minutes = bench.plan.window.as_secs_f64() / 60.0;
+    bench.lease_baseline = ((after.0 - before.0) / minutes, (after.1 - before.1) / minutes);
+    bench.say(format!(
+        "control plane's own Lease traffic: {:.1} requests, {:.1} writes per minute (subtracted)",
+        bench.lease_baseline.0, bench.lease_baseline.1
+    ));
     let mut report = Report {
         machine: machine(),
         versions: versions(&plane.state().version),
@@ -808,7 +840,6 @@ async fn measure(quick: bool, out: &Path, plane: &ControlPlane, started: Instant
             ours = Some((members, leader));
         } else {
             for mut member in members {
-                signal(&member, Signal::SIGTERM);
                 stop(&mut member).await;
             }
         }
@@ -841,7 +872,11 @@ async fn measure(quick: bool, out: &Path, plane: &ControlPlane, started: Instant
     // The operator's writes in steady state: all lease writes with it running, minus those without
     // it, minus the renewals of its own lease (counted on the lease itself).
     let namespace = format!("bench-{OURS}");
-    let (_, writes_without) = bench.api_cost(&namespace).await?;
+    let ours_candidate = candidates()
+        .into_iter()
+        .find(|c| c.name == OURS)
+        .context("our candidate")?;
+    let (_, writes_without) = bench.api_cost(&ours_candidate).await?;
     let home = "bench-operator-home";
     bench.namespace(home).await?;
     let mut operator = bench.spawn_operator(&namespace, home, "operator-0")?;
@@ -853,7 +888,7 @@ async fn measure(quick: bool, out: &Path, plane: &ControlPlane, started: Instant
             .map_or(0.0, |s| s.renewals as f64 + s.term as f64)
     };
     let before = renewals(own_lease.get_opt("leadership-operator").await?);
-    let (_, writes_with) = bench.api_cost(&namespace).await?;
+    let (_, writes_with) = bench.api_cost(&ours_candidate).await?;
     let after = renewals(own_lease.get_opt("leadership-operator").await?);
     let own_writes = (after - before) / (bench.plan.window.as_secs_f64() / 60.0);
     own.operator_writes_per_min = Some((writes_with - writes_without - own_writes).max(0.0));

@@ -39,6 +39,8 @@ use crate::crd::{self, LeadershipLease, LeadershipLeaseSpec, Pin, Revocation};
 
 /// How many times a write is tried again after a conflict before giving up as "unknown".
 const MAX_ATTEMPTS: u32 = 8;
+/// How many attempts a transient failure gets (with 50, 100 ms pauses) before it is returned.
+const TRANSIENT_ATTEMPTS: u32 = 3;
 
 /// Where a store looks for leases.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -352,6 +354,13 @@ impl KubeStore {
                     sleep(Duration::from_millis(5 << attempt.min(5))).await;
                 }
                 Err(Error::ClaimDenied | Error::ClaimNotHeld) if !fresh => {}
+                // A transient failure (the API server restarting, a dropped connection): try
+                // again, a few times, on a fresh read. A write that landed before its reply was
+                // lost makes the retry's compare-and-swap fail, and the fresh read shows it.
+                Err(err @ Error::Unavailable { .. }) if attempt + 1 < TRANSIENT_ATTEMPTS => {
+                    debug!(action, attempt, error = %err, "transient failure; trying again");
+                    sleep(Duration::from_millis(50 << attempt)).await;
+                }
                 Err(err) => return Err(err),
             }
         }

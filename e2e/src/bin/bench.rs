@@ -26,7 +26,7 @@ use leadership_e2e::{
     controlplane::{ControlPlane, StartOptions},
     tools::Tools,
 };
-use leadership_kube::crd::{LeadershipLease, LeadershipLeaseStatus};
+use leadership_kube::crd::LeadershipLease;
 use nix::sys::signal::{Signal, kill};
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
@@ -581,18 +581,22 @@ async fn write_dead_claim(
     name: &str,
     lease: Duration,
 ) -> anyhow::Result<Instant> {
-    let created = api
-        .create(&PostParams::default(), &LeadershipLease::empty(namespace, name))
+    api.create(&PostParams::default(), &LeadershipLease::empty(namespace, name))
         .await?;
-    let mut claimed = created.clone();
-    claimed.status = Some(LeadershipLeaseStatus {
-        holder: Some("dead-unit".into()),
-        term: 1,
-        lease_duration_ms: Some(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX)),
-        ..LeadershipLeaseStatus::default()
-    });
-    api.replace_status(name, &PostParams::default(), &claimed).await?;
-    Ok(Instant::now())
+    // The operator may write its conditions in between: write on the latest version.
+    loop {
+        let mut claimed = api.get(name).await?;
+        let mut status = claimed.status.clone().unwrap_or_default();
+        status.holder = Some("dead-unit".into());
+        status.term = 1;
+        status.lease_duration_ms = Some(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
+        claimed.status = Some(status);
+        match api.replace_status(name, &PostParams::default(), &claimed).await {
+            Ok(_) => return Ok(Instant::now()),
+            Err(kube::Error::Api(status)) if status.code == 409 => continue,
+            Err(err) => return Err(err.into()),
+        }
+    }
 }
 
 fn signal(child: &Child, signal: Signal) {
@@ -901,7 +905,13 @@ async fn measure(quick: bool, out: &Path, plane: &ControlPlane, started: Instant
     ));
     drop(members);
     for count in bench.plan.lease_counts.clone() {
-        let scale = bench.operator_at_scale(count).await?;
+        let scale = match bench.operator_at_scale(count).await {
+            Ok(scale) => scale,
+            Err(err) => {
+                bench.say(format!("operator with {count} leases: not measured: {err:#}"));
+                continue;
+            }
+        };
         bench.say(format!(
             "operator with {count} leases: {:.1} MiB, expiry lag {:?}, not cleared {}",
             scale.operator_rss_mib, scale.expiry_lag_ms, scale.not_cleared

@@ -91,6 +91,16 @@ pub struct StartOptions {
     pub owner: Option<u32>,
 }
 
+impl StartOptions {
+    /// A temp folder, and everything stops when this process ends.
+    pub fn owned_by_this_process() -> Self {
+        StartOptions {
+            dir: None,
+            owner: Some(std::process::id()),
+        }
+    }
+}
+
 /// A running control plane.
 #[derive(Debug)]
 pub struct ControlPlane {

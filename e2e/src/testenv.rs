@@ -110,10 +110,7 @@ impl TestEnv {
                 .map_err(|e| Error::io("start a runtime", e))?;
             runtime.block_on(ControlPlane::start(
                 &starter,
-                StartOptions {
-                    dir: None,
-                    owner: Some(std::process::id()),
-                },
+                StartOptions::owned_by_this_process(),
             ))
         })
         .join()

@@ -7,7 +7,7 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::{
     api::{
         authentication::v1::SelfSubjectReview,
-        core::v1::{ConfigMap, Container, Pod, PodSpec, Secret},
+        core::v1::{ConfigMap, Secret},
     },
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
@@ -164,27 +164,7 @@ async fn a_token_bound_to_a_pod_names_the_pod() {
     let env = testenv::shared();
     let ns = env.namespace().await;
     ns.service_account("unit").await;
-    let pod = Pod {
-        metadata: ObjectMeta {
-            name: Some("web-0".into()),
-            ..ObjectMeta::default()
-        },
-        spec: Some(PodSpec {
-            service_account_name: Some("unit".into()),
-            containers: vec![Container {
-                name: "app".into(),
-                image: Some("app:1".into()),
-                ..Container::default()
-            }],
-            ..PodSpec::default()
-        }),
-        ..Pod::default()
-    };
-    let pod = ns
-        .api::<Pod>()
-        .create(&PostParams::default(), &pod)
-        .await
-        .unwrap();
+    let pod = leadership_e2e::units::pod_as(&ns, "web-0", Some("unit")).await;
     let uid = pod.metadata.uid.unwrap();
     let token = ns.token("unit", Some(("web-0", &uid))).await;
     let client = ns.client_with_token(&token).await;

@@ -91,15 +91,9 @@ async fn a_takeover_decided_on_a_stale_read_is_refused_by_the_compare_and_swap()
 #[tokio::test]
 async fn pins_and_the_holder_survive_restarts_of_the_api_server_and_etcd() {
     let tools = Tools::locate().expect("tools");
-    let mut plane = ControlPlane::start(
-        &tools,
-        StartOptions {
-            dir: None,
-            owner: Some(std::process::id()),
-        },
-    )
-    .await
-    .expect("a private control plane");
+    let mut plane = ControlPlane::start(&tools, StartOptions::owned_by_this_process())
+        .await
+        .expect("a private control plane");
     let client = plane.client().await.unwrap();
     common::install_crd(&client).await;
     let store = KubeStore::new(client.clone(), Scope::Namespace("default".into()));

@@ -778,14 +778,7 @@ async fn run() -> anyhow::Result<()> {
     std::fs::create_dir_all(&out).with_context(|| format!("create {}", out.display()))?;
     let started = Instant::now();
     let tools = Tools::locate()?;
-    let mut plane = ControlPlane::start(
-        &tools,
-        StartOptions {
-            dir: None,
-            owner: Some(std::process::id()),
-        },
-    )
-    .await?;
+    let mut plane = ControlPlane::start(&tools, StartOptions::owned_by_this_process()).await?;
     let result = measure(quick, &out, &plane, started).await;
     plane.stop();
     result

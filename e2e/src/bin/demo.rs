@@ -89,14 +89,7 @@ async fn main() -> ExitCode {
 async fn demo(show: &mut Show) -> anyhow::Result<()> {
     let tools = Tools::locate()?;
     show.say("starting a control plane: etcd, kube-apiserver, kube-controller-manager on 127.0.0.1");
-    let mut plane = ControlPlane::start(
-        &tools,
-        StartOptions {
-            dir: None,
-            owner: Some(std::process::id()),
-        },
-    )
-    .await?;
+    let mut plane = ControlPlane::start(&tools, StartOptions::owned_by_this_process()).await?;
     testenv::use_cluster(plane.kubeconfig(), tools);
     let result = scenes(show).await;
     show.say("cleaning up: stopping the processes and the control plane");

@@ -5,7 +5,7 @@
 //! - [`controlplane`]: starts and stops them on 127.0.0.1 with their own CA;
 //! - [`testenv`]: one control plane per test run, a client and a fresh namespace per test;
 //! - [`units`]: sidecars and operators as local processes, one sidecar per Pod object;
-//! - [`bench`]: the benchmark report's figures and rendering.
+//! - [`mod@bench`]: the benchmark report's figures and rendering.
 #![forbid(unsafe_code)]
 
 pub mod bench;

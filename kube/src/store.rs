@@ -580,62 +580,62 @@ impl Pinner for KubeStore {
     }
 
     async fn pinned_leadership(&self) -> Result<BTreeMap<String, Vec<String>>> {
-        let objects = self
-            .list_api()
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| from_kube("list leadershipleases", e))?;
-        Ok(objects
-            .items
+        Ok(self
+            .list()
+            .await?
             .into_iter()
             .filter(|object| !object.spec.pins.is_empty())
-            .map(|object| {
-                (
-                    object.metadata.name.unwrap_or_default(),
-                    object.spec.pins.into_keys().collect(),
-                )
-            })
+            .map(|object| (self.key(&object), object.spec.pins.into_keys().collect()))
             .collect())
     }
 }
 
 impl Reader for KubeStore {
     async fn leaders(&self) -> Result<BTreeMap<String, String>> {
+        let objects = self.list().await?;
+        let now = Instant::now();
+        let apps = self.inner.apps.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        Ok(objects
+            .into_iter()
+            .filter_map(|object| {
+                let lease = object.to_lease();
+                let holder = lease.holder_unit()?.to_owned();
+                // Where this store has timed this very claim, a run-out claim is no leader.
+                let run_out = object
+                    .metadata
+                    .name
+                    .as_ref()
+                    .and_then(|name| apps.get(name))
+                    .is_some_and(|app| {
+                        app.known()
+                            .seen
+                            .is_expired(&lease, &self.inner.config.expiry, now)
+                    });
+                (!run_out).then(|| (self.key(&object), holder))
+            })
+            .collect())
+    }
+}
+
+impl KubeStore {
+    /// Every lease in the store's scope.
+    async fn list(&self) -> Result<Vec<LeadershipLease>> {
         let objects = self
             .list_api()
             .list(&ListParams::default())
             .await
             .map_err(|e| from_kube("list leadershipleases", e))?;
-        let now = Instant::now();
-        let apps = self.inner.apps.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        Ok(objects
-            .items
-            .into_iter()
-            .filter_map(|object| {
-                let name = object.metadata.name.clone()?;
-                let lease = object.to_lease();
-                let holder = lease.holder_unit()?.to_owned();
-                // Where this store has timed the claim, a run-out claim is no leader.
-                let run_out = apps.get(&name).is_some_and(|app| {
-                    let known = app.known();
-                    known.seen.is_expired(
-                        &known
-                            .object
-                            .as_ref()
-                            .map(LeadershipLease::to_lease)
-                            .unwrap_or_default(),
-                        &self.inner.config.expiry,
-                        now,
-                    ) && known
-                        .object
-                        .as_ref()
-                        .map(LeadershipLease::to_lease)
-                        .and_then(|l| l.claim_id())
-                        == lease.claim_id()
-                });
-                (!run_out).then_some((name, holder))
-            })
-            .collect())
+        Ok(objects.items)
+    }
+
+    /// How the Reader and Pinner name an application: its name in a namespace scope,
+    /// `namespace/name` when the store reads every namespace (names repeat across namespaces).
+    fn key(&self, object: &LeadershipLease) -> String {
+        let name = object.metadata.name.clone().unwrap_or_default();
+        match (&self.inner.scope, &object.metadata.namespace) {
+            (Scope::All, Some(namespace)) => format!("{namespace}/{name}"),
+            _ => name,
+        }
     }
 }
 

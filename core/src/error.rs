@@ -55,6 +55,21 @@ pub enum Error {
 }
 
 impl Error {
+    /// The message with every underlying cause, for logs and readiness reports.
+    pub fn detail(&self) -> String {
+        let mut text = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(err) = cause {
+            let line = err.to_string();
+            if !text.contains(&line) {
+                text.push_str(": ");
+                text.push_str(&line);
+            }
+            cause = err.source();
+        }
+        text
+    }
+
     /// The stable, low-cardinality code of this error, as used on the wire and in metrics.
     pub fn code(&self) -> &'static str {
         match self {

@@ -35,4 +35,4 @@ pub use api::{
 pub use error::{Error, Result};
 pub use memory::MemoryStore;
 pub use ticket::SharedTicket;
-pub use tracker::{LeaseTracker, TrackerConfig, TrackerStatus};
+pub use tracker::{LeaseTracker, TrackerConfig, TrackerStatus, Transition};

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use tokio::{
-    sync::{mpsc, oneshot, watch},
+    sync::{broadcast, mpsc, oneshot, watch},
     task::JoinHandle,
     time::Instant,
 };
@@ -105,6 +105,8 @@ pub struct TrackerStatus {
     pub ready: bool,
     /// Whether the tracker has stopped.
     pub stopped: bool,
+    /// Why the last attempt to watch, claim or renew failed, until one succeeds.
+    pub problem: Option<String>,
     /// The store's latest view of the lease.
     pub lease: LeaseView,
 }
@@ -124,6 +126,39 @@ impl TrackerStatus {
     }
 }
 
+/// One change of this unit's leadership, published in order for hooks and recorders.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transition {
+    /// The unit became leader with a new claim.
+    Elected {
+        /// The fencing term of the grant.
+        term: u64,
+        /// The guarantee the claim earned.
+        guarantee: Guarantee,
+    },
+    /// A renewal succeeded: leadership is guaranteed for longer.
+    Renewed {
+        /// The fencing term of the grant.
+        term: u64,
+        /// The guarantee the renewal earned.
+        guarantee: Guarantee,
+    },
+    /// The unit stopped being leader.
+    Deposed {
+        /// The fencing term of the grant it held.
+        term: u64,
+        /// The instant it stopped reporting "leader": when it stepped down, or when its last
+        /// guarantee ran out if that was earlier (a paused process notices late).
+        at: Instant,
+    },
+}
+
+/// The longest wait between attempts to watch the lease while the store keeps failing.
+pub const MAX_RETRY_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How many transitions a slow subscriber may fall behind before it misses some.
+const TRANSITION_BACKLOG: usize = 256;
+
 enum Command {
     Release(oneshot::Sender<Result<bool>>),
 }
@@ -134,6 +169,8 @@ pub struct LeaseTracker {
     config: TrackerConfig,
     status: watch::Receiver<TrackerStatus>,
     commands: mpsc::Sender<Command>,
+    transitions: broadcast::Sender<Transition>,
+    first_transitions: std::sync::Mutex<Option<broadcast::Receiver<Transition>>>,
     cancel: CancellationToken,
     task: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
@@ -153,11 +190,13 @@ impl LeaseTracker {
         config.validate()?;
         let (status_tx, status) = watch::channel(TrackerStatus::default());
         let (commands, command_rx) = mpsc::channel(8);
+        let (transitions, first_transitions) = broadcast::channel(TRANSITION_BACKLOG);
         let cancel = CancellationToken::new();
         let run = Run {
             store,
             config: config.clone(),
             status: status_tx,
+            transitions: transitions.clone(),
             commands: command_rx,
             cancel: cancel.clone(),
         };
@@ -167,9 +206,21 @@ impl LeaseTracker {
             config,
             status,
             commands,
+            transitions,
+            first_transitions: std::sync::Mutex::new(Some(first_transitions)),
             cancel,
             task,
         })
+    }
+
+    /// Every [`Transition`] in order: the first call gets them all since the start, later calls
+    /// those from the call on. A subscriber that falls more than 256 behind is told it lagged.
+    pub fn transitions(&self) -> broadcast::Receiver<Transition> {
+        self.first_transitions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .unwrap_or_else(|| self.transitions.subscribe())
     }
 
     /// The latest status.
@@ -298,6 +349,7 @@ struct Run<S> {
     store: S,
     config: TrackerConfig,
     status: watch::Sender<TrackerStatus>,
+    transitions: broadcast::Sender<Transition>,
     commands: mpsc::Receiver<Command>,
     cancel: CancellationToken,
 }
@@ -330,6 +382,7 @@ impl<S: Claimer + Watcher> Run<S> {
             self.status.send_modify(|s| s.claiming = false);
             match claimed {
                 Ok(grant) => {
+                    self.status.send_modify(|s| s.problem = None);
                     info!(application = %app, unit = %unit, term = grant.term, "became leader");
                     match self
                         .lead(
@@ -356,7 +409,8 @@ impl<S: Claimer + Watcher> Run<S> {
                     debug!(application = %app, unit = %unit, "claim denied; waiting as minion")
                 }
                 Err(err) => {
-                    warn!(application = %app, unit = %unit, error = %err, "claim failed; retrying");
+                    warn!(application = %app, unit = %unit, error = %err.detail(), "claim failed; retrying");
+                    self.status.send_modify(|s| s.problem = Some(err.detail()));
                     if !self.pause(self.config.retry_interval).await {
                         return self.finish(true).await;
                     }
@@ -365,19 +419,31 @@ impl<S: Claimer + Watcher> Run<S> {
         }
     }
 
-    /// Subscribes to the lease, retrying until it works or the tracker stops.
+    /// Subscribes to the lease, retrying (backing off to [`MAX_RETRY_INTERVAL`]) until it works or
+    /// the tracker stops. Never gives up: a missing CRD, a refusal or a dead API server is reported
+    /// in the status and the log, and fixed by fixing it, not by restarting the process.
     async fn connect(&mut self) -> Option<LeaseFeed> {
+        let mut wait = self.config.retry_interval;
         loop {
-            match self.store.watch(&self.config.application).await {
+            let watched = tokio::select! {
+                watched = self.store.watch(&self.config.application) => watched,
+                () = self.cancel.cancelled() => return None,
+            };
+            match watched {
                 Ok(feed) => {
-                    self.status.send_modify(|s| s.ready = true);
+                    self.status.send_modify(|s| {
+                        s.ready = true;
+                        s.problem = None;
+                    });
                     return Some(feed);
                 }
                 Err(err) => {
-                    warn!(application = %self.config.application, error = %err, "cannot watch the lease; retrying");
-                    if !self.pause(self.config.retry_interval).await {
+                    warn!(application = %self.config.application, error = %err.detail(), retry_in = ?wait, "cannot watch the lease; retrying");
+                    self.status.send_modify(|s| s.problem = Some(err.detail()));
+                    if !self.pause(wait).await {
                         return None;
                     }
+                    wait = (wait * 2).min(MAX_RETRY_INTERVAL.max(self.config.retry_interval));
                 }
             }
         }
@@ -448,12 +514,13 @@ impl<S: Claimer + Watcher> Run<S> {
             s.guarantee = Some(guarantee);
             s.term = term;
         });
+        let _ = self.transitions.send(Transition::Elected { term, guarantee });
         let outcome = loop {
             let view = feed.current();
             self.show(feed);
             if view.revoked.as_deref() == Some(unit.as_str()) {
                 info!(application = %app, unit = %unit, term, "leadership revoked; stepping down");
-                self.status.send_modify(|s| s.guarantee = None);
+                self.depose(term, guarantee);
                 self.release_quietly().await;
                 break StepDown::HoldOff;
             }
@@ -464,7 +531,7 @@ impl<S: Claimer + Watcher> Run<S> {
             tokio::select! {
                 () = self.cancel.cancelled() => break StepDown::Stop,
                 Some(Command::Release(reply)) = self.commands.recv() => {
-                    self.status.send_modify(|s| s.guarantee = None);
+                    self.depose(term, guarantee);
                     let released = self.store.release_leadership(&app, &unit).await;
                     info!(application = %app, unit = %unit, term, "released leadership on request");
                     let _ = reply.send(released.map(|()| true));
@@ -484,14 +551,19 @@ impl<S: Claimer + Watcher> Run<S> {
                         Ok(Ok(_)) => {
                             guarantee = Guarantee { claimed_at, claim_duration: self.config.claim_duration };
                             next_attempt = guarantee.renew_at();
-                            self.status.send_modify(|s| s.guarantee = Some(guarantee));
+                            self.status.send_modify(|s| {
+                                s.guarantee = Some(guarantee);
+                                s.problem = None;
+                            });
+                            let _ = self.transitions.send(Transition::Renewed { term, guarantee });
                         }
                         Ok(Err(Error::ClaimDenied)) => {
                             info!(application = %app, unit = %unit, term, "renewal denied; stepping down");
                             break StepDown::Lost;
                         }
                         Ok(Err(err)) => {
-                            warn!(application = %app, unit = %unit, error = %err, "renewal failed; retrying");
+                            warn!(application = %app, unit = %unit, error = %err.detail(), "renewal failed; retrying");
+                            self.status.send_modify(|s| s.problem = Some(err.detail()));
                             next_attempt = Instant::now() + self.config.retry_interval;
                         }
                         Err(_) => {
@@ -508,9 +580,18 @@ impl<S: Claimer + Watcher> Run<S> {
                 }
             }
         };
-        self.status.send_modify(|s| s.guarantee = None);
+        if self.status.borrow().guarantee.is_some() {
+            self.depose(term, guarantee);
+        }
         info!(application = %app, unit = %unit, term, "now a minion");
         outcome
+    }
+
+    /// Stops reporting "leader" now and publishes when it stopped (T4, T7).
+    fn depose(&self, term: u64, guarantee: Guarantee) {
+        let at = Instant::now().min(guarantee.leader_until());
+        self.status.send_modify(|s| s.guarantee = None);
+        let _ = self.transitions.send(Transition::Deposed { term, at });
     }
 
     async fn release_quietly(&self) {

@@ -150,3 +150,53 @@ impl From<&Error> for ErrorReply {
         ErrorReply::new(err.code(), err.to_string())
     }
 }
+
+/// One line of a sidecar's leadership record (`--record FILE`): a change of its unit's
+/// leadership, with times in nanoseconds of the machine's CLOCK_MONOTONIC, which every local
+/// process shares. The fault checker reads these to prove that no two units led at once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordLine {
+    /// The unit.
+    pub unit: String,
+    /// The sidecar's process id (a restarted sidecar writes to the same file).
+    pub pid: u32,
+    /// What happened.
+    #[serde(flatten)]
+    pub event: RecordEvent,
+}
+
+/// What a [`RecordLine`] says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "camelCase", rename_all_fields = "camelCase")]
+pub enum RecordEvent {
+    /// Became leader. `sinceNs` is when the claim was sent (no "leader" answer comes earlier);
+    /// `untilNs` is when its guarantee runs out unless renewed.
+    Elected {
+        /// The fencing term.
+        term: u64,
+        /// When the winning claim was sent.
+        since_ns: u64,
+        /// When "leader" stops unless renewed.
+        until_ns: u64,
+    },
+    /// Renewed: "leader" now lasts until `untilNs` unless renewed again.
+    Renewed {
+        /// The fencing term.
+        term: u64,
+        /// When "leader" stops unless renewed.
+        until_ns: u64,
+    },
+    /// Stopped reporting "leader" at `atNs`.
+    Deposed {
+        /// The fencing term it held.
+        term: u64,
+        /// When it stopped.
+        at_ns: u64,
+    },
+    /// The recorder fell behind and missed this many changes: the record is incomplete.
+    Lagged {
+        /// How many changes were missed.
+        missed: u64,
+    },
+}

@@ -11,7 +11,7 @@ use std::{
 
 use leadership::{
     Claimer, Error, Grant, LeaseFeed, LeaseTracker, MemoryStore, Result, Ticket, Tracker, TrackerConfig,
-    Watcher, validate::DurationLimits,
+    Transition, Watcher, validate::DurationLimits,
 };
 use tokio::time::{Instant, sleep};
 use tokio_util::sync::CancellationToken;
@@ -227,4 +227,51 @@ async fn v2_a_holder_revoked_while_it_could_not_renew_releases_when_it_notices()
         "released at once, long before the lease ran out"
     );
     assert!(!tracker.status().is_leader(Instant::now()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn transitions_come_in_order_and_a_lost_guarantee_ends_when_it_ran_out() {
+    let flaky = Flaky {
+        inner: store(),
+        cut: Arc::new(AtomicBool::new(false)),
+    };
+    let tracker = LeaseTracker::start(flaky.clone(), TrackerConfig::new("web", "web-0", D)).unwrap();
+    let mut transitions = tracker.transitions();
+    let Transition::Elected { term, guarantee } = transitions.recv().await.unwrap() else {
+        panic!("the first transition is an election");
+    };
+    let Transition::Renewed { term: renewed_term, guarantee: mut last } = transitions.recv().await.unwrap()
+    else {
+        panic!("then a renewal");
+    };
+    assert_eq!(renewed_term, term);
+    assert!(last.leader_until() > guarantee.leader_until());
+    flaky.cut.store(true, Ordering::SeqCst);
+    let (deposed_term, at) = loop {
+        match transitions.recv().await.unwrap() {
+            Transition::Renewed { guarantee, .. } => last = guarantee,
+            Transition::Deposed { term, at } => break (term, at),
+            Transition::Elected { .. } => panic!("elected again without being deposed"),
+        }
+    };
+    assert_eq!(deposed_term, term);
+    // Renewals failed: it stopped reporting leader exactly when its last guarantee ran out.
+    assert_eq!(at, last.leader_until());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_release_is_published_as_deposed_at_that_instant() {
+    let tracker = LeaseTracker::start(store(), TrackerConfig::new("web", "web-0", D)).unwrap();
+    let mut transitions = tracker.transitions();
+    assert!(tracker.wait_leader().wait().await);
+    sleep(Duration::from_secs(1)).await;
+    let released = Instant::now();
+    assert!(tracker.release().await.unwrap());
+    assert!(matches!(transitions.recv().await.unwrap(), Transition::Elected { .. }));
+    let Transition::Deposed { at, .. } = transitions.recv().await.unwrap() else {
+        panic!("deposed after the release");
+    };
+    assert_eq!(at, released);
+    // A later subscriber sees only what happens after it subscribed.
+    assert!(tracker.transitions().try_recv().is_err());
 }

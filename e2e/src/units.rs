@@ -30,13 +30,24 @@ pub async fn pod(ns: &TestNamespace, name: &str) -> Pod {
 
 /// Creates a Pod object for a unit that runs as `service_account`.
 pub async fn pod_as(ns: &TestNamespace, name: &str, service_account: Option<&str>) -> Pod {
-    let pod = Pod {
+    let mut pod = unit_pod(name);
+    if let Some(spec) = pod.spec.as_mut() {
+        spec.service_account_name = service_account.map(str::to_owned);
+    }
+    ns.api::<Pod>()
+        .create(&PostParams::default(), &pod)
+        .await
+        .expect("create the Pod object")
+}
+
+/// The Pod object of a unit named `name`, with one app container (nothing runs it).
+pub fn unit_pod(name: &str) -> Pod {
+    Pod {
         metadata: ObjectMeta {
             name: Some(name.into()),
             ..ObjectMeta::default()
         },
         spec: Some(PodSpec {
-            service_account_name: service_account.map(str::to_owned),
             containers: vec![Container {
                 name: "app".into(),
                 image: Some("app:1".into()),
@@ -45,11 +56,7 @@ pub async fn pod_as(ns: &TestNamespace, name: &str, service_account: Option<&str
             ..PodSpec::default()
         }),
         ..Pod::default()
-    };
-    ns.api::<Pod>()
-        .create(&PostParams::default(), &pod)
-        .await
-        .expect("create the Pod object")
+    }
 }
 
 /// One of the project's binaries running as a local process, its output in a log file.
@@ -62,12 +69,24 @@ pub struct Process {
 impl Process {
     /// Starts `binary` with `args` and the given kubeconfig; killed when dropped.
     pub fn start(binary: &Path, args: &[String], kubeconfig: &Path, log: PathBuf) -> Process {
+        Self::start_with_env(binary, args, kubeconfig, log, &[])
+    }
+
+    /// Starts `binary` as [`start`](Self::start) does, with extra environment variables.
+    pub fn start_with_env(
+        binary: &Path,
+        args: &[String],
+        kubeconfig: &Path,
+        log: PathBuf,
+        env: &[(String, String)],
+    ) -> Process {
         let out = std::fs::File::create(&log).expect("create the log file");
         let err = out.try_clone().expect("clone the log file");
         let child = Command::new(binary)
             .args(args)
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -142,27 +161,7 @@ impl Sidecar {
     ) -> Sidecar {
         let dir = scratch(ns);
         let socket = dir.join(format!("{unit}.sock"));
-        let mut args: Vec<String> = [
-            "--application",
-            application,
-            "--unit",
-            unit,
-            "--namespace",
-            &ns.name,
-        ]
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
-        args.extend(["--socket".to_owned(), socket.display().to_string()]);
-        args.extend(
-            [
-                "--claim-duration",
-                claim_duration,
-                "--admin-address",
-                "127.0.0.1:0",
-            ]
-            .map(str::to_owned),
-        );
+        let mut args = sidecar_args(&ns.name, application, unit, &socket, claim_duration);
         args.extend(extra.iter().map(|s| (*s).to_owned()));
         let binary = testenv::binary("leadership-sidecar");
         let process = Process::start(&binary, &args, kubeconfig, dir.join(format!("{unit}.log")));
@@ -242,13 +241,42 @@ pub async fn leader(sidecars: &[Sidecar], within: Duration) -> (usize, Status) {
     }
 }
 
-/// Starts `leadership-operator` watching `ns` with its own lease there, named `identity`.
-pub fn operator(ns: &TestNamespace, identity: &str, kubeconfig: &Path) -> Process {
-    let args: Vec<String> = [
-        "--watch-namespace",
-        &ns.name,
+/// The command line of a sidecar for `unit` of `application` in `namespace`, with its admin port
+/// on a free loopback port.
+pub fn sidecar_args(
+    namespace: &str,
+    application: &str,
+    unit: &str,
+    socket: &Path,
+    claim_duration: &str,
+) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--application",
+        application,
+        "--unit",
+        unit,
         "--namespace",
-        &ns.name,
+        namespace,
+        "--claim-duration",
+        claim_duration,
+        "--admin-address",
+        "127.0.0.1:0",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+    args.extend(["--socket".to_owned(), socket.display().to_string()]);
+    args
+}
+
+/// The command line of an operator watching `namespace`, with its own lease there, named
+/// `identity`, and its admin port on a free loopback port.
+pub fn operator_args(namespace: &str, identity: &str) -> Vec<String> {
+    [
+        "--watch-namespace",
+        namespace,
+        "--namespace",
+        namespace,
         "--identity",
         identity,
         "--claim-duration",
@@ -258,11 +286,15 @@ pub fn operator(ns: &TestNamespace, identity: &str, kubeconfig: &Path) -> Proces
     ]
     .into_iter()
     .map(str::to_owned)
-    .collect();
+    .collect()
+}
+
+/// Starts `leadership-operator` watching `ns` with its own lease there, named `identity`.
+pub fn operator(ns: &TestNamespace, identity: &str, kubeconfig: &Path) -> Process {
     let binary = testenv::binary("leadership-operator");
     Process::start(
         &binary,
-        &args,
+        &operator_args(&ns.name, identity),
         kubeconfig,
         scratch(ns).join(format!("{identity}.log")),
     )

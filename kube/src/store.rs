@@ -92,7 +92,52 @@ struct Inner {
 struct App {
     state: Mutex<Known>,
     feed: watch::Sender<LeaseView>,
-    synced: watch::Sender<bool>,
+    watching: watch::Sender<WatchState>,
+}
+
+/// How an application's watch is doing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum WatchState {
+    /// Not listed yet.
+    Starting,
+    /// Listed, and following changes.
+    Synced,
+    /// The last attempt failed (it is retried with a backoff).
+    Failing {
+        /// Whether the API server refused for lack of permission.
+        forbidden: bool,
+        /// What went wrong, as the user should read it.
+        reason: String,
+    },
+}
+
+impl WatchState {
+    fn failing(err: &watcher::Error) -> WatchState {
+        let mapped = match err {
+            watcher::Error::InitialListFailed(e)
+            | watcher::Error::WatchStartFailed(e)
+            | watcher::Error::WatchFailed(e) => from_kube("watch leadershipleases", clone_api_error(e)),
+            other => Error::unavailable(format!("watch leadershipleases: {other}")),
+        };
+        let (forbidden, reason) = match mapped {
+            Error::Forbidden { context } => (true, context),
+            Error::Unavailable { context, source: None } => (false, context),
+            Error::Unavailable {
+                context,
+                source: Some(source),
+            } => (false, format!("{context}: {source}")),
+            other => (false, other.to_string()),
+        };
+        WatchState::Failing { forbidden, reason }
+    }
+}
+
+/// A copy of an API error's status (other errors become their message), for mapping.
+fn clone_api_error(err: &kube::Error) -> kube::Error {
+    match err {
+        kube::Error::Api(status) => kube::Error::Api(status.clone()),
+        other => kube::Error::Service(other.to_string().into()),
+    }
 }
 
 #[derive(Default)]
@@ -126,17 +171,19 @@ fn from_kube(action: &str, err: kube::Error) -> Error {
         kube::Error::Api(status) if status.code == 403 => Error::Forbidden {
             context: format!("{action}: {}", status.message),
         },
+        // A missing resource in a known group, or a group the server does not serve at all.
         kube::Error::Api(status)
             if status.code == 404
-                && status
+                && (status
                     .message
-                    .contains("the server could not find the requested resource") =>
+                    .contains("the server could not find the requested resource")
+                    || status.message.contains("page not found")) =>
         {
             Error::Unavailable {
                 context: format!(
                     "{action}: the LeadershipLease CRD is not installed (kubectl apply -f crds/leadershiplease.yaml, or install the chart)"
                 ),
-                source: Some(Box::new(err)),
+                source: None,
             }
         }
         kube::Error::Api(status) if status.code == 422 => {
@@ -162,7 +209,7 @@ impl App {
         App {
             state: Mutex::default(),
             feed: watch::Sender::new(LeaseView::default()),
-            synced: watch::Sender::new(false),
+            watching: watch::Sender::new(WatchState::Starting),
         }
     }
 
@@ -403,9 +450,15 @@ async fn watch_app(
             Some(Ok(watcher::Event::InitApply(object))) => listed = Some(object),
             Some(Ok(watcher::Event::InitDone)) => {
                 app.learn(listed.take(), &policy);
-                app.synced.send_replace(true);
+                app.watching.send_replace(WatchState::Synced);
             }
-            Some(Err(err)) => warn!(application = %application, error = %err, "lease watch failed; retrying"),
+            Some(Err(err)) => {
+                let state = WatchState::failing(&err);
+                if let WatchState::Failing { reason, .. } = &state {
+                    warn!(application = %application, error = %reason, "lease watch failed; retrying");
+                }
+                app.watching.send_replace(state);
+            }
             None => return,
         }
     }
@@ -666,11 +719,16 @@ impl Watcher for KubeStore {
     async fn watch(&self, application: &str) -> Result<LeaseFeed> {
         validate::application_name(application)?;
         let app = self.app(application)?;
-        let mut synced = app.synced.subscribe();
-        synced
-            .wait_for(|synced| *synced)
+        let mut watching = app.watching.subscribe();
+        let state = watching
+            .wait_for(|state| *state != WatchState::Starting)
             .await
-            .map_err(|_| Error::unavailable("the lease watch stopped"))?;
-        Ok(LeaseFeed::new(app.feed.subscribe()))
+            .map_err(|_| Error::unavailable("the lease watch stopped"))?
+            .clone();
+        match state {
+            WatchState::Synced | WatchState::Starting => Ok(LeaseFeed::new(app.feed.subscribe())),
+            WatchState::Failing { forbidden: true, reason } => Err(Error::Forbidden { context: reason }),
+            WatchState::Failing { reason, .. } => Err(Error::unavailable(reason)),
+        }
     }
 }

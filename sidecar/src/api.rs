@@ -222,12 +222,14 @@ async fn healthz() -> Response {
 
 async fn readyz<S: Store>(State(sidecar): State<Sidecar<S>>) -> Response {
     if sidecar.is_ready() {
-        Json(serde_json::json!({ "status": "ready" })).into_response()
-    } else {
-        error(
+        return Json(serde_json::json!({ "status": "ready" })).into_response();
+    }
+    match sidecar.tracker().status().problem {
+        Some(problem) => error("Unavailable", format!("the lease state is not known: {problem}")),
+        None => error(
             "Unavailable",
             "the lease state is not known yet (is the API server reachable and the CRD installed?)",
-        )
+        ),
     }
 }
 

@@ -49,6 +49,10 @@ pub struct RunArgs {
         global = true
     )]
     pub admin_address: SocketAddr,
+    /// Append every change of this unit's leadership to this file, as JSON lines timed on the
+    /// machine's CLOCK_MONOTONIC (for the fault checker, `e2e/chaos`).
+    #[arg(long, env = "LEADERSHIP_RECORD", global = true)]
+    pub record: Option<PathBuf>,
     /// Log format.
     #[arg(long, env = "LEADERSHIP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain, global = true)]
     pub log_format: LogFormat,

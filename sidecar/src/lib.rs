@@ -5,6 +5,7 @@
 //! - [`config`]: flags and environment, and the client subcommands;
 //! - [`api`]: the socket API; [`admin`]: the admin port; [`metrics`]: Prometheus metrics;
 //! - [`http`]: the serving loop with its limits; [`run`]: the wiring and the graceful shutdown;
+//! - [`record`]: the leadership record the fault checker reads;
 //! - [`cli`]: `is-leader`, `wait-leader`, `wait-minion`, `status`, `release`.
 #![forbid(unsafe_code)]
 
@@ -14,4 +15,5 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod metrics;
+pub mod record;
 pub mod run;

@@ -20,6 +20,7 @@ use crate::{
     config::RunArgs,
     http::serve,
     metrics::Metrics,
+    record::Recorder,
 };
 
 /// Runs the sidecar until SIGTERM or SIGINT, then releases the lease and removes the socket.
@@ -78,6 +79,16 @@ pub async fn serve_until_signalled<S: Store>(sidecar: Sidecar<S>, args: &RunArgs
         .await
         .with_context(|| format!("bind the admin address {}", args.admin_address))?;
     let stop = CancellationToken::new();
+    let record_stop = CancellationToken::new();
+    let recorder = match &args.record {
+        Some(path) => {
+            let recorder = Recorder::open(path, sidecar.tracker().unit())?;
+            Some(tokio::spawn(
+                recorder.follow(sidecar.tracker().transitions(), record_stop.clone()),
+            ))
+        }
+        None => None,
+    };
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(serve(socket, api::router(sidecar.clone()), stop.clone()));
     tasks.spawn(serve(admin, admin::router(sidecar.clone()), stop.clone()));
@@ -91,6 +102,10 @@ pub async fn serve_until_signalled<S: Store>(sidecar: Sidecar<S>, args: &RunArgs
     };
     info!(signal = which, "shutting down: releasing leadership");
     sidecar.tracker().stop().await;
+    record_stop.cancel();
+    if let Some(recorder) = recorder {
+        let _ = recorder.await;
+    }
     stop.cancel();
     tasks.shutdown().await;
     let _ = std::fs::remove_file(&args.socket);

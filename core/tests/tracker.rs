@@ -275,3 +275,42 @@ async fn a_release_is_published_as_deposed_at_that_instant() {
     // A later subscriber sees only what happens after it subscribed.
     assert!(tracker.transitions().try_recv().is_err());
 }
+
+/// A store whose watch never answers, as one whose lease cannot be listed.
+#[derive(Clone)]
+struct Silent(MemoryStore);
+
+impl Claimer for Silent {
+    async fn claim_leadership(&self, application: &str, unit: &str, duration: Duration) -> Result<Grant> {
+        self.0.claim_leadership(application, unit, duration).await
+    }
+
+    async fn block_until_leadership_released(
+        &self,
+        application: &str,
+        cancel: &CancellationToken,
+    ) -> Result<()> {
+        self.0.block_until_leadership_released(application, cancel).await
+    }
+
+    async fn release_leadership(&self, application: &str, unit: &str) -> Result<()> {
+        self.0.release_leadership(application, unit).await
+    }
+}
+
+impl Watcher for Silent {
+    async fn watch(&self, _application: &str) -> Result<LeaseFeed> {
+        std::future::pending().await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn stop_returns_even_while_the_watch_never_answers() {
+    let tracker = LeaseTracker::start(Silent(store()), TrackerConfig::new("web", "web-0", D)).unwrap();
+    sleep(Duration::from_secs(60)).await;
+    assert!(!tracker.status().ready);
+    tokio::time::timeout(Duration::from_secs(1), tracker.stop())
+        .await
+        .expect("stop does not wait for the watch");
+    assert!(tracker.status().stopped);
+}

@@ -65,20 +65,22 @@ impl Link {
 
     /// Writes a copy of `kubeconfig` whose server is reached through this link.
     pub fn kubeconfig(&self, kubeconfig: &Path, out: &Path) -> Result<(), Error> {
-        let text = std::fs::read_to_string(kubeconfig)
-            .map_err(|e| Error::io(format!("read {}", kubeconfig.display()), e))?;
-        let rewritten: Vec<String> = text
-            .lines()
-            .map(|line| match line.split_once("server: ") {
-                Some((indent, _)) if indent.trim().is_empty() => {
-                    format!("{indent}server: https://{}", self.address)
-                }
-                _ => line.to_owned(),
-            })
-            .collect();
-        std::fs::write(out, rewritten.join("\n") + "\n")
-            .map_err(|e| Error::io(format!("write {}", out.display()), e))
+        kubeconfig_for_server(kubeconfig, &format!("https://{}", self.address), out)
     }
+}
+
+/// Writes a copy of `kubeconfig` with every cluster's server set to `server`.
+pub fn kubeconfig_for_server(kubeconfig: &Path, server: &str, out: &Path) -> Result<(), Error> {
+    let text = std::fs::read_to_string(kubeconfig)
+        .map_err(|e| Error::io(format!("read {}", kubeconfig.display()), e))?;
+    let rewritten: Vec<String> = text
+        .lines()
+        .map(|line| match line.split_once("server: ") {
+            Some((indent, _)) if indent.trim().is_empty() => format!("{indent}server: {server}"),
+            _ => line.to_owned(),
+        })
+        .collect();
+    std::fs::write(out, rewritten.join("\n") + "\n").map_err(|e| Error::io(format!("write {}", out.display()), e))
 }
 
 impl Drop for Link {

@@ -132,11 +132,20 @@ impl WatchState {
     }
 }
 
-/// A copy of an API error's status (other errors become their message), for mapping.
+/// A copy of an API error's status (other errors become their message with every cause, such as
+/// "Connection refused"), for mapping.
 fn clone_api_error(err: &kube::Error) -> kube::Error {
     match err {
         kube::Error::Api(status) => kube::Error::Api(status.clone()),
-        other => kube::Error::Service(other.to_string().into()),
+        other => {
+            let mut text = other.to_string();
+            let mut cause = std::error::Error::source(other);
+            while let Some(inner) = cause {
+                text = format!("{text}: {inner}");
+                cause = inner.source();
+            }
+            kube::Error::Service(text.into())
+        }
     }
 }
 

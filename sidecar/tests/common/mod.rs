@@ -1,6 +1,7 @@
 //! Shared fixtures of the sidecar's end-to-end tests.
 
 use leadership_e2e::testenv::{self, TestNamespace};
+#[allow(unused_imports, reason = "not every test binary uses every fixture")]
 pub use leadership_e2e::units::{PROMPTLY, Sidecar, leader, three};
 
 /// A fresh namespace with the CRD installed.

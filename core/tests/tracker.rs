@@ -240,7 +240,10 @@ async fn transitions_come_in_order_and_a_lost_guarantee_ends_when_it_ran_out() {
     let Transition::Elected { term, guarantee } = transitions.recv().await.unwrap() else {
         panic!("the first transition is an election");
     };
-    let Transition::Renewed { term: renewed_term, guarantee: mut last } = transitions.recv().await.unwrap()
+    let Transition::Renewed {
+        term: renewed_term,
+        guarantee: mut last,
+    } = transitions.recv().await.unwrap()
     else {
         panic!("then a renewal");
     };
@@ -267,7 +270,10 @@ async fn a_release_is_published_as_deposed_at_that_instant() {
     sleep(Duration::from_secs(1)).await;
     let released = Instant::now();
     assert!(tracker.release().await.unwrap());
-    assert!(matches!(transitions.recv().await.unwrap(), Transition::Elected { .. }));
+    assert!(matches!(
+        transitions.recv().await.unwrap(),
+        Transition::Elected { .. }
+    ));
     let Transition::Deposed { at, .. } = transitions.recv().await.unwrap() else {
         panic!("deposed after the release");
     };

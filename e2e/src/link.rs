@@ -42,7 +42,9 @@ impl Link {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .await
             .map_err(|e| Error::io("listen for a link", e))?;
-        let address = listener.local_addr().map_err(|e| Error::io("read a link's address", e))?;
+        let address = listener
+            .local_addr()
+            .map_err(|e| Error::io("read a link's address", e))?;
         let (state, _) = watch::channel(LinkState::Up);
         let states = state.clone();
         let task = tokio::spawn(async move {
@@ -80,7 +82,8 @@ pub fn kubeconfig_for_server(kubeconfig: &Path, server: &str, out: &Path) -> Res
             _ => line.to_owned(),
         })
         .collect();
-    std::fs::write(out, rewritten.join("\n") + "\n").map_err(|e| Error::io(format!("write {}", out.display()), e))
+    std::fs::write(out, rewritten.join("\n") + "\n")
+        .map_err(|e| Error::io(format!("write {}", out.display()), e))
 }
 
 impl Drop for Link {
@@ -128,7 +131,9 @@ async fn pump(
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        let Some(delay) = passable(&mut state).await else { return };
+        let Some(delay) = passable(&mut state).await else {
+            return;
+        };
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
             // A cut that began during the delay holds the chunk too.

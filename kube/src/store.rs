@@ -121,7 +121,10 @@ impl WatchState {
         };
         let (forbidden, reason) = match mapped {
             Error::Forbidden { context } => (true, context),
-            Error::Unavailable { context, source: None } => (false, context),
+            Error::Unavailable {
+                context,
+                source: None,
+            } => (false, context),
             Error::Unavailable {
                 context,
                 source: Some(source),
@@ -736,7 +739,10 @@ impl Watcher for KubeStore {
             .clone();
         match state {
             WatchState::Synced | WatchState::Starting => Ok(LeaseFeed::new(app.feed.subscribe())),
-            WatchState::Failing { forbidden: true, reason } => Err(Error::Forbidden { context: reason }),
+            WatchState::Failing {
+                forbidden: true,
+                reason,
+            } => Err(Error::Forbidden { context: reason }),
             WatchState::Failing { reason, .. } => Err(Error::unavailable(reason)),
         }
     }

@@ -15,8 +15,7 @@ use http::{Method, StatusCode};
 use leadership::client::SocketClient;
 use leadership_e2e::{
     controlplane::{ControlPlane, StartOptions},
-    link,
-    testenv,
+    link, testenv,
     tools::Tools,
     units::{self, Process},
 };
@@ -60,7 +59,11 @@ async fn readyz_until(socket: &Path, expected: StatusCode, process: &Process) ->
 /// The sidecar keeps running for a while (no crash loop), then exits cleanly on SIGTERM.
 async fn stays_up_then_stops(mut process: Process) {
     sleep(Duration::from_secs(5)).await;
-    assert!(process.is_running(), "the sidecar exited; log:\n{}", process.log_text());
+    assert!(
+        process.is_running(),
+        "the sidecar exited; log:\n{}",
+        process.log_text()
+    );
     let asked = Instant::now();
     process.signal(Signal::SIGTERM);
     assert_eq!(process.exit_code().await, Some(0), "log:\n{}", process.log_text());
@@ -80,16 +83,25 @@ async fn without_the_crd_it_waits_unready_says_why_and_leads_once_the_crd_is_ins
     let (process, socket) = start(plane.kubeconfig(), "default", "hostile-0");
     let why = readyz_until(&socket, StatusCode::SERVICE_UNAVAILABLE, &process).await;
     assert!(why.contains("CRD is not installed"), "{why}");
-    assert!(why.contains("kubectl apply -f crds/leadershiplease.yaml"), "{why}");
+    assert!(
+        why.contains("kubectl apply -f crds/leadershiplease.yaml"),
+        "{why}"
+    );
     assert!(process.log_text().contains("CRD is not installed"));
 
     // Fixing the cause is enough: the sidecar notices by itself and leads.
     let client = plane.client().await.expect("admin client");
-    leadership_kube::crd::install(&client).await.expect("install the CRD");
+    leadership_kube::crd::install(&client)
+        .await
+        .expect("install the CRD");
     readyz_until(&socket, StatusCode::OK, &process).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while !SocketClient::new(&socket).status().await.is_ok_and(|s| s.leader) {
-        assert!(Instant::now() < deadline, "not leader; log:\n{}", process.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "not leader; log:\n{}",
+            process.log_text()
+        );
         sleep(Duration::from_millis(100)).await;
     }
     stays_up_then_stops(process).await;

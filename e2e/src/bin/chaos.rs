@@ -52,12 +52,14 @@ fn settings() -> anyhow::Result<Settings> {
             "--out" => settings.out = PathBuf::from(value),
             "--schedule" => {
                 let text = std::fs::read_to_string(&value).with_context(|| format!("read {value}"))?;
-                let file: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("parse {value}"))?;
+                let file: serde_json::Value =
+                    serde_json::from_str(&text).with_context(|| format!("parse {value}"))?;
                 if let Some(seed) = file.get("seed").and_then(serde_json::Value::as_u64) {
                     settings.seed = seed;
                 }
-                let plan: Vec<PlannedFault> = serde_json::from_value(file.get("plan").cloned().unwrap_or_default())
-                    .with_context(|| format!("{value} has no valid \"plan\""))?;
+                let plan: Vec<PlannedFault> =
+                    serde_json::from_value(file.get("plan").cloned().unwrap_or_default())
+                        .with_context(|| format!("{value} has no valid \"plan\""))?;
                 settings.plan = Some(plan);
             }
             other => bail!("unknown flag {other}\n{USAGE}"),

@@ -159,7 +159,9 @@ pub fn plan(seed: u64, settings: &PlanSettings) -> Vec<PlannedFault> {
             FaultKind::KillSidecar | FaultKind::TermSidecar | FaultKind::KillOperator => {
                 (rng.between(500.0, lease_ms), 0.0)
             }
-            FaultKind::PauseSidecar | FaultKind::CutLink => (rng.between(lease_ms + 500.0, lease_ms * 2.0), 0.0),
+            FaultKind::PauseSidecar | FaultKind::CutLink => {
+                (rng.between(lease_ms + 500.0, lease_ms * 2.0), 0.0)
+            }
             FaultKind::SlowLink => (lease_ms * 2.0, rng.between(50.0, lease_ms / 8.0)),
             FaultKind::SkewClock => (
                 rng.between(500.0, lease_ms),

@@ -92,7 +92,11 @@ pub fn intervals(lines: &[RecordLine], killed_at: &BTreeMap<u32, u64>) -> Result
                     interval.end_ns = interval.end_ns.min(at_ns);
                     done.push(interval);
                 }
-                _ => return Err(out_of_order(format!("deposed from term {term} without leading in it"))),
+                _ => {
+                    return Err(out_of_order(format!(
+                        "deposed from term {term} without leading in it"
+                    )));
+                }
             },
             RecordEvent::Lagged { missed } => {
                 return Err(RecordError::Lagged {
@@ -143,7 +147,11 @@ pub fn violations(intervals: &[Interval]) -> Violations {
     }
     for pair in intervals.windows(2) {
         let (a, b) = (&pair[0], &pair[1]);
-        let rises = if a.unit == b.unit { b.term >= a.term } else { b.term > a.term };
+        let rises = if a.unit == b.unit {
+            b.term >= a.term
+        } else {
+            b.term > a.term
+        };
         if !rises {
             found.terms.push((a.clone(), b.clone()));
         }
@@ -248,20 +256,34 @@ mod tests {
     fn renewals_extend_and_a_deposition_ends_no_later_than_the_guarantee() {
         let lines = [
             line("a", 1, elected(1, 0, 100)),
-            line("a", 1, RecordEvent::Renewed { term: 1, until_ns: 150 }),
+            line(
+                "a",
+                1,
+                RecordEvent::Renewed {
+                    term: 1,
+                    until_ns: 150,
+                },
+            ),
             // Paused past its guarantee: the deposition is noticed late but ends at 150.
             line("a", 1, RecordEvent::Deposed { term: 1, at_ns: 900 }),
             line("b", 2, elected(2, 400, 500)),
         ];
         let found = intervals(&lines, &BTreeMap::new()).unwrap();
         assert_eq!(found[0].end_ns, 150);
-        assert_eq!((found[1].start_ns, found[1].end_ns), (400, 500), "left open: ends with its guarantee");
+        assert_eq!(
+            (found[1].start_ns, found[1].end_ns),
+            (400, 500),
+            "left open: ends with its guarantee"
+        );
         assert!(violations(&found).is_empty());
     }
 
     #[test]
     fn a_killed_process_stops_leading_when_it_was_seen_gone() {
-        let lines = [line("a", 1, elected(1, 0, 100)), line("a", 7, elected(1, 60, 160))];
+        let lines = [
+            line("a", 1, elected(1, 0, 100)),
+            line("a", 7, elected(1, 60, 160)),
+        ];
         let found = intervals(&lines, &BTreeMap::from([(1, 50)])).unwrap();
         assert_eq!(found[0].end_ns, 50);
         // The restarted process of the same unit renews the same term after the old one died.
@@ -279,18 +301,33 @@ mod tests {
         ];
         let found = violations(&intervals(&lines, &BTreeMap::new()).unwrap());
         assert_eq!(found.overlaps.len(), 1);
-        assert_eq!((found.overlaps[0].0.unit.as_str(), found.overlaps[0].1.unit.as_str()), ("a", "b"));
+        assert_eq!(
+            (
+                found.overlaps[0].0.unit.as_str(),
+                found.overlaps[0].1.unit.as_str()
+            ),
+            ("a", "b")
+        );
         assert_eq!(found.terms.len(), 1, "c follows b in the same term");
     }
 
     #[test]
     fn broken_records_are_refused() {
         let lagged = [line("a", 1, RecordEvent::Lagged { missed: 3 })];
-        assert!(matches!(intervals(&lagged, &BTreeMap::new()), Err(RecordError::Lagged { .. })));
+        assert!(matches!(
+            intervals(&lagged, &BTreeMap::new()),
+            Err(RecordError::Lagged { .. })
+        ));
         let twice = [line("a", 1, elected(1, 0, 10)), line("a", 1, elected(2, 5, 20))];
-        assert!(matches!(intervals(&twice, &BTreeMap::new()), Err(RecordError::OutOfOrder { .. })));
+        assert!(matches!(
+            intervals(&twice, &BTreeMap::new()),
+            Err(RecordError::OutOfOrder { .. })
+        ));
         let stray = [line("a", 1, RecordEvent::Renewed { term: 1, until_ns: 5 })];
-        assert!(matches!(intervals(&stray, &BTreeMap::new()), Err(RecordError::OutOfOrder { .. })));
+        assert!(matches!(
+            intervals(&stray, &BTreeMap::new()),
+            Err(RecordError::OutOfOrder { .. })
+        ));
     }
 
     #[test]

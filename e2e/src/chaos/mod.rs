@@ -147,8 +147,16 @@ impl Outcome {
         }
         let v = &self.verdict;
         let _ = writeln!(text, "leader intervals checked: {}", v.intervals);
-        let _ = writeln!(text, "overlaps found (must be 0): {}", v.violations.overlaps.len());
-        let _ = writeln!(text, "terms that failed to rise (must be 0): {}", v.violations.terms.len());
+        let _ = writeln!(
+            text,
+            "overlaps found (must be 0): {}",
+            v.violations.overlaps.len()
+        );
+        let _ = writeln!(
+            text,
+            "terms that failed to rise (must be 0): {}",
+            v.violations.terms.len()
+        );
         let _ = writeln!(
             text,
             "availability: {:.2}% of {:.0} s with a leader",
@@ -229,7 +237,9 @@ pub async fn run(tools: &Tools, settings: Settings) -> anyhow::Result<Outcome> {
     say(started, "starting a control plane of its own");
     let plane = ControlPlane::start(tools, StartOptions::owned_by_this_process()).await?;
     let client = plane.client().await?;
-    leadership_kube::crd::install(&client).await.context("install the CRD")?;
+    leadership_kube::crd::install(&client)
+        .await
+        .context("install the CRD")?;
     let namespace = Namespace {
         metadata: ObjectMeta {
             name: Some(APPLICATION.into()),
@@ -278,7 +288,14 @@ impl Run {
         )?;
         self.start_everyone().await?;
         let from = self.first_leader().await?;
-        say(self.started, &format!("injecting {} faults over {:?}", plan.len(), self.settings.duration));
+        say(
+            self.started,
+            &format!(
+                "injecting {} faults over {:?}",
+                plan.len(),
+                self.settings.duration
+            ),
+        );
         let faults_started = Instant::now();
         for (i, fault) in plan.iter().enumerate() {
             tokio::time::sleep_until(faults_started + Duration::from_millis(fault.at_ms)).await;
@@ -288,9 +305,12 @@ impl Run {
         sleep(self.lease() * 3).await;
         let to = monotonic_ns();
         self.stop_everyone().await;
-        write_json(&self.settings.out.join("faults.json"), &serde_json::json!({
-            "seed": self.settings.seed, "plan": plan, "injected": self.injected,
-        }))?;
+        write_json(
+            &self.settings.out.join("faults.json"),
+            &serde_json::json!({
+                "seed": self.settings.seed, "plan": plan, "injected": self.injected,
+            }),
+        )?;
         self.judge(from, to)
     }
 
@@ -318,7 +338,8 @@ impl Run {
             let kubeconfig = self.logs.join(format!("{name}.kubeconfig"));
             link.kubeconfig(self.plane.kubeconfig(), &kubeconfig)?;
             self.units.push(Unit {
-                socket: std::env::temp_dir().join(format!("leadership-chaos-{}-{name}.sock", std::process::id())),
+                socket: std::env::temp_dir()
+                    .join(format!("leadership-chaos-{}-{name}.sock", std::process::id())),
                 record: self.settings.out.join(format!("{name}.record.jsonl")),
                 name,
                 link,
@@ -351,7 +372,9 @@ impl Run {
     fn start_operator(&mut self, i: usize) {
         let operator = &mut self.operators[i];
         operator.starts += 1;
-        let log = self.logs.join(format!("{}-{}.log", operator.identity, operator.starts));
+        let log = self
+            .logs
+            .join(format!("{}-{}.log", operator.identity, operator.starts));
         operator.process = Some(Process::start(
             &self.settings.operator,
             &units::operator_args(APPLICATION, &operator.identity),
@@ -364,11 +387,20 @@ impl Run {
         let claim_duration = self.claim_duration();
         let unit = &mut self.units[i];
         unit.starts += 1;
-        let mut args = units::sidecar_args(APPLICATION, APPLICATION, &unit.name, &unit.socket, &claim_duration);
+        let mut args = units::sidecar_args(
+            APPLICATION,
+            APPLICATION,
+            &unit.name,
+            &unit.socket,
+            &claim_duration,
+        );
         args.extend(["--record".to_owned(), unit.record.display().to_string()]);
         let env = match unit.rate {
             Some(rate) => vec![
-                ("LD_PRELOAD".to_owned(), self.settings.faketime.display().to_string()),
+                (
+                    "LD_PRELOAD".to_owned(),
+                    self.settings.faketime.display().to_string(),
+                ),
                 ("FAKETIME".to_owned(), format!("+0 x{rate:.4}")),
             ],
             None => Vec::new(),
@@ -391,7 +423,10 @@ impl Run {
             }
             sleep(Duration::from_millis(50)).await;
         }
-        say(self.started, &format!("warning: {} not ready after 30 s", unit.name));
+        say(
+            self.started,
+            &format!("warning: {} not ready after 30 s", unit.name),
+        );
     }
 
     /// The index of the unit that reports leader now, if one does.
@@ -400,7 +435,11 @@ impl Run {
             if unit.process.is_none() {
                 continue;
             }
-            let asked = timeout(Duration::from_millis(300), SocketClient::new(&unit.socket).status()).await;
+            let asked = timeout(
+                Duration::from_millis(300),
+                SocketClient::new(&unit.socket).status(),
+            )
+            .await;
             if let Ok(Ok(status)) = asked
                 && status.leader
             {
@@ -419,7 +458,10 @@ impl Run {
             }
             sleep(Duration::from_millis(50)).await;
         }
-        bail!("no sidecar became leader within 60 s; logs in {}", self.logs.display())
+        bail!(
+            "no sidecar became leader within 60 s; logs in {}",
+            self.logs.display()
+        )
     }
 
     async fn pick_unit(&mut self, target: Target) -> (usize, bool) {
@@ -439,14 +481,18 @@ impl Run {
             process.signal(signal);
             let _ = process.exit_code().await;
             if signal == Signal::SIGKILL {
-                self.killed_at.insert(u32::try_from(pid).unwrap_or(0), monotonic_ns());
+                self.killed_at
+                    .insert(u32::try_from(pid).unwrap_or(0), monotonic_ns());
             }
         }
     }
 
     async fn active_operator(&self) -> Option<usize> {
         let api = Api::<LeadershipLease>::namespaced(self.client.clone(), APPLICATION);
-        let lease = timeout(Duration::from_secs(2), api.get(OPERATOR_LEASE)).await.ok()?.ok()?;
+        let lease = timeout(Duration::from_secs(2), api.get(OPERATOR_LEASE))
+            .await
+            .ok()?
+            .ok()?;
         let holder = lease.status?.holder?;
         self.operators.iter().position(|o| o.identity == holder)
     }
@@ -517,7 +563,13 @@ impl Run {
                 }
                 sleep(hold).await;
                 self.start_operator(i);
-                self.record(at_ns, fault.kind, Some(self.operators[i].identity.clone()), false, detail);
+                self.record(
+                    at_ns,
+                    fault.kind,
+                    Some(self.operators[i].identity.clone()),
+                    false,
+                    detail,
+                );
                 return Ok(());
             }
             (_, None) => unreachable!("faults aimed at a unit always have one"),
@@ -535,11 +587,21 @@ impl Run {
         Ok(())
     }
 
-    fn record(&mut self, at_ns: u64, kind: FaultKind, target: Option<String>, hit_leader: bool, detail: String) {
+    fn record(
+        &mut self,
+        at_ns: u64,
+        kind: FaultKind,
+        target: Option<String>,
+        hit_leader: bool,
+        detail: String,
+    ) {
         if kind == FaultKind::KillOperator {
             say(
                 self.started,
-                &format!("fault: kill-operator {} ({detail})", target.as_deref().unwrap_or("?")),
+                &format!(
+                    "fault: kill-operator {} ({detail})",
+                    target.as_deref().unwrap_or("?")
+                ),
             );
         }
         self.injected.push(Injected {

@@ -1,0 +1,42 @@
+//! A short run of the fault checker (`e2e/chaos` runs the long one): every kind of fault once,
+//! on a control plane of its own, and no two leaders at once.
+
+use std::time::Duration;
+
+use leadership_e2e::{
+    chaos::{self, Settings, faults::FaultKind},
+    testenv,
+    tools::Tools,
+};
+
+#[tokio::test]
+async fn a_short_fault_run_finds_no_two_leaders_at_once() {
+    let out = std::env::temp_dir().join(format!("leadership-chaos-test-{}", std::process::id()));
+    let settings = Settings {
+        duration: Duration::from_secs(75),
+        units: 3,
+        claim_duration: Duration::from_secs(1),
+        seed: 11,
+        plan: None,
+        out: out.clone(),
+        sidecar: testenv::binary("leadership-sidecar"),
+        operator: testenv::binary("leadership-operator"),
+        faketime: chaos::default_faketime(),
+    };
+    let tools = Tools::locate().expect("control-plane tools");
+    let outcome = chaos::run(&tools, settings).await.expect("the run completes");
+    let report = outcome.report();
+    println!("{report}");
+    assert!(outcome.passed(), "{report}\nthe history is in {}", out.display());
+    for kind in FaultKind::ALL {
+        assert!(
+            outcome.by_kind.contains_key(kind.name()),
+            "{} was not injected:\n{report}",
+            kind.name()
+        );
+    }
+    // Leadership came back after the faults (how fast is for `e2e/chaos` to measure, not a test).
+    assert!(outcome.verdict.intervals >= 3, "{report}");
+    assert!(outcome.verdict.availability > 0.0, "{report}");
+    let _ = std::fs::remove_dir_all(out);
+}

@@ -7,7 +7,11 @@ use std::{collections::BTreeMap, future::Future, time::Duration};
 use tokio::{sync::watch, time::Instant};
 use tokio_util::sync::CancellationToken;
 
-use crate::{Error, Result};
+use crate::{
+    Error, Result,
+    expiry::{ExpiryPolicy, Observation},
+    lease::Lease,
+};
 
 /// What a successful claim returns: the fencing term of the grant (SPEC K2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,6 +105,17 @@ pub struct LeaseView {
 }
 
 impl LeaseView {
+    /// What an observer that has `seen` the lease under `policy` knows of `lease`.
+    pub fn of(lease: &Lease, seen: &Observation, policy: &ExpiryPolicy) -> LeaseView {
+        LeaseView {
+            holder: lease.holder_unit().map(str::to_owned),
+            term: lease.term,
+            pinned: lease.is_pinned(),
+            revoked: lease.revoked.clone(),
+            expires_at: seen.expires_at(lease, policy),
+        }
+    }
+
     /// The current holder at `now`: the named holder unless its claim has run out.
     pub fn holder_at(&self, now: Instant) -> Option<&str> {
         match self.expires_at {

@@ -49,7 +49,7 @@ impl ExpiryPolicy {
 ///
 /// The timer is keyed on the claim's identity (term, renewals), not on the object's version, so
 /// writes that are not renewals (pins, conditions, a revocation mark) do not restart it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Observation {
     seen: Option<(ClaimId, Instant)>,
 }

@@ -54,14 +54,8 @@ impl Entry {
     fn set(&mut self, lease: Lease, now: Instant) {
         self.seen.observe(&lease, now);
         self.lease = lease;
-        let view = LeaseView {
-            holder: self.lease.holder_unit().map(str::to_owned),
-            term: self.lease.term,
-            pinned: self.lease.is_pinned(),
-            revoked: self.lease.revoked.clone(),
-            expires_at: self.seen.expires_at(&self.lease, &POLICY),
-        };
-        self.feed.send_replace(view);
+        self.feed
+            .send_replace(LeaseView::of(&self.lease, &self.seen, &POLICY));
     }
 }
 

@@ -67,7 +67,7 @@ impl TrackerConfig {
 }
 
 /// The guarantee earned by one successful claim sent at `claimed_at` (pure timing rules of T1).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Guarantee {
     /// The monotonic time read just before the claim was sent (C4).
     pub claimed_at: Instant,
@@ -123,6 +123,38 @@ impl TrackerStatus {
             Some(g) if self.is_leader(now) => g.guaranteed_until().saturating_duration_since(now),
             _ => Duration::ZERO,
         }
+    }
+}
+
+/// Whether a minion may claim at `now` (pure; the model checker drives it too): the lease is free
+/// (no holder, or its claim has run out by this observer's judgement) or still names this unit, and
+/// is not being revoked from it.
+pub fn may_claim(view: &LeaseView, unit: &str, now: Instant) -> bool {
+    match view.holder_at(now) {
+        None => true,
+        Some(holder) => holder == unit && view.revoked.as_deref() != Some(holder),
+    }
+}
+
+/// What a leader holding `term` must do when it sees `view` (pure; the model checker drives it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaderVerdict {
+    /// Keep leading.
+    Keep,
+    /// Its revocation is pending: step down now and release (V2).
+    Revoked,
+    /// Another grant replaced its own: it is no longer leader.
+    Lost,
+}
+
+/// Judges a leader's new view of its lease.
+pub fn judge_as_leader(view: &LeaseView, unit: &str, term: u64) -> LeaderVerdict {
+    if view.revoked.as_deref() == Some(unit) {
+        LeaderVerdict::Revoked
+    } else if view.term > term || (view.term == term && view.holder.as_deref() != Some(unit)) {
+        LeaderVerdict::Lost
+    } else {
+        LeaderVerdict::Keep
     }
 }
 
@@ -484,11 +516,7 @@ impl<S: Claimer + Watcher> Run<S> {
                     released_term: view.term,
                 });
             }
-            let free = match view.holder_at(now) {
-                None => true,
-                Some(holder) => holder == self.config.unit && view.revoked.as_deref() != Some(holder),
-            };
-            if free && hold_off.is_none() {
+            if may_claim(&view, &self.config.unit, now) && hold_off.is_none() {
                 return true;
             }
             tokio::select! {
@@ -518,15 +546,18 @@ impl<S: Claimer + Watcher> Run<S> {
         let outcome = loop {
             let view = feed.current();
             self.show(feed);
-            if view.revoked.as_deref() == Some(unit.as_str()) {
-                info!(application = %app, unit = %unit, term, "leadership revoked; stepping down");
-                self.depose(term, guarantee);
-                self.release_quietly().await;
-                break StepDown::HoldOff;
-            }
-            if view.term > term || (view.term == term && view.holder.as_deref() != Some(unit.as_str())) {
-                info!(application = %app, unit = %unit, term, holder = ?view.holder, "lease lost; stepping down");
-                break StepDown::Lost;
+            match judge_as_leader(&view, &unit, term) {
+                LeaderVerdict::Keep => {}
+                LeaderVerdict::Revoked => {
+                    info!(application = %app, unit = %unit, term, "leadership revoked; stepping down");
+                    self.depose(term, guarantee);
+                    self.release_quietly().await;
+                    break StepDown::HoldOff;
+                }
+                LeaderVerdict::Lost => {
+                    info!(application = %app, unit = %unit, term, holder = ?view.holder, "lease lost; stepping down");
+                    break StepDown::Lost;
+                }
             }
             tokio::select! {
                 () = self.cancel.cancelled() => break StepDown::Stop,

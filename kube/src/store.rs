@@ -243,13 +243,7 @@ impl App {
         let lease = object.as_ref().map(LeadershipLease::to_lease).unwrap_or_default();
         known.seen.observe(&lease, now);
         known.object = object;
-        let view = LeaseView {
-            holder: lease.holder_unit().map(str::to_owned),
-            term: lease.term,
-            pinned: lease.is_pinned(),
-            revoked: lease.revoked.clone(),
-            expires_at: known.seen.expires_at(&lease, policy),
-        };
+        let view = LeaseView::of(&lease, &known.seen, policy);
         drop(known);
         self.feed.send_if_modified(|current| {
             let changed = *current != view;

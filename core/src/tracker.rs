@@ -538,11 +538,9 @@ impl<S: Claimer + Watcher> Run<S> {
         let (app, unit) = (self.config.application.clone(), self.config.unit.clone());
         let mut guarantee = first;
         let mut next_attempt = guarantee.renew_at();
-        self.status.send_modify(|s| {
-            s.guarantee = Some(guarantee);
-            s.term = term;
-        });
-        let _ = self.transitions.send(Transition::Elected { term, guarantee });
+        // "Leader" is published only after the latest view has been judged, so a grant that a
+        // newer view already contradicts is never reported, not even for an instant.
+        let mut published = false;
         let outcome = loop {
             let view = feed.current();
             self.show(feed);
@@ -550,7 +548,9 @@ impl<S: Claimer + Watcher> Run<S> {
                 LeaderVerdict::Keep => {}
                 LeaderVerdict::Revoked => {
                     info!(application = %app, unit = %unit, term, "leadership revoked; stepping down");
-                    self.depose(term, guarantee);
+                    if published {
+                        self.depose(term, guarantee);
+                    }
                     self.release_quietly().await;
                     break StepDown::HoldOff;
                 }
@@ -558,6 +558,14 @@ impl<S: Claimer + Watcher> Run<S> {
                     info!(application = %app, unit = %unit, term, holder = ?view.holder, "lease lost; stepping down");
                     break StepDown::Lost;
                 }
+            }
+            if !published {
+                self.status.send_modify(|s| {
+                    s.guarantee = Some(guarantee);
+                    s.term = term;
+                });
+                let _ = self.transitions.send(Transition::Elected { term, guarantee });
+                published = true;
             }
             tokio::select! {
                 () = self.cancel.cancelled() => break StepDown::Stop,

@@ -167,6 +167,8 @@ pub enum Transition {
         term: u64,
         /// The guarantee the claim earned.
         guarantee: Guarantee,
+        /// The instant just before "leader" was first published: no answer says "leader" earlier.
+        at: Instant,
     },
     /// A renewal succeeded: leadership is guaranteed for longer.
     Renewed {
@@ -560,11 +562,12 @@ impl<S: Claimer + Watcher> Run<S> {
                 }
             }
             if !published {
+                let at = Instant::now();
                 self.status.send_modify(|s| {
                     s.guarantee = Some(guarantee);
                     s.term = term;
                 });
-                let _ = self.transitions.send(Transition::Elected { term, guarantee });
+                let _ = self.transitions.send(Transition::Elected { term, guarantee, at });
                 published = true;
             }
             tokio::select! {

@@ -170,12 +170,12 @@ pub struct RecordLine {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum RecordEvent {
-    /// Became leader. `sinceNs` is when the claim was sent (no "leader" answer comes earlier);
-    /// `untilNs` is when its guarantee runs out unless renewed.
+    /// Became leader. `sinceNs` is just before "leader" was first published (no answer says
+    /// "leader" earlier); `untilNs` is when its guarantee runs out unless renewed.
     Elected {
         /// The fencing term.
         term: u64,
-        /// When the winning claim was sent.
+        /// When it began to report "leader".
         since_ns: u64,
         /// When "leader" stops unless renewed.
         until_ns: u64,

@@ -237,7 +237,7 @@ async fn transitions_come_in_order_and_a_lost_guarantee_ends_when_it_ran_out() {
     };
     let tracker = LeaseTracker::start(flaky.clone(), TrackerConfig::new("web", "web-0", D)).unwrap();
     let mut transitions = tracker.transitions();
-    let Transition::Elected { term, guarantee } = transitions.recv().await.unwrap() else {
+    let Transition::Elected { term, guarantee, at } = transitions.recv().await.unwrap() else {
         panic!("the first transition is an election");
     };
     let Transition::Renewed {
@@ -248,6 +248,7 @@ async fn transitions_come_in_order_and_a_lost_guarantee_ends_when_it_ran_out() {
         panic!("then a renewal");
     };
     assert_eq!(renewed_term, term);
+    assert!(at >= guarantee.claimed_at, "published after the claim was sent");
     assert!(last.leader_until() > guarantee.leader_until());
     flaky.cut.store(true, Ordering::SeqCst);
     let (deposed_term, at) = loop {

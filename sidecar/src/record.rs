@@ -61,9 +61,9 @@ impl Clocks {
     /// What a transition becomes in the record.
     fn event(&self, transition: Transition) -> RecordEvent {
         match transition {
-            Transition::Elected { term, guarantee } => RecordEvent::Elected {
+            Transition::Elected { term, guarantee, at } => RecordEvent::Elected {
                 term,
-                since_ns: self.machine_time(guarantee.claimed_at),
+                since_ns: self.machine_time(at),
                 until_ns: self.machine_time(guarantee.leader_until()),
             },
             Transition::Renewed { term, guarantee } => RecordEvent::Renewed {

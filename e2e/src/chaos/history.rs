@@ -19,7 +19,7 @@ pub struct Interval {
     pub pid: u32,
     /// The fencing term of its grant.
     pub term: u64,
-    /// When its winning claim was sent: no "leader" answer came earlier.
+    /// When it began to report "leader" (read just before it was published).
     pub start_ns: u64,
     /// When it stopped reporting "leader" (stepped down, its guarantee ran out, or it was killed).
     pub end_ns: u64,

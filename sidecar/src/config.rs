@@ -53,6 +53,17 @@ pub struct RunArgs {
     /// machine's CLOCK_MONOTONIC (for the fault checker, `e2e/chaos`).
     #[arg(long, env = "LEADERSHIP_RECORD", global = true)]
     pub record: Option<PathBuf>,
+    /// Run this command (through `sh -c`) when this unit becomes leader, with the status as JSON
+    /// on stdin and LEADERSHIP_EVENT, _APPLICATION, _NAMESPACE, _UNIT, _TERM, _LEADER in its
+    /// environment. It never delays the tracker.
+    #[arg(long, env = "LEADERSHIP_ON_ELECTED", global = true)]
+    pub on_elected: Option<String>,
+    /// Run this command when this unit stops being leader (as --on-elected).
+    #[arg(long, env = "LEADERSHIP_ON_DEPOSED", global = true)]
+    pub on_deposed: Option<String>,
+    /// Kill a hook that runs longer than this.
+    #[arg(long, env = "LEADERSHIP_HOOK_TIMEOUT", default_value = "30s", value_parser = duration, global = true)]
+    pub hook_timeout: Duration,
     /// Log format.
     #[arg(long, env = "LEADERSHIP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain, global = true)]
     pub log_format: LogFormat,

@@ -5,7 +5,7 @@
 //! - [`config`]: flags and environment, and the client subcommands;
 //! - [`api`]: the socket API; [`admin`]: the admin port; [`metrics`]: Prometheus metrics;
 //! - [`http`]: the serving loop with its limits; [`run`]: the wiring and the graceful shutdown;
-//! - [`record`]: the leadership record the fault checker reads;
+//! - [`record`]: the leadership record the fault checker reads; [`hooks`]: elected/deposed hooks;
 //! - [`cli`]: `is-leader`, `wait-leader`, `wait-minion`, `status`, `release`.
 #![forbid(unsafe_code)]
 
@@ -13,6 +13,7 @@ pub mod admin;
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod hooks;
 pub mod http;
 pub mod metrics;
 pub mod record;

@@ -15,6 +15,15 @@ pub struct RequestLabels {
     pub code: u16,
 }
 
+/// Labels of a hook run.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HookLabels {
+    /// `elected` or `deposed`.
+    pub hook: String,
+    /// `ok`, `failed`, `timeout` or `not-started`.
+    pub outcome: String,
+}
+
 /// The metrics, shared with the handlers.
 #[derive(Debug)]
 pub struct Metrics {
@@ -29,6 +38,8 @@ pub struct Metrics {
     pub deposed: Counter,
     /// Socket requests by route and status.
     pub requests: Family<RequestLabels, Counter>,
+    /// Hook runs by hook and outcome.
+    pub hook_runs: Family<HookLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -40,6 +51,7 @@ impl Default for Metrics {
             elected: Counter::default(),
             deposed: Counter::default(),
             requests: Family::default(),
+            hook_runs: Family::default(),
             registry: Registry::default(),
         };
         registry.register("leader", "1 while this unit is leader", metrics.leader.clone());
@@ -58,6 +70,11 @@ impl Default for Metrics {
             "requests",
             "Socket API requests by route and status",
             metrics.requests.clone(),
+        );
+        registry.register(
+            "hook_runs",
+            "Elected and deposed hook runs by outcome",
+            metrics.hook_runs.clone(),
         );
         Metrics { registry, ..metrics }
     }

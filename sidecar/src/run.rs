@@ -18,6 +18,7 @@ use crate::{
     admin,
     api::{self, Sidecar, Store},
     config::RunArgs,
+    hooks::{self, Hooks},
     http::serve,
     metrics::Metrics,
     record::Recorder,
@@ -79,16 +80,29 @@ pub async fn serve_until_signalled<S: Store>(sidecar: Sidecar<S>, args: &RunArgs
         .await
         .with_context(|| format!("bind the admin address {}", args.admin_address))?;
     let stop = CancellationToken::new();
-    let record_stop = CancellationToken::new();
+    let tracker_stopped = CancellationToken::new();
     let recorder = match &args.record {
         Some(path) => {
             let recorder = Recorder::open(path, sidecar.tracker().unit())?;
             Some(tokio::spawn(
-                recorder.follow(sidecar.tracker().transitions(), record_stop.clone()),
+                recorder.follow(sidecar.tracker().transitions(), tracker_stopped.clone()),
             ))
         }
         None => None,
     };
+    let hooks = (args.on_elected.is_some() || args.on_deposed.is_some()).then(|| {
+        let hooks = Hooks {
+            on_elected: args.on_elected.clone(),
+            on_deposed: args.on_deposed.clone(),
+            timeout: args.hook_timeout,
+        };
+        tokio::spawn(hooks::follow(
+            hooks,
+            sidecar.clone(),
+            sidecar.tracker().transitions(),
+            tracker_stopped.clone(),
+        ))
+    });
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(serve(socket, api::router(sidecar.clone()), stop.clone()));
     tasks.spawn(serve(admin, admin::router(sidecar.clone()), stop.clone()));
@@ -102,9 +116,10 @@ pub async fn serve_until_signalled<S: Store>(sidecar: Sidecar<S>, args: &RunArgs
     };
     info!(signal = which, "shutting down: releasing leadership");
     sidecar.tracker().stop().await;
-    record_stop.cancel();
-    if let Some(recorder) = recorder {
-        let _ = recorder.await;
+    // The record and the hooks see the last change (the deposition) before the sidecar exits.
+    tracker_stopped.cancel();
+    for task in [recorder, hooks].into_iter().flatten() {
+        let _ = task.await;
     }
     stop.cancel();
     tasks.shutdown().await;

@@ -53,6 +53,8 @@ fn the_chart_lints_and_renders() {
         "kind: StatefulSet",
         "restartPolicy: Always",
         "readOnlyRootFilesystem: true",
+        "name: demo-leadership-example-leader",
+        "leadership.dev/leader: \"true\"",
     ] {
         assert!(yaml.contains(kind), "the rendered chart lacks {kind:?}");
     }
@@ -161,7 +163,9 @@ async fn helm_install_gives_least_privilege_and_the_parts_run_with_the_charts_ac
             false,
         ),
         (&operator_user, "get", None, "secrets", false),
+        (&operator_user, "patch", None, "pods", true),
         (&operator_user, "create", None, "pods", false),
+        (&operator_user, "delete", None, "pods", false),
         (
             &sidecar_user,
             "watch",

@@ -225,6 +225,43 @@ fn operator_status(
     }
 }
 
+/// The label the operator keeps on the Pod of each application's leader, so that a Service can
+/// select the leader: `leadership.dev/leader: "true"`.
+pub const LEADER_LABEL: &str = "leadership.dev/leader";
+/// The label naming the application a labelled Pod leads, so stale labels can be found.
+pub const LEADER_OF_LABEL: &str = "leadership.dev/leader-of";
+
+/// What to change so that only `holder`'s Pod carries the leader labels of `application`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LabelChanges {
+    /// Pods to take the labels from (done first, so two Pods never carry them at once).
+    pub remove: Vec<String>,
+    /// The Pod to give them to, if it exists and lacks them.
+    pub add: Option<String>,
+}
+
+/// Plans the leader labels of one application. `pods` maps each known Pod of the namespace to the
+/// application it is labelled leader of, if any.
+pub fn leader_labels<'a>(
+    pods: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
+    application: &str,
+    holder: Option<&str>,
+) -> LabelChanges {
+    let mut changes = LabelChanges::default();
+    for (pod, leads) in pods {
+        let labelled = leads == Some(application);
+        if Some(pod) == holder {
+            if !labelled {
+                changes.add = Some(pod.to_owned());
+            }
+        } else if labelled {
+            changes.remove.push(pod.to_owned());
+        }
+    }
+    changes.remove.sort();
+    changes
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

@@ -28,7 +28,7 @@ use tracing::{info, instrument, warn};
 
 use crate::{
     metrics::{KindLabel, Metrics},
-    plan::{self, ClaimStep, RevocationStep},
+    plan::{self, ClaimStep, LEADER_LABEL, LEADER_OF_LABEL, RevocationStep},
 };
 
 /// The field manager of the operator's status writes.
@@ -74,6 +74,8 @@ pub struct Context {
     policy: ExpiryPolicy,
     seen: Mutex<HashMap<ObjectRef<LeadershipLease>, Seen>>,
     terminated: Mutex<HashSet<(String, String)>>,
+    /// Every known Pod, by (namespace, name), with the application it is labelled leader of.
+    leader_labels: Mutex<HashMap<(String, String), Option<String>>>,
 }
 
 impl Context {
@@ -90,7 +92,74 @@ impl Context {
             policy,
             seen: Mutex::default(),
             terminated: Mutex::default(),
+            leader_labels: Mutex::default(),
         }
+    }
+
+    fn leader_labels(&self) -> MutexGuard<'_, HashMap<(String, String), Option<String>>> {
+        self.leader_labels.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Moves the leader labels of `application` in `namespace` to `holder`'s Pod: first off every
+    /// other Pod, then onto the holder's, so two Pods never carry them at once.
+    async fn sync_leader_labels(
+        &self,
+        namespace: &str,
+        application: &str,
+        holder: Option<&str>,
+    ) -> Result<(), Error> {
+        let changes = {
+            let pods = self.leader_labels();
+            plan::leader_labels(
+                pods.iter()
+                    .filter(|((ns, _), _)| ns == namespace)
+                    .map(|((_, pod), leads)| (pod.as_str(), leads.as_deref())),
+                application,
+                holder,
+            )
+        };
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let label = |value: serde_json::Value, leads: serde_json::Value| serde_json::json!({ "metadata": { "labels": { LEADER_LABEL: value, LEADER_OF_LABEL: leads } } });
+        for pod in &changes.remove {
+            let patch = label(serde_json::Value::Null, serde_json::Value::Null);
+            match pods
+                .patch(pod, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(_) => {}
+                Err(err) if not_found(&err) => {}
+                Err(source) => {
+                    return Err(Error::Kube {
+                        action: "remove the leader label",
+                        source,
+                    });
+                }
+            }
+            self.leader_labels()
+                .insert((namespace.to_owned(), pod.clone()), None);
+            info!(pod = %pod, %application, "leader label removed");
+        }
+        if let Some(pod) = &changes.add {
+            let patch = label("true".into(), application.into());
+            match pods
+                .patch(pod, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(_) => {
+                    self.leader_labels()
+                        .insert((namespace.to_owned(), pod.clone()), Some(application.to_owned()));
+                    info!(pod = %pod, %application, "leader label set");
+                }
+                Err(err) if not_found(&err) => {}
+                Err(source) => {
+                    return Err(Error::Kube {
+                        action: "set the leader label",
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     fn seen(&self) -> MutexGuard<'_, HashMap<ObjectRef<LeadershipLease>, Seen>> {
@@ -147,6 +216,10 @@ pub fn all_containers_terminated(pod: &Pod) -> bool {
             .iter()
             .chain(init)
             .all(|c| c.state.as_ref().is_some_and(|s| s.terminated.is_some()))
+}
+
+fn not_found(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(status) if status.code == 404)
 }
 
 fn conflict(err: &kube::Error) -> bool {
@@ -286,6 +359,10 @@ async fn reconcile_inner(object: &LeadershipLease, ctx: &Context) -> Result<Acti
         }
     }
 
+    // The leader label follows the holder whose claim has not run out.
+    let leading = lease.holder_unit().filter(|_| !expired);
+    ctx.sync_leader_labels(&namespace, &name, leading).await?;
+
     // Come back when the claim would run out (a renewal before then reconciles earlier).
     Ok(match expires_at {
         Some(at) => Action::requeue(at.saturating_duration_since(Instant::now()) + Duration::from_millis(20)),
@@ -387,12 +464,18 @@ pub async fn run_controller(
             } else {
                 mapper_ctx.terminated().remove(&key);
             }
+            let labels = pod.labels();
+            let leads = (labels.get(LEADER_LABEL).map(String::as_str) == Some("true"))
+                .then(|| labels.get(LEADER_OF_LABEL).cloned())
+                .flatten();
+            mapper_ctx.leader_labels().insert(key.clone(), leads.clone());
             mapper_store
                 .state()
                 .into_iter()
                 .filter(|lease| {
                     lease.namespace().as_deref() == Some(namespace.as_str())
-                        && lease.status.as_ref().and_then(|s| s.holder.as_deref()) == Some(key.1.as_str())
+                        && (lease.status.as_ref().and_then(|s| s.holder.as_deref()) == Some(key.1.as_str())
+                            || leads.as_deref() == Some(lease.name_any().as_str()))
                 })
                 .map(|lease| ObjectRef::from_obj(lease.as_ref()))
                 .collect::<Vec<_>>()

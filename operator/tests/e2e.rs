@@ -312,3 +312,59 @@ async fn the_standby_operator_takes_over_and_restarts_lose_nothing() {
     assert!(describe(&ns, "ha").contains("Revoked"));
     drop(replacement);
 }
+
+/// The pods of `ns` that carry the leader label.
+async fn labelled(ns: &TestNamespace) -> Vec<String> {
+    let pods = ns
+        .api::<Pod>()
+        .list(&kube::api::ListParams::default().labels("leadership.dev/leader=true"))
+        .await
+        .unwrap();
+    pods.items.iter().map(kube::ResourceExt::name_any).collect()
+}
+
+/// Polls the labels until only `unit` carries the leader label; fails if two pods ever do.
+async fn label_on(ns: &TestNamespace, unit: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = labelled(ns).await;
+        assert!(now.len() <= 1, "two pods labelled leader at once: {now:?}");
+        if now == [unit] {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the label is on {now:?}, not {unit}");
+        sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_leader_label_follows_every_change_of_holder_and_is_never_on_two_pods() {
+    let ns = namespace().await;
+    let _operator = operator(&ns, "operator-0");
+    let mut sidecars = three(&ns, "routed").await;
+    let (first, _) = leader(&sidecars, PROMPTLY).await;
+    label_on(&ns, &sidecars[first].unit).await;
+    let pod = ns.api::<Pod>().get(&sidecars[first].unit).await.unwrap();
+    assert_eq!(
+        pod.metadata
+            .labels
+            .unwrap_or_default()
+            .get("leadership.dev/leader-of")
+            .map(String::as_str),
+        Some("routed")
+    );
+
+    // A release moves it.
+    assert!(sidecars[first].client().release().await.unwrap());
+    let (second, _) = leader(&sidecars, PROMPTLY).await;
+    assert_ne!(second, first);
+    label_on(&ns, &sidecars[second].unit).await;
+
+    // A crash: the operator expires the claim and the label moves with the next holder.
+    sidecars[second].signal(Signal::SIGKILL);
+    let _ = sidecars[second].process.exit_code().await;
+    let dead = sidecars.remove(second);
+    let (third, _) = leader(&sidecars, Duration::from_secs(30)).await;
+    label_on(&ns, &sidecars[third].unit).await;
+    assert!(!labelled(&ns).await.contains(&dead.unit));
+}

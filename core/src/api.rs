@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     Error, Result,
     expiry::{ExpiryPolicy, Observation},
-    lease::Lease,
+    lease::{Handover, Lease},
 };
 
 /// What a successful claim returns: the fencing term of the grant (SPEC K2).
@@ -102,6 +102,8 @@ pub struct LeaseView {
     pub revoked: Option<String>,
     /// When this observer will judge the claim run out; `None` with no holder or while pinned.
     pub expires_at: Option<Instant>,
+    /// A pending handover, which decides who may claim.
+    pub handover: Option<Handover>,
 }
 
 impl LeaseView {
@@ -113,6 +115,7 @@ impl LeaseView {
             pinned: lease.is_pinned(),
             revoked: lease.revoked.clone(),
             expires_at: seen.expires_at(lease, policy),
+            handover: lease.handover.clone(),
         }
     }
 

@@ -40,6 +40,28 @@ pub struct Lease {
     pub pins: BTreeSet<String>,
     /// A unit whose revocation is pending: it may not renew, and steps down when it learns of it.
     pub revoked: Option<String>,
+    /// A pending handover: until the next grant, only the units it admits may claim.
+    pub handover: Option<Handover>,
+}
+
+/// A handover: the holder `from` steps down, and only `to` (or, with none named, any unit but
+/// `from`) may take the lease until it is granted again.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Handover {
+    /// The unit that hands the lease over.
+    pub from: String,
+    /// The unit that is to take it, if one is named.
+    pub to: Option<String>,
+}
+
+impl Handover {
+    /// Whether `unit` may claim while this handover is pending.
+    pub fn admits(&self, unit: &str) -> bool {
+        match &self.to {
+            Some(to) => to == unit,
+            None => unit != self.from,
+        }
+    }
 }
 
 /// What a successful claim did.
@@ -88,6 +110,9 @@ impl Lease {
         duration: Duration,
         observed_expired: bool,
     ) -> Result<(Lease, ClaimOutcome)> {
+        if self.handover.as_ref().is_some_and(|h| !h.admits(unit)) {
+            return Err(Error::ClaimDenied);
+        }
         let run_out = self.may_expire(observed_expired);
         match &self.holder {
             Some(current) if !run_out => {
@@ -111,6 +136,7 @@ impl Lease {
                 });
                 next.term = self.term + 1;
                 next.revoked = None;
+                next.handover = None;
                 Ok((next, ClaimOutcome::Granted))
             }
         }
@@ -138,6 +164,30 @@ impl Lease {
                 Ok(Some(next))
             }
         }
+    }
+
+    /// A handover of the holder's lease to `to` (any other unit when `None`): the holder is
+    /// revoked, and until the next grant only the units the handover admits may claim.
+    pub fn hand_over(&self, to: Option<&str>) -> Result<Lease> {
+        let Some(from) = self.holder_unit() else {
+            return Err(Error::ClaimNotHeld);
+        };
+        if to == Some(from) {
+            return Err(Error::invalid("to", format!("{from} already holds the lease")));
+        }
+        if self.handover.is_some() || self.revoked.is_some() {
+            return Err(Error::invalid(
+                "handover",
+                "a handover or revocation is already pending",
+            ));
+        }
+        let mut next = self.clone();
+        next.revoked = Some(from.to_owned());
+        next.handover = Some(Handover {
+            from: from.to_owned(),
+            to: to.map(str::to_owned),
+        });
+        Ok(next)
     }
 
     /// Clears a claim that the caller observed to have run out. `None` if there is nothing to
@@ -183,6 +233,45 @@ mod tests {
 
     fn held_by(unit: &str) -> Lease {
         Lease::default().claim(unit, D, false).unwrap().0
+    }
+
+    #[test]
+    fn a_handover_steps_the_holder_down_and_admits_only_its_target_until_the_next_grant() {
+        let lease = held_by("web-0").hand_over(Some("web-2")).unwrap();
+        assert_eq!(lease.revoked.as_deref(), Some("web-0"));
+        assert_eq!(lease.claim("web-0", D, false).unwrap_err().code(), "ClaimDenied");
+        let released = lease.release("web-0").unwrap();
+        assert_eq!(
+            released.claim("web-1", D, false).unwrap_err().code(),
+            "ClaimDenied"
+        );
+        assert_eq!(
+            released.claim("web-1", D, true).unwrap_err().code(),
+            "ClaimDenied"
+        );
+        let (taken, _) = released.claim("web-2", D, false).unwrap();
+        assert_eq!((taken.holder_unit(), taken.term), (Some("web-2"), 2));
+        assert_eq!(taken.handover, None, "the grant completes it");
+
+        // With no target, any unit but the old holder may take it.
+        let any = held_by("web-0")
+            .hand_over(None)
+            .unwrap()
+            .release("web-0")
+            .unwrap();
+        assert!(any.claim("web-0", D, false).is_err());
+        assert!(any.claim("web-1", D, false).is_ok());
+
+        // Bad requests change nothing.
+        assert_eq!(
+            Lease::default().hand_over(None).unwrap_err().code(),
+            "ClaimNotHeld"
+        );
+        assert_eq!(
+            held_by("web-0").hand_over(Some("web-0")).unwrap_err().code(),
+            "BadRequest"
+        );
+        assert!(lease.hand_over(None).is_err(), "one at a time");
     }
 
     #[test]

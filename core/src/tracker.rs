@@ -127,9 +127,12 @@ impl TrackerStatus {
 }
 
 /// Whether a minion may claim at `now` (pure; the model checker drives it too): the lease is free
-/// (no holder, or its claim has run out by this observer's judgement) or still names this unit, and
-/// is not being revoked from it.
+/// (no holder, or its claim has run out by this observer's judgement) or still names this unit, it
+/// is not being revoked from it, and no pending handover excludes it.
 pub fn may_claim(view: &LeaseView, unit: &str, now: Instant) -> bool {
+    if view.handover.as_ref().is_some_and(|h| !h.admits(unit)) {
+        return false;
+    }
     match view.holder_at(now) {
         None => true,
         Some(holder) => holder == unit && view.revoked.as_deref() != Some(holder),

@@ -12,7 +12,7 @@ use k8s_openapi::{
     jiff::Timestamp,
 };
 use kube::{CustomResource, KubeSchema};
-use leadership::lease::{Claim, ClaimOutcome, Lease};
+use leadership::lease::{Claim, ClaimOutcome, Handover, Lease};
 use serde::{Deserialize, Serialize};
 
 /// The API group of the custom resource.
@@ -55,6 +55,11 @@ pub struct LeadershipLeaseSpec {
     /// clears the request once it is carried out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revocation: Option<Revocation>,
+    /// A pending handover (`kubectl leadership handover`): the holder steps down and only the
+    /// named unit (any other unit when none is named) may take the lease; the operator clears it
+    /// once the lease is taken, or abandons it after its timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handover: Option<HandoverRequest>,
     /// Limits on the claim durations units may ask for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<LeasePolicy>,
@@ -82,6 +87,31 @@ pub struct Revocation {
     #[schemars(range(min = 1))]
     pub term: i64,
     /// When the revocation was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_at: Option<Time>,
+}
+
+/// A request to hand one unit's leadership over, in one term.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HandoverRequest {
+    /// The holder that hands over.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub from: String,
+    /// The term it holds: the handover applies until a later grant.
+    #[schemars(range(min = 1))]
+    pub term: i64,
+    /// The unit that is to take over; any other unit when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub to: Option<String>,
+    /// When the handover was asked for (display only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requested_at: Option<Time>,
 }
@@ -206,11 +236,26 @@ impl LeadershipLease {
             (holder.as_ref().map(|c| c.unit.as_str()) == Some(r.unit.as_str()) && to_u64(r.term) == term)
                 .then(|| r.unit.clone())
         });
+        // A handover applies until the next grant raises the term; its holder is revoked.
+        let handover = self
+            .spec
+            .handover
+            .as_ref()
+            .filter(|h| to_u64(h.term) == term)
+            .map(|h| Handover {
+                from: h.from.clone(),
+                to: h.to.clone(),
+            });
+        let revoked = revoked.or_else(|| {
+            let from = &handover.as_ref()?.from;
+            (holder.as_ref().map(|c| &c.unit) == Some(from)).then(|| from.clone())
+        });
         Lease {
             holder,
             term,
             pins: self.spec.pins.keys().cloned().collect(),
             revoked,
+            handover,
         }
     }
 

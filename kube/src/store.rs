@@ -35,7 +35,7 @@ use tokio::{
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::{debug, warn};
 
-use crate::crd::{self, LeadershipLease, LeadershipLeaseSpec, Pin, Revocation};
+use crate::crd::{self, HandoverRequest, LeadershipLease, LeadershipLeaseSpec, Pin, Revocation};
 
 /// How many times a write is tried again after a conflict before giving up as "unknown".
 const MAX_ATTEMPTS: u32 = 8;
@@ -573,6 +573,38 @@ impl Checker for KubeStore {
             application: application.to_owned(),
             unit: unit.to_owned(),
         }
+    }
+}
+
+impl KubeStore {
+    /// Asks the holder of `application` to hand over to `to` (any other unit when `None`): writes
+    /// `spec.handover` with a compare-and-swap. The holder steps down when it sees it, and until
+    /// the next grant only the target may claim; the operator ends or abandons the request.
+    /// Returns the unit handing over and its term.
+    pub async fn hand_over(&self, application: &str, to: Option<&str>) -> Result<(String, u64)> {
+        validate::application_name(application)?;
+        if let Some(to) = to {
+            validate::unit_name(to)?;
+        }
+        let handed = std::sync::Mutex::new(None);
+        self.update_spec(application, "hand over leadership", |object| {
+            let lease = object.to_lease();
+            lease.hand_over(to)?;
+            let from = lease.holder_unit().unwrap_or_default().to_owned();
+            object.spec.handover = Some(HandoverRequest {
+                from: from.clone(),
+                term: i64::try_from(lease.term).unwrap_or(i64::MAX),
+                to: to.map(str::to_owned),
+                requested_at: Some(now_time()),
+            });
+            *handed.lock().unwrap_or_else(|p| p.into_inner()) = Some((from, lease.term));
+            Ok(true)
+        })
+        .await?;
+        handed
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner())
+            .ok_or(Error::ClaimNotHeld)
     }
 }
 

@@ -17,7 +17,7 @@
 //! server the moment they are sent (the latest instant after the sender read its clock: the worst
 //! case for its guarantee) and replies that are delayed or lost, after which the sender gives up
 //! (a client timeout); a paused unit (any process may go without a step for as long as the
-//! model likes); revocations, pins and unpins by an administrator. Each process has its own
+//! model likes); revocations, handovers, pins and unpins by an administrator. Each process has its own
 //! clock: an arbitrary offset and a rate within the drift bound of real time.
 //!
 //! Real time advances in ticks; a process reads its clock as `offset + rate × real time`. The
@@ -71,6 +71,8 @@ pub struct Budget {
     pub pins: u8,
     /// Voluntary releases by a leader.
     pub releases: u8,
+    /// Handovers asked for by an administrator.
+    pub handovers: u8,
 }
 
 impl Budget {
@@ -83,6 +85,7 @@ impl Budget {
             revocations: 1,
             pins: 1,
             releases: 1,
+            handovers: 1,
         }
     }
 }
@@ -334,6 +337,8 @@ pub enum Action {
     Pin,
     /// An administrator unpins it.
     Unpin,
+    /// An administrator asks the holder to hand over to this unit (any other unit if `None`).
+    HandOver(Option<usize>),
 }
 
 /// The model: a configuration.
@@ -735,6 +740,18 @@ impl Model for LeaseModel {
         if lease.is_pinned() {
             actions.push(Action::Unpin);
         }
+        if state.budget.handovers > 0
+            && lease.holder.is_some()
+            && lease.handover.is_none()
+            && lease.revoked.is_none()
+        {
+            actions.push(Action::HandOver(None));
+            for i in 0..state.units.len() {
+                if lease.holder_unit() != Some(unit_name(i).as_str()) {
+                    actions.push(Action::HandOver(Some(i)));
+                }
+            }
+        }
     }
 
     fn next_state(&self, last: &State, action: Action) -> Option<State> {
@@ -863,6 +880,11 @@ impl Model for LeaseModel {
                 let next = state.server.lease.unpin("admin")?;
                 self.apply(&mut state, next, None);
             }
+            Action::HandOver(to) => {
+                let next = state.server.lease.hand_over(to.map(unit_name).as_deref()).ok()?;
+                self.apply(&mut state, next, None);
+                state.budget.handovers -= 1;
+            }
         }
         Some(state)
     }
@@ -878,7 +900,7 @@ impl Model for LeaseModel {
                 |_: &LeaseModel, state: &State| !state.term_broken,
             ),
             Property::always(
-                "a revoked holder stops leading before another unit leads",
+                "a revoked or handed-over holder stops leading before another unit leads",
                 |model: &LeaseModel, state: &State| match state.server.lease.revoked.as_deref() {
                     Some(revoked) => {
                         let leaders = model.leaders(state);
@@ -913,7 +935,7 @@ impl Model for LeaseModel {
 pub const SAFETY: [&str; 4] = [
     "no two units lead at once (S1)",
     "the term never decreases and rises with every new holder",
-    "a revoked holder stops leading before another unit leads",
+    "a revoked or handed-over holder stops leading before another unit leads",
     "a pinned lease is never taken over",
 ];
 

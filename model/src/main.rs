@@ -10,7 +10,7 @@ use std::{process::ExitCode, time::Instant};
 use leadership_model::{Budget, Config, LeaseModel, Variant};
 use stateright::{Checker, Expectation, Model};
 
-const USAGE: &str = "usage: model-check [--units 2|3] [--horizon TICKS] [--variant product|no-cas|trust-timestamp|whole-lease] [--liveness] [--faults all|none|losses,crashes,operator-restarts,revocations,pins,releases] [--no-operator] [--no-offsets]";
+const USAGE: &str = "usage: model-check [--units 2|3] [--horizon TICKS] [--variant product|no-cas|trust-timestamp|whole-lease] [--liveness] [--faults all|none|losses,crashes,operator-restarts,revocations,pins,releases,handovers] [--no-operator] [--no-offsets]";
 
 /// The fault budget named by `--faults`: one of each listed kind.
 fn faults(list: &str) -> Result<Budget, String> {
@@ -28,6 +28,7 @@ fn faults(list: &str) -> Result<Budget, String> {
             "revocations" => budget.revocations = 1,
             "pins" => budget.pins = 1,
             "releases" => budget.releases = 1,
+            "handovers" => budget.handovers = 1,
             other => return Err(format!("unknown fault {other}\n{USAGE}")),
         }
     }
@@ -98,13 +99,15 @@ fn main() -> ExitCode {
         }
     };
     println!(
-        "model: {} units, {} ticks of {:?} ({:?} of real time), d = {:?}, drift ±{}%, {}, {}",
+        "model: {} units{}, {} ticks of {:?} ({:?} of real time), d = {:?}, drift ±{}%, offsets {:?}, {}, {}",
         config.units,
+        if config.operator { " and the operator" } else { "" },
         config.horizon,
         config.tick,
         config.tick * config.horizon,
         config.claim_duration,
         config.drift * 100.0,
+        config.offsets,
         if config.prompt {
             "prompt and fault-free (liveness)"
         } else {

@@ -50,6 +50,15 @@ fn revocations_and_releases_keep_every_property() {
 }
 
 #[test]
+fn handovers_keep_every_property() {
+    let budget = Budget {
+        handovers: 1,
+        ..Budget::default()
+    };
+    check(product(3, budget)).assert_properties();
+}
+
+#[test]
 fn pins_keep_every_property() {
     let budget = Budget {
         pins: 1,

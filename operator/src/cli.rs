@@ -82,6 +82,20 @@ pub enum Command {
         /// The unit that holds it.
         unit: String,
     },
+    /// Hand the leader's lease over to UNIT (any other unit when omitted): the holder steps down
+    /// and only UNIT may take the lease; waits for the outcome unless --no-wait.
+    Handover {
+        /// The application.
+        application: String,
+        /// The unit to take over.
+        unit: Option<String>,
+        /// Return once the request is written.
+        #[arg(long)]
+        no_wait: bool,
+        /// Give up waiting after this long.
+        #[arg(long, value_parser = duration, default_value = "60s")]
+        timeout: Duration,
+    },
     /// Wait until an application has no leader.
     WaitReleased {
         /// The application.
@@ -250,6 +264,43 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             store.revoke_leadership(application, unit).await?;
             println!("revoked {unit}'s leadership of {application}");
             Ok(())
+        }
+        Command::Handover {
+            application,
+            unit,
+            no_wait,
+            timeout,
+        } => {
+            let asked = tokio::time::Instant::now();
+            let (from, term) = store.hand_over(application, unit.as_deref()).await?;
+            let target = unit.as_deref().unwrap_or("another unit");
+            println!("{from} (term {term}) is handing {application} over to {target}");
+            if *no_wait {
+                return Ok(());
+            }
+            let api: Api<LeadershipLease> = Api::namespaced(client.clone(), &namespace);
+            loop {
+                let object = api.get(application).await?;
+                let status = object.status.clone().unwrap_or_default();
+                let now_term = u64::try_from(status.term).unwrap_or(0);
+                if now_term > term {
+                    let holder = status.holder.unwrap_or_else(|| "<none>".into());
+                    println!(
+                        "handed over to {holder} in term {now_term} after {} ms",
+                        asked.elapsed().as_millis()
+                    );
+                    return Ok(());
+                }
+                if object.spec.handover.is_none() {
+                    anyhow::bail!(
+                        "the handover was abandoned: {target} did not take the lease in time (see kubectl describe leadershiplease {application})"
+                    );
+                }
+                if asked.elapsed() > *timeout {
+                    anyhow::bail!("gave up waiting after {timeout:?}; the handover is still pending");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
         Command::WaitReleased { application, timeout } => {
             let cancel = CancellationToken::new();

@@ -27,6 +27,9 @@ pub struct Args {
     /// The guarantee of the operator's own leadership (replicas fail over within about 2x this).
     #[arg(long, env = "LEADERSHIP_OPERATOR_CLAIM_DURATION", default_value = "5s", value_parser = duration)]
     pub claim_duration: Duration,
+    /// Abandon a handover whose target has not taken the lease within this long.
+    #[arg(long, env = "LEADERSHIP_HANDOVER_TIMEOUT", default_value = "30s", value_parser = duration)]
+    pub handover_timeout: Duration,
     /// Where to serve /healthz, /readyz and /metrics.
     #[arg(long, env = "LEADERSHIP_ADMIN_ADDRESS", default_value = "0.0.0.0:8080")]
     pub admin_address: SocketAddr,

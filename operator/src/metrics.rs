@@ -29,6 +29,8 @@ pub struct Metrics {
     pub pod_releases: Counter,
     /// Revocation requests ended, by result (`done`, `not_held`).
     pub revocations: Family<KindLabel, Counter>,
+    /// Handovers ended, by how (`done`, `abandoned`, `not_held`).
+    pub handovers: Family<KindLabel, Counter>,
     /// Reconcile duration.
     pub reconcile_seconds: Histogram,
     /// Reconcile errors by kind.
@@ -48,6 +50,7 @@ impl Default for Metrics {
             expiries: Counter::default(),
             pod_releases: Counter::default(),
             revocations: Family::default(),
+            handovers: Family::default(),
             reconcile_seconds: Histogram::new(buckets),
             reconcile_errors: Family::default(),
             active: Gauge::default(),
@@ -74,6 +77,11 @@ impl Default for Metrics {
             "revocations",
             "Revocation requests ended, by result",
             metrics.revocations.clone(),
+        );
+        registry.register(
+            "handovers",
+            "Handover requests ended, by result",
+            metrics.handovers.clone(),
         );
         registry.register(
             "reconcile_duration_seconds",

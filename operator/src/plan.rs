@@ -50,6 +50,30 @@ pub enum RevocationStep {
     },
 }
 
+/// How a pending handover ends; every way clears the request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HandoverStep {
+    /// A later grant took the lease (by the target, or by any other unit when none was named).
+    Done {
+        /// The unit that handed over.
+        from: String,
+        /// The unit that holds the lease now, if it still does.
+        holder: Option<String>,
+    },
+    /// The target did not take the lease within the operator's timeout.
+    Abandoned {
+        /// The unit that handed over.
+        from: String,
+        /// The target, if one was named.
+        to: Option<String>,
+    },
+    /// The request named a unit that does not hold the lease in that term.
+    NotHeld {
+        /// The unit named.
+        from: String,
+    },
+}
+
 /// The operator's own status fields: conditions, the pinned mirror and the generation seen.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OperatorStatus {
@@ -68,14 +92,23 @@ pub struct Plan {
     pub claim: Option<ClaimStep>,
     /// The end of a revocation request.
     pub revocation: Option<RevocationStep>,
+    /// The end of a handover request.
+    pub handover: Option<HandoverStep>,
     /// New operator status fields, when they differ from the object's.
     pub status: Option<OperatorStatus>,
 }
 
 /// Decides what to do with `object`. `expired` is the operator's judgement by observation;
 /// `holder_terminated` says whether every container of the holder's pod is known to have
-/// terminated (a deleted Pod object or a Failed phase alone proves nothing).
-pub fn plan(object: &LeadershipLease, expired: bool, holder_terminated: bool, now: Timestamp) -> Plan {
+/// terminated (a deleted Pod object or a Failed phase alone proves nothing); `handover_overdue`
+/// whether a pending handover has outlived the operator's timeout on its own clock.
+pub fn plan(
+    object: &LeadershipLease,
+    expired: bool,
+    holder_terminated: bool,
+    handover_overdue: bool,
+    now: Timestamp,
+) -> Plan {
     let lease = object.to_lease();
     let claim = if let Some(next) = lease.expire(expired) {
         Some(ClaimStep::Expire(next))
@@ -93,7 +126,30 @@ pub fn plan(object: &LeadershipLease, expired: bool, holder_terminated: bool, no
     Plan {
         claim,
         revocation,
+        handover: handover(object, handover_overdue),
         status: (!unchanged).then_some(status),
+    }
+}
+
+/// How the pending handover stands, if it is over.
+fn handover(object: &LeadershipLease, overdue: bool) -> Option<HandoverStep> {
+    let request = object.spec.handover.as_ref()?;
+    let status = object.status.clone().unwrap_or_default();
+    let from = request.from.clone();
+    match request.term.cmp(&status.term) {
+        std::cmp::Ordering::Less => Some(HandoverStep::Done {
+            from,
+            holder: status.holder,
+        }),
+        std::cmp::Ordering::Greater => Some(HandoverStep::NotHeld { from }),
+        std::cmp::Ordering::Equal => match status.holder.as_deref() {
+            Some(holder) if holder != from => Some(HandoverStep::NotHeld { from }),
+            _ if overdue => Some(HandoverStep::Abandoned {
+                from,
+                to: request.to.clone(),
+            }),
+            _ => None,
+        },
     }
 }
 
@@ -266,7 +322,7 @@ pub fn leader_labels<'a>(
 mod tests {
     use std::time::Duration;
 
-    use leadership_kube::crd::{LeadershipLeaseStatus, Pin, Revocation};
+    use leadership_kube::crd::{HandoverRequest, LeadershipLeaseStatus, Pin, Revocation};
 
     use super::*;
 
@@ -288,13 +344,13 @@ mod tests {
 
     #[test]
     fn an_observed_expiry_clears_the_claim_and_keeps_the_term() {
-        let plan = plan(&held("web-0", 3), true, false, now());
+        let plan = plan(&held("web-0", 3), true, false, false, now());
         let Some(ClaimStep::Expire(next)) = plan.claim else {
             panic!("{plan:?}")
         };
         assert_eq!((next.holder, next.term), (None, 3));
         assert!(
-            super::plan(&held("web-0", 3), false, false, now())
+            super::plan(&held("web-0", 3), false, false, false, now())
                 .claim
                 .is_none()
         );
@@ -307,12 +363,12 @@ mod tests {
             .spec
             .pins
             .insert("machine-0".into(), Pin { since: Time(now()) });
-        assert!(plan(&object, true, false, now()).claim.is_none());
+        assert!(plan(&object, true, false, false, now()).claim.is_none());
     }
 
     #[test]
     fn a_holder_whose_containers_all_terminated_is_released_early() {
-        let plan = plan(&held("web-0", 3), false, true, now());
+        let plan = plan(&held("web-0", 3), false, true, false, now());
         assert!(matches!(plan.claim, Some(ClaimStep::PodGone(ref next)) if next.holder.is_none()));
     }
 
@@ -325,13 +381,13 @@ mod tests {
             requested_at: None,
         });
         assert_eq!(
-            plan(&object, false, false, now()).revocation,
+            plan(&object, false, false, false, now()).revocation,
             None,
             "pending while web-0 still holds term 3"
         );
         object.status.as_mut().unwrap().holder = None;
         assert_eq!(
-            plan(&object, false, false, now()).revocation,
+            plan(&object, false, false, false, now()).revocation,
             Some(RevocationStep::Done { unit: "web-0".into() })
         );
         let mut other = held("web-1", 3);
@@ -340,7 +396,7 @@ mod tests {
             term: 3,
             requested_at: None,
         });
-        let planned = plan(&other, false, false, now());
+        let planned = plan(&other, false, false, false, now());
         assert_eq!(
             planned.revocation,
             Some(RevocationStep::NotHeld { unit: "web-0".into() })
@@ -363,7 +419,7 @@ mod tests {
             requested_at: None,
         });
         assert_eq!(
-            plan(&later, false, false, now()).revocation,
+            plan(&later, false, false, false, now()).revocation,
             Some(RevocationStep::Done { unit: "web-0".into() })
         );
     }
@@ -371,7 +427,7 @@ mod tests {
     #[test]
     fn status_is_written_once_and_then_left_alone() {
         let mut object = held("web-0", 3);
-        let first = plan(&object, false, false, now())
+        let first = plan(&object, false, false, false, now())
             .status
             .expect("first visit writes conditions");
         let status = object.status.as_mut().unwrap();
@@ -382,7 +438,7 @@ mod tests {
         status.renewals += 1;
         let later = now().checked_add(Duration::from_secs(5)).unwrap();
         assert_eq!(
-            plan(&object, false, false, later).status,
+            plan(&object, false, false, false, later).status,
             None,
             "no write in steady state"
         );
@@ -395,5 +451,71 @@ mod tests {
             .find(|c| c.type_ == "Held")
             .unwrap();
         assert_eq!(held.message, "held by web-0 in term 3");
+    }
+
+    #[test]
+    fn the_leader_label_moves_to_the_holder_and_is_taken_from_everyone_else_first() {
+        let pods = [
+            ("web-0", Some("web")),
+            ("web-1", None),
+            ("db-0", Some("db")),
+            ("web-2", Some("web")),
+        ];
+        let changes = leader_labels(pods, "web", Some("web-1"));
+        assert_eq!(changes.remove, vec!["web-0".to_owned(), "web-2".to_owned()]);
+        assert_eq!(changes.add.as_deref(), Some("web-1"));
+        // Nothing to do when only the holder carries it; no holder: nobody carries it.
+        assert_eq!(
+            leader_labels([("web-1", Some("web"))], "web", Some("web-1")),
+            LabelChanges::default()
+        );
+        assert_eq!(
+            leader_labels([("web-1", Some("web"))], "web", None).remove,
+            vec!["web-1".to_owned()]
+        );
+        // A holder without a Pod object gets nothing.
+        assert_eq!(leader_labels([("web-0", None)], "web", Some("web-9")).add, None);
+    }
+
+    #[test]
+    fn a_handover_ends_when_the_lease_is_taken_or_is_abandoned_when_overdue() {
+        let mut object = held("web-0", 3);
+        object.spec.handover = Some(HandoverRequest {
+            from: "web-0".into(),
+            term: 3,
+            to: Some("web-1".into()),
+            requested_at: None,
+        });
+        assert_eq!(
+            plan(&object, false, false, false, now()).handover,
+            None,
+            "pending"
+        );
+        assert_eq!(
+            plan(&object, false, false, true, now()).handover,
+            Some(HandoverStep::Abandoned {
+                from: "web-0".into(),
+                to: Some("web-1".into())
+            })
+        );
+        let taken = LeadershipLease {
+            status: held("web-1", 4).status,
+            ..object.clone()
+        };
+        assert_eq!(
+            plan(&taken, false, false, true, now()).handover,
+            Some(HandoverStep::Done {
+                from: "web-0".into(),
+                holder: Some("web-1".into())
+            })
+        );
+        let elsewhere = LeadershipLease {
+            status: held("web-2", 3).status,
+            ..object
+        };
+        assert_eq!(
+            plan(&elsewhere, false, false, false, now()).handover,
+            Some(HandoverStep::NotHeld { from: "web-0".into() })
+        );
     }
 }

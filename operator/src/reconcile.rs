@@ -28,7 +28,7 @@ use tracing::{info, instrument, warn};
 
 use crate::{
     metrics::{KindLabel, Metrics},
-    plan::{self, ClaimStep, LEADER_LABEL, LEADER_OF_LABEL, RevocationStep},
+    plan::{self, ClaimStep, HandoverStep, LEADER_LABEL, LEADER_OF_LABEL, RevocationStep},
 };
 
 /// The field manager of the operator's status writes.
@@ -58,13 +58,21 @@ impl Error {
 }
 
 /// What the operator remembers of one lease between reconciles.
+/// A handover request as the operator times it: (from, term, to).
+type HandoverKey = (String, i64, Option<String>);
+
 #[derive(Default)]
 struct Seen {
     observation: Observation,
+    /// The pending handover and when this operator first saw it.
+    handover: Option<(HandoverKey, Instant)>,
     holder: Option<(String, u64)>,
     pins: BTreeSet<String>,
     visited: bool,
 }
+
+/// How long a handover may wait for its target to take the lease, unless configured.
+pub const DEFAULT_HANDOVER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Shared by every reconcile.
 pub struct Context {
@@ -72,6 +80,7 @@ pub struct Context {
     recorder: Recorder,
     metrics: Arc<Metrics>,
     policy: ExpiryPolicy,
+    handover_timeout: Duration,
     seen: Mutex<HashMap<ObjectRef<LeadershipLease>, Seen>>,
     terminated: Mutex<HashSet<(String, String)>>,
     /// Every known Pod, by (namespace, name), with the application it is labelled leader of.
@@ -90,9 +99,18 @@ impl Context {
             client,
             metrics,
             policy,
+            handover_timeout: DEFAULT_HANDOVER_TIMEOUT,
             seen: Mutex::default(),
             terminated: Mutex::default(),
             leader_labels: Mutex::default(),
+        }
+    }
+
+    /// The same context, abandoning handovers not taken within `timeout`.
+    pub fn with_handover_timeout(self, timeout: Duration) -> Self {
+        Context {
+            handover_timeout: timeout,
+            ..self
         }
     }
 
@@ -244,10 +262,25 @@ async fn reconcile_inner(object: &LeadershipLease, ctx: &Context) -> Result<Acti
     let lease = object.to_lease();
     let now = Instant::now();
 
-    let (expired, expires_at, changes) = {
+    let (expired, expires_at, changes, handover_due) = {
         let mut seen = ctx.seen();
         let entry = seen.entry(ObjectRef::from_obj(object)).or_default();
         entry.observation.observe(&lease, now);
+        // A handover is timed on this operator's clock from when it first saw it.
+        let request = object
+            .spec
+            .handover
+            .as_ref()
+            .map(|h| (h.from.clone(), h.term, h.to.clone()));
+        entry.handover = match (request, entry.handover.take()) {
+            (Some(key), Some((seen_key, since))) if key == seen_key => Some((key, since)),
+            (Some(key), _) => Some((key, now)),
+            (None, _) => None,
+        };
+        let handover_due = entry
+            .handover
+            .as_ref()
+            .map(|(_, since)| *since + ctx.handover_timeout);
         let holder = lease.holder_unit().map(|h| (h.to_owned(), lease.term));
         let changes = entry.visited.then(|| (entry.holder.clone(), entry.pins.clone()));
         entry.holder = holder;
@@ -257,6 +290,7 @@ async fn reconcile_inner(object: &LeadershipLease, ctx: &Context) -> Result<Acti
             entry.observation.is_expired(&lease, &ctx.policy, now),
             entry.observation.expires_at(&lease, &ctx.policy),
             changes,
+            handover_due,
         )
     };
     if let Some((before, pins_before)) = changes {
@@ -266,7 +300,14 @@ async fn reconcile_inner(object: &LeadershipLease, ctx: &Context) -> Result<Acti
     let holder_terminated = lease
         .holder_unit()
         .is_some_and(|holder| ctx.terminated().contains(&(namespace.clone(), holder.to_owned())));
-    let plan = plan::plan(object, expired, holder_terminated, Timestamp::now());
+    let handover_overdue = handover_due.is_some_and(|due| now >= due);
+    let plan = plan::plan(
+        object,
+        expired,
+        holder_terminated,
+        handover_overdue,
+        Timestamp::now(),
+    );
 
     if let Some(step) = &plan.claim {
         let mut next = object.clone();
@@ -359,12 +400,66 @@ async fn reconcile_inner(object: &LeadershipLease, ctx: &Context) -> Result<Acti
         }
     }
 
+    if let Some(step) = &plan.handover {
+        let mut next = object.clone();
+        next.spec.handover = None;
+        match api.replace(&name, &PostParams::default(), &next).await {
+            Ok(_) => {
+                let (kind, type_, reason, note) = match step {
+                    HandoverStep::Done { from, holder } => (
+                        "done",
+                        EventType::Normal,
+                        "HandedOver",
+                        format!(
+                            "{from} handed leadership over to {}",
+                            holder.as_deref().unwrap_or("another unit")
+                        ),
+                    ),
+                    HandoverStep::Abandoned { from, to } => (
+                        "abandoned",
+                        EventType::Warning,
+                        "HandoverAbandoned",
+                        format!(
+                            "{} did not take over from {from} within {:?}; any unit may claim again",
+                            to.as_deref().unwrap_or("no other unit"),
+                            ctx.handover_timeout
+                        ),
+                    ),
+                    HandoverStep::NotHeld { from } => (
+                        "not_held",
+                        EventType::Warning,
+                        "ClaimNotHeld",
+                        format!("cannot hand over from {from}: leadership lease not held"),
+                    ),
+                };
+                info!(%name, reason, "{note}");
+                ctx.metrics
+                    .handovers
+                    .get_or_create(&KindLabel { kind: kind.into() })
+                    .inc();
+                ctx.event(object, type_, reason, note).await;
+            }
+            Err(err) if conflict(&err) => return Ok(Action::requeue(Duration::from_millis(100))),
+            Err(source) => {
+                return Err(Error::Kube {
+                    action: "clear a handover",
+                    source,
+                });
+            }
+        }
+    }
+
     // The leader label follows the holder whose claim has not run out.
     let leading = lease.holder_unit().filter(|_| !expired);
     ctx.sync_leader_labels(&namespace, &name, leading).await?;
 
     // Come back when the claim would run out (a renewal before then reconciles earlier).
-    Ok(match expires_at {
+    // Also when a pending handover is due to be abandoned.
+    let due = [expires_at, handover_due.filter(|_| plan.handover.is_none())]
+        .into_iter()
+        .flatten()
+        .min();
+    Ok(match due {
         Some(at) => Action::requeue(at.saturating_duration_since(Instant::now()) + Duration::from_millis(20)),
         None => Action::await_change(),
     })

@@ -69,12 +69,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         store,
         TrackerConfig::new(OPERATOR_APPLICATION, &identity, args.claim_duration),
     )?;
-    let ctx = Arc::new(Context::new(
-        client,
-        &identity,
-        metrics.clone(),
-        ExpiryPolicy::default(),
-    ));
+    let ctx = Arc::new(
+        Context::new(client, &identity, metrics.clone(), ExpiryPolicy::default())
+            .with_handover_timeout(args.handover_timeout),
+    );
     ready.cancel();
     info!(%identity, %namespace, watch = ?args.watch_namespace, "operator started; waiting to lead");
 

@@ -368,3 +368,82 @@ async fn the_leader_label_follows_every_change_of_holder_and_is_never_on_two_pod
     label_on(&ns, &sidecars[third].unit).await;
     assert!(!labelled(&ns).await.contains(&dead.unit));
 }
+
+#[tokio::test]
+async fn a_handover_moves_leadership_to_the_named_unit_at_once_every_time() {
+    let ns = namespace().await;
+    let _operator = operator(&ns, "operator-0");
+    let sidecars = three(&ns, "drained").await;
+    for _ in 0..3 {
+        let (holder, before) = leader(&sidecars, PROMPTLY).await;
+        // Always the unit after the holder: the third unit races for the lease and never wins.
+        let target = (holder + 1) % sidecars.len();
+        let out = cli(
+            &ns,
+            &["handover", "drained", &sidecars[target].unit, "--timeout", "30s"],
+        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            said.contains(&format!("handed over to {}", sidecars[target].unit)),
+            "{said}"
+        );
+        let (now, after) = leader(&sidecars, PROMPTLY).await;
+        assert_eq!(now, target);
+        assert!(after.term > before.term);
+        // The operator cleared the request and said so.
+        lease_until(&ns, "drained", PROMPTLY, |o| o.spec.handover.is_none()).await;
+    }
+    // Without a target, any unit but the holder takes over.
+    let (holder, _) = leader(&sidecars, PROMPTLY).await;
+    let out = cli(&ns, &["handover", "drained"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (now, _) = leader(&sidecars, PROMPTLY).await;
+    assert_ne!(now, holder);
+}
+
+#[tokio::test]
+async fn a_handover_nobody_takes_refuses_the_others_then_is_abandoned_and_reported() {
+    let ns = namespace().await;
+    let mut args = units::operator_args(&ns.name, "operator-0");
+    args.extend(["--handover-timeout".to_owned(), "4s".to_owned()]);
+    let log = std::env::temp_dir().join(format!("{}-operator.log", ns.name));
+    let _operator = Process::start(
+        &testenv::binary("leadership-operator"),
+        &args,
+        testenv::shared().kubeconfig(),
+        log,
+    );
+    let sidecars = three(&ns, "stuck").await;
+    let (_, before) = leader(&sidecars, PROMPTLY).await;
+    // A target with no sidecar: the holder steps down and nobody else may take the lease.
+    let out = cli(&ns, &["handover", "stuck", "stuck-9", "--no-wait"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    sleep(Duration::from_millis(500)).await;
+    let refused_until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < refused_until {
+        for sidecar in &sidecars {
+            let status = sidecar.status().await.unwrap();
+            assert!(
+                !status.leader,
+                "{} leads while the handover to stuck-9 is pending",
+                sidecar.unit
+            );
+        }
+        sleep(Duration::from_millis(50)).await;
+    }
+    // Abandoned after the operator's timeout: any unit may claim again.
+    lease_until(&ns, "stuck", Duration::from_secs(30), |o| {
+        o.spec.handover.is_none()
+    })
+    .await;
+    let (_, after) = leader(&sidecars, PROMPTLY).await;
+    assert!(after.term > before.term);
+    let described = testenv::shared()
+        .kubectl()
+        .args(["describe", "leadershiplease", "stuck", "-n", &ns.name])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&described.stdout);
+    assert!(text.contains("HandoverAbandoned"), "{text}");
+}

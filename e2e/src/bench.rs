@@ -78,6 +78,11 @@ pub struct OwnReport {
     pub socket_rps_16_clients: Option<f64>,
     /// The operator's API writes per minute in steady state (3 sidecars renewing).
     pub operator_writes_per_min: Option<f64>,
+    /// `kubectl leadership handover` to a named unit: the leaderless gap between the old leader's
+    /// last "leader" and the new one's first, from the sidecars' records, in ms.
+    pub handover_gap_ms: Option<Summary>,
+    /// The same handovers: from the request to the target's first "leader", in ms.
+    pub handover_request_ms: Option<Summary>,
     /// Sidecar resident memory at rest, in MiB.
     pub sidecar_rss_mib: Option<f64>,
     /// Sidecar CPU at rest, in % of one core.
@@ -241,6 +246,20 @@ impl Report {
             out,
             "| socket requests/s, 16 clients | {} |",
             num(o.socket_rps_16_clients)
+        );
+        let ms = |s: &Option<Summary>| match s {
+            Some(s) => format!("{:.1} / {:.1} ms (max {:.1}, n={})", s.p50, s.p99, s.max, s.n),
+            None => "not measured".into(),
+        };
+        let _ = writeln!(
+            out,
+            "| handover to a named unit: leaderless gap, p50 / p99 | {} |",
+            ms(&o.handover_gap_ms)
+        );
+        let _ = writeln!(
+            out,
+            "| handover to a named unit: request to new leader, p50 / p99 | {} |",
+            ms(&o.handover_request_ms)
         );
         let _ = writeln!(
             out,

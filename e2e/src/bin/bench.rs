@@ -21,12 +21,14 @@ use kube::{
     api::{ObjectMeta, PostParams},
     runtime::watcher,
 };
+use leadership::client::SocketClient;
 use leadership_e2e::{
     bench::{CandidateReport, OURS, OwnReport, Report, ScaleReport, Summary},
+    chaos::{history, monotonic_ns},
     controlplane::{ControlPlane, StartOptions},
     tools::Tools,
 };
-use leadership_kube::crd::LeadershipLease;
+use leadership_kube::{KubeStore, Scope, crd::LeadershipLease};
 use nix::sys::signal::{Signal, kill};
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
@@ -222,7 +224,9 @@ impl Bench {
                 .arg("--socket")
                 .arg(socket)
                 .arg("--claim-duration")
-                .arg(format!("{}ms", OUR_CLAIM.as_millis()));
+                .arg(format!("{}ms", OUR_CLAIM.as_millis()))
+                .arg("--record")
+                .arg(self.scratch.join(format!("{namespace}-{unit}.record.jsonl")));
                 c
             }
             Kind::ClientGo { renew, retry } => {
@@ -387,6 +391,49 @@ impl Bench {
         report.samples.insert("handover_ms".into(), handovers);
         report.samples.insert("crash_overhead_ms".into(), crashes);
         Ok((report, members, leader))
+    }
+
+    /// Hands our application over to the next unit, `plan.handovers` times (the sidecars started
+    /// by [`Self::election`] still run): the leaderless gaps, from the sidecars' records, and the
+    /// time from each request to the target's first "leader", in ms.
+    async fn handovers_to_a_unit(&self, mut leader: usize) -> anyhow::Result<(Option<Summary>, Option<Summary>)> {
+        let namespace = format!("bench-{OURS}");
+        let store = KubeStore::new(self.client.clone(), Scope::Namespace(namespace.clone()));
+        let socket = |i: usize| self.scratch.join(format!("{namespace}-app-{i}.sock"));
+        let from = monotonic_ns();
+        let mut requests = Vec::new();
+        for _ in 0..self.plan.handovers {
+            let target = (leader + 1) % 3;
+            let asked = Instant::now();
+            store.hand_over("app", Some(&format!("app-{target}"))).await?;
+            let deadline = asked + Duration::from_secs(30);
+            loop {
+                let status = SocketClient::new(socket(target)).status().await;
+                if status.is_ok_and(|s| s.leader) {
+                    break;
+                }
+                anyhow::ensure!(Instant::now() < deadline, "app-{target} did not take over within 30 s");
+                sleep(Duration::from_millis(1)).await;
+            }
+            requests.push(asked.elapsed().as_secs_f64() * 1000.0);
+            leader = target;
+            sleep(Duration::from_millis(300)).await;
+        }
+        let to = monotonic_ns();
+        let mut lines = Vec::new();
+        for i in 0..3 {
+            let path = self.scratch.join(format!("{namespace}-app-{i}.record.jsonl"));
+            let text = std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+            for line in text.lines() {
+                lines.push(serde_json::from_str(line).with_context(|| format!("a line of {}", path.display()))?);
+            }
+        }
+        let intervals = history::intervals(&lines, &BTreeMap::new())?;
+        let gaps: Vec<f64> = history::leaderless(&intervals, from, to)
+            .iter()
+            .map(|(start, end)| (end - start) as f64 / 1e6)
+            .collect();
+        Ok((Summary::of(&gaps), Summary::of(&requests)))
     }
 
     /// Requests and writes per minute to `candidate`'s lease resource over the plan's window,
@@ -865,6 +912,15 @@ async fn measure(quick: bool, out: &Path, plane: &ControlPlane, started: Instant
     let rest = bench.plan.window.min(Duration::from_secs(30));
     own.sidecar_rss_mib = process_rss_mib(leader_pid);
     own.sidecar_cpu_percent = cpu_percent(leader_pid, rest).await;
+    let (gaps, requests) = bench.handovers_to_a_unit(leader).await?;
+    bench.say(format!(
+        "handover to a named unit: gap p50 {:.1} ms p99 {:.1} ms; request to new leader p50 {:.1} ms",
+        gaps.as_ref().map_or(0.0, |s| s.p50),
+        gaps.as_ref().map_or(0.0, |s| s.p99),
+        requests.as_ref().map_or(0.0, |s| s.p50)
+    ));
+    own.handover_gap_ms = gaps;
+    own.handover_request_ms = requests;
 
     // The operator's writes in steady state: all lease writes with it running, minus those without
     // it, minus the renewals of its own lease (counted on the lease itself).

@@ -60,6 +60,14 @@ pub struct LeadershipLeaseSpec {
     /// once the lease is taken, or abandons it after its timeout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handover: Option<HandoverRequest>,
+    /// A unit that should lead whenever it is live (its Pod Ready): when another unit holds the
+    /// lease, the operator hands it over to this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub preferred_unit: Option<String>,
     /// Limits on the claim durations units may ask for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<LeasePolicy>,

@@ -281,6 +281,19 @@ fn operator_status(
     }
 }
 
+/// The handover to ask for so that the preferred unit leads: when `spec.preferredUnit` names a
+/// live unit (`preferred_live`) that does not hold the lease, another unit does, and no handover
+/// or revocation is pending.
+pub fn preferred_handover(object: &LeadershipLease, preferred_live: bool) -> Option<(String, u64, String)> {
+    let preferred = object.spec.preferred_unit.as_ref()?;
+    let lease = object.to_lease();
+    let holder = lease.holder_unit()?;
+    let pending =
+        object.spec.handover.is_some() || object.spec.revocation.is_some() || lease.revoked.is_some();
+    (preferred_live && holder != preferred && !pending)
+        .then(|| (holder.to_owned(), lease.term, preferred.clone()))
+}
+
 /// The label the operator keeps on the Pod of each application's leader, so that a Service can
 /// select the leader: `leadership.dev/leader: "true"`.
 pub const LEADER_LABEL: &str = "leadership.dev/leader";
@@ -517,5 +530,30 @@ mod tests {
             plan(&elsewhere, false, false, false, now()).handover,
             Some(HandoverStep::NotHeld { from: "web-0".into() })
         );
+    }
+
+    #[test]
+    fn the_preferred_unit_is_handed_the_lease_only_when_live_and_nothing_is_pending() {
+        let mut object = held("web-0", 3);
+        assert_eq!(preferred_handover(&object, true), None, "no preference");
+        object.spec.preferred_unit = Some("web-1".into());
+        assert_eq!(
+            preferred_handover(&object, true),
+            Some(("web-0".into(), 3, "web-1".into()))
+        );
+        assert_eq!(preferred_handover(&object, false), None, "not live");
+        let mut pending = object.clone();
+        pending.spec.handover = Some(HandoverRequest {
+            from: "web-0".into(),
+            term: 3,
+            to: None,
+            requested_at: None,
+        });
+        assert_eq!(preferred_handover(&pending, true), None);
+        let leading = LeadershipLease {
+            status: held("web-1", 4).status,
+            ..object
+        };
+        assert_eq!(preferred_handover(&leading, true), None, "already leads");
     }
 }

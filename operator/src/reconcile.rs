@@ -9,7 +9,7 @@ use std::{
 };
 
 use futures::StreamExt;
-use k8s_openapi::{api::core::v1::Pod, jiff::Timestamp};
+use k8s_openapi::{api::core::v1::Pod, apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 use kube::{
     Api, Client, Resource, ResourceExt,
     api::{Patch, PatchParams, PostParams},
@@ -22,7 +22,7 @@ use kube::{
     },
 };
 use leadership::expiry::{ExpiryPolicy, Observation};
-use leadership_kube::crd::LeadershipLease;
+use leadership_kube::crd::{HandoverRequest, LeadershipLease};
 use tokio::time::Instant;
 use tracing::{info, instrument, warn};
 
@@ -66,10 +66,15 @@ struct Seen {
     observation: Observation,
     /// The pending handover and when this operator first saw it.
     handover: Option<(HandoverKey, Instant)>,
+    /// After a handover to the preferred unit was abandoned, no new one before this.
+    preferred_backoff: Option<Instant>,
     holder: Option<(String, u64)>,
     pins: BTreeSet<String>,
     visited: bool,
 }
+
+/// How long after an abandoned handover to the preferred unit before another is asked for.
+pub const PREFERRED_BACKOFF: Duration = Duration::from_secs(300);
 
 /// How long a handover may wait for its target to take the lease, unless configured.
 pub const DEFAULT_HANDOVER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -85,6 +90,8 @@ pub struct Context {
     terminated: Mutex<HashSet<(String, String)>>,
     /// Every known Pod, by (namespace, name), with the application it is labelled leader of.
     leader_labels: Mutex<HashMap<(String, String), Option<String>>>,
+    /// Pods whose Ready condition is true and that are not being deleted.
+    ready: Mutex<HashSet<(String, String)>>,
 }
 
 impl Context {
@@ -103,7 +110,12 @@ impl Context {
             seen: Mutex::default(),
             terminated: Mutex::default(),
             leader_labels: Mutex::default(),
+            ready: Mutex::default(),
         }
+    }
+
+    fn ready(&self) -> MutexGuard<'_, HashSet<(String, String)>> {
+        self.ready.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The same context, abandoning handovers not taken within `timeout`.
@@ -415,16 +427,24 @@ async fn reconcile_inner(object: &LeadershipLease, ctx: &Context) -> Result<Acti
                             holder.as_deref().unwrap_or("another unit")
                         ),
                     ),
-                    HandoverStep::Abandoned { from, to } => (
-                        "abandoned",
-                        EventType::Warning,
-                        "HandoverAbandoned",
-                        format!(
-                            "{} did not take over from {from} within {:?}; any unit may claim again",
-                            to.as_deref().unwrap_or("no other unit"),
-                            ctx.handover_timeout
-                        ),
-                    ),
+                    HandoverStep::Abandoned { from, to } => {
+                        if to.is_some() && *to == object.spec.preferred_unit {
+                            // Do not keep handing over to a preferred unit that cannot take it.
+                            if let Some(entry) = ctx.seen().get_mut(&ObjectRef::from_obj(object)) {
+                                entry.preferred_backoff = Some(now + PREFERRED_BACKOFF);
+                            }
+                        }
+                        (
+                            "abandoned",
+                            EventType::Warning,
+                            "HandoverAbandoned",
+                            format!(
+                                "{} did not take over from {from} within {:?}; any unit may claim again",
+                                to.as_deref().unwrap_or("no other unit"),
+                                ctx.handover_timeout
+                            ),
+                        )
+                    }
                     HandoverStep::NotHeld { from } => (
                         "not_held",
                         EventType::Warning,
@@ -443,6 +463,47 @@ async fn reconcile_inner(object: &LeadershipLease, ctx: &Context) -> Result<Acti
             Err(source) => {
                 return Err(Error::Kube {
                     action: "clear a handover",
+                    source,
+                });
+            }
+        }
+    }
+
+    // Hand over to the preferred unit when it is live and another unit leads.
+    let preferred_live = object.spec.preferred_unit.as_ref().is_some_and(|unit| {
+        ctx.ready().contains(&(namespace.clone(), unit.clone()))
+            && ctx
+                .seen()
+                .get(&ObjectRef::from_obj(object))
+                .and_then(|e| e.preferred_backoff)
+                .is_none_or(|until| now >= until)
+    });
+    if plan.handover.is_none()
+        && let Some((from, term, to)) = plan::preferred_handover(object, preferred_live)
+    {
+        let mut next = object.clone();
+        next.spec.handover = Some(HandoverRequest {
+            from: from.clone(),
+            term: i64::try_from(term).unwrap_or(i64::MAX),
+            to: Some(to.clone()),
+            requested_at: Some(Time(Timestamp::now())),
+        });
+        match api.replace(&name, &PostParams::default(), &next).await {
+            Ok(_) => {
+                info!(%name, %from, %to, "handing over to the preferred unit");
+                ctx.event(
+                    object,
+                    EventType::Normal,
+                    "PreferredUnit",
+                    format!("{to} is preferred and live: {from} hands over to it"),
+                )
+                .await;
+                return Ok(Action::await_change());
+            }
+            Err(err) if conflict(&err) => return Ok(Action::requeue(Duration::from_millis(100))),
+            Err(source) => {
+                return Err(Error::Kube {
+                    action: "ask for a handover to the preferred unit",
                     source,
                 });
             }
@@ -564,13 +625,25 @@ pub async fn run_controller(
                 .then(|| labels.get(LEADER_OF_LABEL).cloned())
                 .flatten();
             mapper_ctx.leader_labels().insert(key.clone(), leads.clone());
+            let ready = pod.metadata.deletion_timestamp.is_none()
+                && pod
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+            if ready {
+                mapper_ctx.ready().insert(key.clone());
+            } else {
+                mapper_ctx.ready().remove(&key);
+            }
             mapper_store
                 .state()
                 .into_iter()
                 .filter(|lease| {
                     lease.namespace().as_deref() == Some(namespace.as_str())
                         && (lease.status.as_ref().and_then(|s| s.holder.as_deref()) == Some(key.1.as_str())
-                            || leads.as_deref() == Some(lease.name_any().as_str()))
+                            || leads.as_deref() == Some(lease.name_any().as_str())
+                            || lease.spec.preferred_unit.as_deref() == Some(key.1.as_str()))
                 })
                 .map(|lease| ObjectRef::from_obj(lease.as_ref()))
                 .collect::<Vec<_>>()

@@ -447,3 +447,54 @@ async fn a_handover_nobody_takes_refuses_the_others_then_is_abandoned_and_report
     let text = String::from_utf8_lossy(&described.stdout);
     assert!(text.contains("HandoverAbandoned"), "{text}");
 }
+
+#[tokio::test]
+async fn the_preferred_unit_takes_over_once_its_pod_is_ready_and_keeps_it() {
+    let ns = namespace().await;
+    let _operator = operator(&ns, "operator-0");
+    let sidecars = three(&ns, "preferred").await;
+    let (holder, before) = leader(&sidecars, PROMPTLY).await;
+    let preferred = (holder + 2) % sidecars.len();
+    let unit = sidecars[preferred].unit.clone();
+    ns.api::<LeadershipLease>()
+        .patch(
+            "preferred",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({ "spec": { "preferredUnit": unit } })),
+        )
+        .await
+        .unwrap();
+    // Its Pod is not Ready (no kubelet reported it): nothing moves.
+    sleep(Duration::from_secs(3)).await;
+    assert_eq!(leader(&sidecars, PROMPTLY).await.0, holder);
+    // The kubelet reports it Ready: the operator hands the lease over to it.
+    ns.api::<Pod>()
+        .patch_status(
+            &unit,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({
+                "status": { "conditions": [{ "type": "Ready", "status": "True" }] }
+            })),
+        )
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (now, status) = leader(&sidecars, PROMPTLY).await;
+        if now == preferred {
+            assert!(status.term > before.term);
+            break;
+        }
+        assert!(Instant::now() < deadline, "{unit} never took over");
+        sleep(Duration::from_millis(50)).await;
+    }
+    // And keeps it: no further handovers.
+    sleep(Duration::from_secs(3)).await;
+    assert_eq!(leader(&sidecars, PROMPTLY).await.0, preferred);
+    let described = testenv::shared()
+        .kubectl()
+        .args(["describe", "leadershiplease", "preferred", "-n", &ns.name])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&described.stdout).contains("PreferredUnit"));
+}

@@ -396,7 +396,10 @@ impl Bench {
     /// Hands our application over to the next unit, `plan.handovers` times (the sidecars started
     /// by [`Self::election`] still run): the leaderless gaps, from the sidecars' records, and the
     /// time from each request to the target's first "leader", in ms.
-    async fn handovers_to_a_unit(&self, mut leader: usize) -> anyhow::Result<(Option<Summary>, Option<Summary>)> {
+    async fn handovers_to_a_unit(
+        &self,
+        mut leader: usize,
+    ) -> anyhow::Result<(Option<Summary>, Option<Summary>)> {
         let namespace = format!("bench-{OURS}");
         let store = KubeStore::new(self.client.clone(), Scope::Namespace(namespace.clone()));
         let socket = |i: usize| self.scratch.join(format!("{namespace}-app-{i}.sock"));
@@ -412,7 +415,10 @@ impl Bench {
                 if status.is_ok_and(|s| s.leader) {
                     break;
                 }
-                anyhow::ensure!(Instant::now() < deadline, "app-{target} did not take over within 30 s");
+                anyhow::ensure!(
+                    Instant::now() < deadline,
+                    "app-{target} did not take over within 30 s"
+                );
                 sleep(Duration::from_millis(1)).await;
             }
             requests.push(asked.elapsed().as_secs_f64() * 1000.0);
@@ -425,7 +431,9 @@ impl Bench {
             let path = self.scratch.join(format!("{namespace}-app-{i}.record.jsonl"));
             let text = std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
             for line in text.lines() {
-                lines.push(serde_json::from_str(line).with_context(|| format!("a line of {}", path.display()))?);
+                lines.push(
+                    serde_json::from_str(line).with_context(|| format!("a line of {}", path.display()))?,
+                );
             }
         }
         let intervals = history::intervals(&lines, &BTreeMap::new())?;

@@ -73,13 +73,23 @@ impl Observation {
         (Some(id) == lease.claim_id()).then(|| since + claim.duration + policy.margin(claim.duration))
     }
 
-    /// When the observed claim expires by this observer's clock; `None` if there is no claim, the
-    /// observer has not seen it, or the lease is pinned (it never expires).
+    /// When the observed claim expires by this observer's clock (it has run out and the lease's
+    /// lock delay has passed); `None` if there is no claim, the observer has not seen it, or the
+    /// lease is pinned (it never expires).
     pub fn expires_at(&self, lease: &Lease, policy: &ExpiryPolicy) -> Option<Instant> {
         if lease.is_pinned() {
             return None;
         }
-        self.runs_out_at(lease, policy)
+        self.runs_out_at(lease, policy).map(|at| at + lease.lock_delay)
+    }
+
+    /// Whether the observed claim has run out at `now` but its lock delay has not yet passed:
+    /// nobody may take the lease yet.
+    pub fn is_locked(&self, lease: &Lease, policy: &ExpiryPolicy, now: Instant) -> bool {
+        !lease.lock_delay.is_zero()
+            && !lease.is_pinned()
+            && self.runs_out_at(lease, policy).is_some_and(|at| now >= at)
+            && !self.is_expired(lease, policy, now)
     }
 
     /// Whether the observed claim has run out at `now` (always false while pinned).
@@ -130,6 +140,25 @@ mod tests {
             seen.expires_at(&pinned_then_unpinned, &policy),
             Some(t0 + Duration::from_secs(5) + D + policy.margin(D))
         );
+    }
+
+    #[test]
+    fn a_lock_delay_holds_the_lease_after_the_claim_runs_out() {
+        let policy = ExpiryPolicy::default();
+        let t0 = Instant::now();
+        let mut lease = Lease::default().claim("web-0", D, false).unwrap().0;
+        lease.lock_delay = Duration::from_secs(3);
+        let mut seen = Observation::default();
+        seen.observe(&lease, t0);
+        let ran_out = t0 + D + policy.margin(D);
+        assert!(!seen.is_locked(&lease, &policy, ran_out - Duration::from_millis(1)));
+        assert!(seen.is_locked(&lease, &policy, ran_out));
+        assert!(!seen.is_expired(&lease, &policy, ran_out + Duration::from_millis(2999)));
+        assert!(seen.is_expired(&lease, &policy, ran_out + Duration::from_secs(3)));
+        assert!(!seen.is_locked(&lease, &policy, ran_out + Duration::from_secs(3)));
+        // Nobody takes it while locked; a release is not an expiry and has no delay.
+        assert!(lease.claim("web-1", D, false).is_err());
+        assert!(lease.release("web-0").unwrap().claim("web-1", D, false).is_ok());
     }
 
     #[test]

@@ -42,6 +42,9 @@ pub struct Lease {
     pub revoked: Option<String>,
     /// A pending handover: until the next grant, only the units it admits may claim.
     pub handover: Option<Handover>,
+    /// After a claim runs out (not after a release), how long nobody may take the lease, so that
+    /// a dead leader's last writes can drain. Zero by default.
+    pub lock_delay: Duration,
 }
 
 /// A handover: the holder `from` steps down, and only `to` (or, with none named, any unit but

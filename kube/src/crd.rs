@@ -41,6 +41,7 @@ pub const MAX_LEASE_MS: i64 = 3_600_000;
     printcolumn(name = "Term", type_ = "integer", json_path = ".status.term", description = "The fencing term"),
     printcolumn(name = "Pinned", type_ = "boolean", json_path = ".status.pinned", description = "Whether any entity pins the lease"),
     printcolumn(name = "Expires", type_ = "string", json_path = ".status.expireTime", description = "When the claim runs out by its writer's clock, if not renewed (display only)"),
+    printcolumn(name = "Locked", type_ = "boolean", json_path = ".status.locked", description = "Whether the lock delay after an expiry keeps everyone from taking the lease", priority = 1),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
@@ -137,6 +138,11 @@ pub struct LeasePolicy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 100, max = 3_600_000))]
     pub max_duration_ms: Option<i64>,
+    /// After a claim runs out (not after a release), nobody may take the lease for this long, in
+    /// milliseconds, so that a dead leader's in-flight writes can drain. Off by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 3_600_000))]
+    pub lock_delay_ms: Option<i64>,
 }
 
 /// The claim on an application's lease, as its writers last left it.
@@ -177,6 +183,9 @@ pub struct LeadershipLeaseStatus {
     /// Whether any entity pins the lease (mirrors spec.pins for display).
     #[serde(default)]
     pub pinned: bool,
+    /// Whether the claim has run out and the lock delay still keeps everyone from taking it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub locked: bool,
     /// `Ready`, `Held` and `Pinned` conditions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
@@ -264,6 +273,13 @@ impl LeadershipLease {
             pins: self.spec.pins.keys().cloned().collect(),
             revoked,
             handover,
+            lock_delay: Duration::from_millis(to_u64(
+                self.spec
+                    .policy
+                    .as_ref()
+                    .and_then(|p| p.lock_delay_ms)
+                    .unwrap_or(0),
+            )),
         }
     }
 
@@ -295,6 +311,8 @@ impl LeadershipLease {
             }
         }
         if previous_holder != status.holder || previous_term != status.term {
+            // A new grant or a cleared claim ends any lock delay.
+            status.locked = false;
             status.history.push(Transition {
                 term: status.term,
                 holder: status.holder.clone(),

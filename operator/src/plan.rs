@@ -81,8 +81,24 @@ pub struct OperatorStatus {
     pub conditions: Vec<Condition>,
     /// Whether any entity pins the lease.
     pub pinned: bool,
+    /// Whether the lock delay keeps everyone from taking a claim that ran out.
+    pub locked: bool,
     /// The spec generation acted on.
     pub observed_generation: Option<i64>,
+}
+
+/// What the operator has judged of one lease, on its own clock and from what it knows of pods.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Judgement {
+    /// The claim has been seen unchanged for its length, the margin and any lock delay.
+    pub expired: bool,
+    /// The claim has run out but the lock delay keeps everyone from taking it.
+    pub locked: bool,
+    /// Every container of the holder's pod is known to have terminated (a deleted Pod object or
+    /// a Failed phase alone proves nothing).
+    pub holder_terminated: bool,
+    /// A pending handover has outlived the operator's timeout.
+    pub handover_overdue: bool,
 }
 
 /// Everything to do for one lease in one reconcile.
@@ -98,35 +114,29 @@ pub struct Plan {
     pub status: Option<OperatorStatus>,
 }
 
-/// Decides what to do with `object`. `expired` is the operator's judgement by observation;
-/// `holder_terminated` says whether every container of the holder's pod is known to have
-/// terminated (a deleted Pod object or a Failed phase alone proves nothing); `handover_overdue`
-/// whether a pending handover has outlived the operator's timeout on its own clock.
-pub fn plan(
-    object: &LeadershipLease,
-    expired: bool,
-    holder_terminated: bool,
-    handover_overdue: bool,
-    now: Timestamp,
-) -> Plan {
+/// Decides what to do with `object`, given the operator's judgement of it.
+pub fn plan(object: &LeadershipLease, judged: &Judgement, now: Timestamp) -> Plan {
     let lease = object.to_lease();
-    let claim = if let Some(next) = lease.expire(expired) {
+    let claim = if let Some(next) = lease.expire(judged.expired) {
         Some(ClaimStep::Expire(next))
-    } else if holder_terminated && let Some(holder) = lease.holder_unit() {
+    } else if judged.holder_terminated
+        && let Some(holder) = lease.holder_unit()
+    {
         lease.release(holder).ok().map(ClaimStep::PodGone)
     } else {
         None
     };
     let revocation = revocation(object);
-    let status = operator_status(object, revocation.as_ref(), now);
+    let status = operator_status(object, revocation.as_ref(), judged.locked, now);
     let current = object.status.clone().unwrap_or_default();
     let unchanged = current.conditions == status.conditions
         && current.pinned == status.pinned
+        && current.locked == status.locked
         && current.observed_generation == status.observed_generation;
     Plan {
         claim,
         revocation,
-        handover: handover(object, handover_overdue),
+        handover: handover(object, judged.handover_overdue),
         status: (!unchanged).then_some(status),
     }
 }
@@ -196,6 +206,7 @@ fn condition(
 fn operator_status(
     object: &LeadershipLease,
     revocation: Option<&RevocationStep>,
+    locked: bool,
     now: Timestamp,
 ) -> OperatorStatus {
     let current = object.status.clone().unwrap_or_default();
@@ -277,6 +288,7 @@ fn operator_status(
     OperatorStatus {
         conditions,
         pinned: lease.is_pinned(),
+        locked,
         observed_generation: generation,
     }
 }
@@ -339,6 +351,15 @@ mod tests {
 
     use super::*;
 
+    fn judged(expired: bool, holder_terminated: bool, handover_overdue: bool) -> Judgement {
+        Judgement {
+            expired,
+            holder_terminated,
+            handover_overdue,
+            locked: false,
+        }
+    }
+
     fn now() -> Timestamp {
         Timestamp::from_second(1_800_000_000).unwrap()
     }
@@ -357,13 +378,13 @@ mod tests {
 
     #[test]
     fn an_observed_expiry_clears_the_claim_and_keeps_the_term() {
-        let plan = plan(&held("web-0", 3), true, false, false, now());
+        let plan = plan(&held("web-0", 3), &judged(true, false, false), now());
         let Some(ClaimStep::Expire(next)) = plan.claim else {
             panic!("{plan:?}")
         };
         assert_eq!((next.holder, next.term), (None, 3));
         assert!(
-            super::plan(&held("web-0", 3), false, false, false, now())
+            super::plan(&held("web-0", 3), &judged(false, false, false), now())
                 .claim
                 .is_none()
         );
@@ -376,12 +397,12 @@ mod tests {
             .spec
             .pins
             .insert("machine-0".into(), Pin { since: Time(now()) });
-        assert!(plan(&object, true, false, false, now()).claim.is_none());
+        assert!(plan(&object, &judged(true, false, false), now()).claim.is_none());
     }
 
     #[test]
     fn a_holder_whose_containers_all_terminated_is_released_early() {
-        let plan = plan(&held("web-0", 3), false, true, false, now());
+        let plan = plan(&held("web-0", 3), &judged(false, true, false), now());
         assert!(matches!(plan.claim, Some(ClaimStep::PodGone(ref next)) if next.holder.is_none()));
     }
 
@@ -394,13 +415,13 @@ mod tests {
             requested_at: None,
         });
         assert_eq!(
-            plan(&object, false, false, false, now()).revocation,
+            plan(&object, &judged(false, false, false), now()).revocation,
             None,
             "pending while web-0 still holds term 3"
         );
         object.status.as_mut().unwrap().holder = None;
         assert_eq!(
-            plan(&object, false, false, false, now()).revocation,
+            plan(&object, &judged(false, false, false), now()).revocation,
             Some(RevocationStep::Done { unit: "web-0".into() })
         );
         let mut other = held("web-1", 3);
@@ -409,7 +430,7 @@ mod tests {
             term: 3,
             requested_at: None,
         });
-        let planned = plan(&other, false, false, false, now());
+        let planned = plan(&other, &judged(false, false, false), now());
         assert_eq!(
             planned.revocation,
             Some(RevocationStep::NotHeld { unit: "web-0".into() })
@@ -432,7 +453,7 @@ mod tests {
             requested_at: None,
         });
         assert_eq!(
-            plan(&later, false, false, false, now()).revocation,
+            plan(&later, &judged(false, false, false), now()).revocation,
             Some(RevocationStep::Done { unit: "web-0".into() })
         );
     }
@@ -440,7 +461,7 @@ mod tests {
     #[test]
     fn status_is_written_once_and_then_left_alone() {
         let mut object = held("web-0", 3);
-        let first = plan(&object, false, false, false, now())
+        let first = plan(&object, &judged(false, false, false), now())
             .status
             .expect("first visit writes conditions");
         let status = object.status.as_mut().unwrap();
@@ -451,7 +472,7 @@ mod tests {
         status.renewals += 1;
         let later = now().checked_add(Duration::from_secs(5)).unwrap();
         assert_eq!(
-            plan(&object, false, false, false, later).status,
+            plan(&object, &judged(false, false, false), later).status,
             None,
             "no write in steady state"
         );
@@ -500,12 +521,12 @@ mod tests {
             requested_at: None,
         });
         assert_eq!(
-            plan(&object, false, false, false, now()).handover,
+            plan(&object, &judged(false, false, false), now()).handover,
             None,
             "pending"
         );
         assert_eq!(
-            plan(&object, false, false, true, now()).handover,
+            plan(&object, &judged(false, false, true), now()).handover,
             Some(HandoverStep::Abandoned {
                 from: "web-0".into(),
                 to: Some("web-1".into())
@@ -516,7 +537,7 @@ mod tests {
             ..object.clone()
         };
         assert_eq!(
-            plan(&taken, false, false, true, now()).handover,
+            plan(&taken, &judged(false, false, true), now()).handover,
             Some(HandoverStep::Done {
                 from: "web-0".into(),
                 holder: Some("web-1".into())
@@ -527,7 +548,7 @@ mod tests {
             ..object
         };
         assert_eq!(
-            plan(&elsewhere, false, false, false, now()).handover,
+            plan(&elsewhere, &judged(false, false, false), now()).handover,
             Some(HandoverStep::NotHeld { from: "web-0".into() })
         );
     }

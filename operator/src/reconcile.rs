@@ -28,7 +28,7 @@ use tracing::{info, instrument, warn};
 
 use crate::{
     metrics::{KindLabel, Metrics},
-    plan::{self, ClaimStep, HandoverStep, LEADER_LABEL, LEADER_OF_LABEL, RevocationStep},
+    plan::{self, ClaimStep, HandoverStep, Judgement, LEADER_LABEL, LEADER_OF_LABEL, RevocationStep},
 };
 
 /// The field manager of the operator's status writes.
@@ -274,7 +274,7 @@ async fn reconcile_inner(object: &LeadershipLease, ctx: &Context) -> Result<Acti
     let lease = object.to_lease();
     let now = Instant::now();
 
-    let (expired, expires_at, changes, handover_due) = {
+    let (expired, locked, runs_out_at, expires_at, changes, handover_due) = {
         let mut seen = ctx.seen();
         let entry = seen.entry(ObjectRef::from_obj(object)).or_default();
         entry.observation.observe(&lease, now);
@@ -300,6 +300,8 @@ async fn reconcile_inner(object: &LeadershipLease, ctx: &Context) -> Result<Acti
         entry.visited = true;
         (
             entry.observation.is_expired(&lease, &ctx.policy, now),
+            entry.observation.is_locked(&lease, &ctx.policy, now),
+            entry.observation.runs_out_at(&lease, &ctx.policy),
             entry.observation.expires_at(&lease, &ctx.policy),
             changes,
             handover_due,
@@ -312,14 +314,13 @@ async fn reconcile_inner(object: &LeadershipLease, ctx: &Context) -> Result<Acti
     let holder_terminated = lease
         .holder_unit()
         .is_some_and(|holder| ctx.terminated().contains(&(namespace.clone(), holder.to_owned())));
-    let handover_overdue = handover_due.is_some_and(|due| now >= due);
-    let plan = plan::plan(
-        object,
+    let judged = Judgement {
         expired,
+        locked,
         holder_terminated,
-        handover_overdue,
-        Timestamp::now(),
-    );
+        handover_overdue: handover_due.is_some_and(|due| now >= due),
+    };
+    let plan = plan::plan(object, &judged, Timestamp::now());
 
     if let Some(step) = &plan.claim {
         let mut next = object.clone();
@@ -357,6 +358,7 @@ async fn reconcile_inner(object: &LeadershipLease, ctx: &Context) -> Result<Acti
             "status": {
                 "conditions": status.conditions,
                 "pinned": status.pinned,
+                "locked": status.locked,
                 "observedGeneration": status.observed_generation,
             }
         });
@@ -516,10 +518,16 @@ async fn reconcile_inner(object: &LeadershipLease, ctx: &Context) -> Result<Acti
 
     // Come back when the claim would run out (a renewal before then reconciles earlier).
     // Also when a pending handover is due to be abandoned.
-    let due = [expires_at, handover_due.filter(|_| plan.handover.is_none())]
-        .into_iter()
-        .flatten()
-        .min();
+    // With a lock delay, also when the claim runs out (to show the lease locked).
+    let locks_at = runs_out_at.filter(|at| !lease.lock_delay.is_zero() && now < *at);
+    let due = [
+        expires_at,
+        locks_at,
+        handover_due.filter(|_| plan.handover.is_none()),
+    ]
+    .into_iter()
+    .flatten()
+    .min();
     Ok(match due {
         Some(at) => Action::requeue(at.saturating_duration_since(Instant::now()) + Duration::from_millis(20)),
         None => Action::await_change(),

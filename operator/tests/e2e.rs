@@ -498,3 +498,60 @@ async fn the_preferred_unit_takes_over_once_its_pod_is_ready_and_keeps_it() {
         .unwrap();
     assert!(String::from_utf8_lossy(&described.stdout).contains("PreferredUnit"));
 }
+
+#[tokio::test]
+async fn a_lock_delay_keeps_an_expired_lease_from_everyone_for_its_length_but_not_a_released_one() {
+    let ns = namespace().await;
+    let _operator = operator(&ns, "operator-0");
+    let mut sidecars = three(&ns, "locked").await;
+    let (holder, before) = leader(&sidecars, PROMPTLY).await;
+    ns.api::<LeadershipLease>()
+        .patch(
+            "locked",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({ "spec": { "policy": { "lockDelayMs": 4000 } } })),
+        )
+        .await
+        .unwrap();
+    // A release is not an expiry: a standby takes over at once.
+    assert!(sidecars[holder].client().release().await.unwrap());
+    let (holder, released) = leader(&sidecars, PROMPTLY).await;
+    assert!(released.term > before.term);
+
+    // A crash: once the claim runs out the lease is locked, and nobody leads until the delay ends.
+    sidecars[holder].signal(Signal::SIGKILL);
+    let _ = sidecars[holder].process.exit_code().await;
+    sidecars.remove(holder);
+    lease_until(&ns, "locked", Duration::from_secs(30), |o| {
+        o.status.as_ref().is_some_and(|s| s.locked)
+    })
+    .await;
+    let wide = testenv::shared()
+        .kubectl()
+        .args(["get", "leadershiplease", "locked", "-n", &ns.name, "-o", "wide"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&wide.stdout);
+    assert!(
+        text.lines().next().unwrap_or_default().contains("LOCKED"),
+        "{text}"
+    );
+    assert!(text.contains("true"), "{text}");
+    let locked_until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < locked_until {
+        for sidecar in &sidecars {
+            assert!(
+                !sidecar.status().await.unwrap().leader,
+                "{} leads while locked",
+                sidecar.unit
+            );
+        }
+        sleep(Duration::from_millis(50)).await;
+    }
+    let (_, after) = leader(&sidecars, Duration::from_secs(30)).await;
+    assert!(after.term > released.term);
+    lease_until(&ns, "locked", PROMPTLY, |o| {
+        o.status.as_ref().is_some_and(|s| !s.locked)
+    })
+    .await;
+}

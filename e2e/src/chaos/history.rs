@@ -214,21 +214,23 @@ pub struct Verdict {
     pub recovery_ms: Option<Summary>,
     /// How many faults left the application leaderless for a while.
     pub disruptive_faults: usize,
+    /// Per fault, in the order given: how long until the application was led again (0: never
+    /// leaderless), in milliseconds.
+    pub recovery_per_fault_ms: Vec<f64>,
 }
 
 /// Judges a run measured over `[from, to)` with faults injected at `faults` (sorted).
 pub fn judge(intervals: &[Interval], faults: &[u64], from: u64, to: u64) -> Verdict {
     let gaps = leaderless(intervals, from, to);
-    let disruptions: Vec<f64> = recoveries(&gaps, faults, to)
-        .into_iter()
-        .filter(|ms| *ms > 0.0)
-        .collect();
+    let per_fault = recoveries(&gaps, faults, to);
+    let disruptions: Vec<f64> = per_fault.iter().copied().filter(|ms| *ms > 0.0).collect();
     Verdict {
         intervals: intervals.len(),
         violations: violations(intervals),
         availability: availability(intervals, from, to),
         recovery_ms: Summary::of(&disruptions),
         disruptive_faults: disruptions.len(),
+        recovery_per_fault_ms: per_fault,
     }
 }
 

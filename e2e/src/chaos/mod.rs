@@ -33,6 +33,7 @@ use self::{
     history::Verdict,
 };
 use crate::{
+    bench::Summary,
     controlplane::{ControlPlane, StartOptions},
     link::{Link, LinkState},
     tools::Tools,
@@ -109,6 +110,8 @@ pub struct Outcome {
     pub units: usize,
     /// Faults injected, by kind.
     pub by_kind: BTreeMap<String, usize>,
+    /// By kind, the recoveries of the faults that left the application leaderless, in ms.
+    pub recovery_by_kind_ms: BTreeMap<String, Summary>,
     /// The verdict.
     pub verdict: Verdict,
     /// Seconds from the first fault to the end of measuring.
@@ -141,9 +144,23 @@ impl Outcome {
     /// The full report, ending with the summary line.
     pub fn report(&self) -> String {
         let mut text = String::new();
-        let _ = writeln!(text, "faults injected, by kind:");
+        let _ = writeln!(
+            text,
+            "faults injected, by kind (how many left the application leaderless; their recovery p50 / max):"
+        );
         for (kind, n) in &self.by_kind {
-            let _ = writeln!(text, "  {kind:<18} {n}");
+            match self.recovery_by_kind_ms.get(kind) {
+                Some(r) => {
+                    let _ = writeln!(
+                        text,
+                        "  {kind:<18} {n:>4}   leaderless after {:>3}: {:>6.0} / {:>6.0} ms",
+                        r.n, r.p50, r.max
+                    );
+                }
+                None => {
+                    let _ = writeln!(text, "  {kind:<18} {n:>4}   leaderless after   0");
+                }
+            }
         }
         let v = &self.verdict;
         let _ = writeln!(text, "leader intervals checked: {}", v.intervals);
@@ -649,13 +666,25 @@ impl Run {
             &serde_json::json!({ "from": from, "to": to, "killedAt": self.killed_at, "intervals": intervals }),
         )?;
         let mut by_kind = BTreeMap::new();
-        for fault in &self.injected {
+        let mut recoveries: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        for (fault, ms) in self.injected.iter().zip(&verdict.recovery_per_fault_ms) {
             *by_kind.entry(fault.kind.name().to_owned()).or_insert(0) += 1;
+            if *ms > 0.0 {
+                recoveries
+                    .entry(fault.kind.name().to_owned())
+                    .or_default()
+                    .push(*ms);
+            }
         }
+        let recovery_by_kind_ms = recoveries
+            .into_iter()
+            .filter_map(|(kind, samples)| Some((kind, Summary::of(&samples)?)))
+            .collect();
         let outcome = Outcome {
             seed: self.settings.seed,
             units: self.units.len(),
             by_kind,
+            recovery_by_kind_ms,
             verdict,
             measured_s: (to - from) as f64 / 1e9,
         };

@@ -107,6 +107,25 @@ async fn kubectl_apply_refuses_malformed_specs_with_clear_messages() {
             "spec.policy.maxDurationMs",
         ),
         (
+            manifest("bad-lock", "  policy:\n    lockDelayMs: -1\n"),
+            "spec.policy.lockDelayMs",
+        ),
+        (
+            manifest("bad-handover", "  handover:\n    from: web-0\n    term: 0\n"),
+            "spec.handover.term",
+        ),
+        (
+            manifest(
+                "bad-target",
+                "  handover:\n    from: web-0\n    term: 1\n    to: Web_2\n",
+            ),
+            "spec.handover.to",
+        ),
+        (
+            manifest("bad-preference", "  preferredUnit: \"web 0\"\n"),
+            "spec.preferredUnit",
+        ),
+        (
             manifest(
                 "bad-pin-time",
                 "  pins:\n    machine-0:\n      since: yesterday\n",

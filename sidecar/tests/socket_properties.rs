@@ -86,7 +86,8 @@ async fn sidecar() -> (Router, MemoryStore) {
         TrackerConfig::new("web", "web-0", Duration::from_secs(10)),
     )
     .unwrap();
-    assert!(tracker.wait_leader().wait().await);
+    let led = tokio::time::timeout(Duration::from_secs(30), tracker.wait_leader().wait()).await;
+    assert_eq!(led, Ok(true), "the only unit leads within 30 s");
     let sidecar = Sidecar::new(
         "default".into(),
         tracker,
@@ -115,7 +116,11 @@ proptest! {
             if path == "/v1/watch" && status == StatusCode::OK {
                 return Ok(()); // a stream: not read to its end
             }
-            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            let bytes = tokio::time::timeout(Duration::from_secs(5), response.into_body().collect())
+                .await
+                .unwrap_or_else(|_| panic!("{method} {path}{query}: the body ends promptly"))
+                .unwrap()
+                .to_bytes();
             let reply: serde_json::Value = serde_json::from_slice(&bytes).expect("every reply is JSON");
             if !status.is_success() {
                 let code = reply["error"]["code"].as_str().unwrap_or_default();

@@ -105,8 +105,9 @@ proptest! {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(async {
             let (app, store) = sidecar().await;
-            // Waits that would legitimately wait for ever (wait/minion while leader) get a bound.
-            let query = if path.starts_with("/v1/wait/") && query.is_empty() { "?timeoutMs=5".to_owned() } else { query };
+            // Waits that would legitimately wait for ever (wait/minion while leader, with no
+            // timeoutMs in the query, such as "?" alone) get a bound.
+            let query = if path.starts_with("/v1/wait/") && !query.contains("timeoutMs") { "?timeoutMs=5".to_owned() } else { query };
             let Ok(request) = Request::builder().method(method.as_str()).uri(format!("{path}{query}")).body(Body::from(body.clone())) else {
                 return Ok(()); // not a request a client could send
             };

@@ -180,18 +180,28 @@ impl LeaseFeed {
     }
 }
 
-/// Waits until `application` has no current holder, over any [`Watcher`] (SPEC C6).
+/// Waits until the claim held when the call started is over, over any [`Watcher`] (SPEC C6, V3):
+/// at once if nobody holds the lease; otherwise when a view shows no current holder *or a later
+/// term*. A feed keeps only its latest view, so a release followed at once by a standby's claim
+/// may never be seen as "no holder"; the risen term still proves that the claim ended.
 pub async fn block_until_released<W: Watcher>(
     store: &W,
     application: &str,
     cancel: &CancellationToken,
 ) -> Result<()> {
     let mut feed = store.watch(application).await?;
+    let held_in = feed.current().term;
     tokio::select! {
         biased;
         () = cancel.cancelled() => Err(Error::BlockCancelled),
-        view = feed.wait_until(|view, now| view.holder_at(now).is_none()) => view.map(drop),
+        view = feed.wait_until(|view, now| claim_ended(view, held_in, now)) => view.map(drop),
     }
+}
+
+/// Whether the claim of term `held_in` is over in `view` at `now`: nobody holds the lease, or a
+/// later grant has replaced it (pure; terms rise at every grant and never fall).
+pub fn claim_ended(view: &LeaseView, held_in: u64, now: Instant) -> bool {
+    view.holder_at(now).is_none() || view.term > held_in
 }
 
 /// A future answer about leadership (SPEC T2-T5).

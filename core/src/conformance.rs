@@ -417,6 +417,140 @@ pub async fn v3_revocation_wakes_blocked_callers<H: Harness>(h: &H) {
     tracker.stop().await;
 }
 
+/// V2 and K1: a revoked holder's token fails with `NotLeader` at once through the store that
+/// revoked it, and as soon as the holder's own store learns of a revocation written elsewhere,
+/// though its claim has not run out.
+pub async fn v2_a_revoked_holders_token_fails_at_once<H: Harness>(h: &H) {
+    let holder = h.store();
+    let grant = holder.claim_leadership(APP, "web-0", D * 4).await.unwrap();
+    let token = holder.leadership_check(APP, "web-0");
+    assert_eq!(token.check().await.unwrap(), grant.term);
+    holder.revoke_leadership(APP, "web-0").await.unwrap();
+    let refused = token.check().await.unwrap_err();
+    assert!(
+        refused.is_not_leader(),
+        "revoked through its own store: {refused}"
+    );
+    holder.release_leadership(APP, "web-0").await.unwrap();
+
+    // Revoked by another client (an operator, a person with the CLI).
+    let grant = holder.claim_leadership(APP, "web-0", D * 4).await.unwrap();
+    assert_eq!(token.check().await.unwrap(), grant.term);
+    h.store().revoke_leadership(APP, "web-0").await.unwrap();
+    let waited = Instant::now();
+    loop {
+        match token.check().await {
+            Err(err) if err.is_not_leader() => break,
+            Ok(term) if waited.elapsed() < PROMPTLY => {
+                assert_eq!(term, grant.term);
+                h.sleep(Duration::from_millis(20)).await;
+            }
+            other => panic!("a revoked holder's token must fail once its store knows: {other:?}"),
+        }
+    }
+    assert!(
+        waited.elapsed() < D * 4,
+        "it failed because of the revocation, not because the claim ran out"
+    );
+    denied(holder.claim_leadership(APP, "web-0", D).await);
+}
+
+/// C6 and V3: every caller blocked when the holder lets go wakes, even when a standby takes the
+/// lease straight away and no view without a holder is ever seen. Repeated, since the standby's
+/// claim races the waiters.
+pub async fn c6_v3_a_release_wakes_every_blocked_caller_though_a_standby_claims_at_once<H: Harness>(h: &H) {
+    let trackers = [
+        LeaseTracker::start(h.store(), TrackerConfig::new(APP, "web-0", D)).unwrap(),
+        LeaseTracker::start(h.store(), TrackerConfig::new(APP, "web-1", D)).unwrap(),
+    ];
+    for round in 0..20 {
+        let leading = leader_of(&trackers).await;
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let waiter = h.store();
+                tokio::spawn(async move {
+                    let never = CancellationToken::new();
+                    waiter.block_until_leadership_released(APP, &never).await
+                })
+            })
+            .collect();
+        h.sleep(D / 4).await;
+        assert!(
+            waiters.iter().all(|w| !w.is_finished()),
+            "round {round}: held, so the callers must wait"
+        );
+        if round % 2 == 0 {
+            assert!(trackers[leading].release().await.unwrap(), "round {round}");
+        } else {
+            let unit = trackers[leading].unit().to_owned();
+            h.store().revoke_leadership(APP, &unit).await.unwrap();
+        }
+        for waiter in waiters {
+            timeout(PROMPTLY, waiter)
+                .await
+                .unwrap_or_else(|_| panic!("round {round}: a blocked caller missed the release"))
+                .unwrap()
+                .unwrap();
+        }
+    }
+    for tracker in &trackers {
+        tracker.stop().await;
+    }
+}
+
+/// Which of `trackers` leads, once one does and every other knows it is not leader.
+async fn leader_of(trackers: &[LeaseTracker]) -> usize {
+    let waited = Instant::now();
+    loop {
+        let now = Instant::now();
+        let leading: Vec<usize> = (0..trackers.len())
+            .filter(|&i| trackers[i].status().is_leader(now))
+            .collect();
+        if let [one] = leading[..] {
+            return one;
+        }
+        assert!(waited.elapsed() < PROMPTLY, "no single leader: {leading:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// P1, P4 and T8: a pinned holder that stops gracefully keeps its claim, so the pin carries
+/// leadership across a restart of the unit (what pins are for during upgrades): it does not
+/// expire, others are denied, and the unit leads again in the same term when it comes back. An
+/// explicit release still gives the lease up.
+pub async fn p1_t8_a_pinned_holder_keeps_its_lease_across_a_restart<H: Harness>(h: &H) {
+    let first = LeaseTracker::start(h.store(), TrackerConfig::new(APP, "web-0", D)).unwrap();
+    assert!(timeout(PROMPTLY, first.wait_leader().wait()).await.unwrap());
+    let term = first.status().term;
+    h.store().pin_leadership(APP, "upgrade").await.unwrap();
+    let mut seen = first.subscribe();
+    timeout(PROMPTLY, seen.wait_for(|s| s.lease.pinned))
+        .await
+        .expect("the holder sees the pin")
+        .unwrap();
+    first.stop().await;
+    assert!(
+        !first.status().is_leader(Instant::now()),
+        "a stopped tracker never leads"
+    );
+
+    run_out(h, D * 2).await;
+    assert_eq!(
+        h.store().leaders().await.unwrap().get(APP).map(String::as_str),
+        Some("web-0"),
+        "the pinned claim outlives its holder's process"
+    );
+    denied(h.store().claim_leadership(APP, "web-1", D).await);
+
+    let again = LeaseTracker::start(h.store(), TrackerConfig::new(APP, "web-0", D)).unwrap();
+    assert!(timeout(PROMPTLY, again.wait_leader().wait()).await.unwrap());
+    assert_eq!(again.status().term, term, "the unit resumes its own claim");
+    assert!(again.release().await.unwrap(), "an explicit release gives it up");
+    assert!(h.store().leaders().await.unwrap().is_empty());
+    again.stop().await;
+    h.store().unpin_leadership(APP, "upgrade").await.unwrap();
+}
+
 /// T1/T2: a tracker leads, renews before its guarantee runs out, and its tickets say so.
 pub async fn t1_tracker_leads_and_renews<H: Harness>(h: &H) {
     let tracker = LeaseTracker::start(h.store(), TrackerConfig::new(APP, "web-0", D)).unwrap();
@@ -482,6 +616,9 @@ macro_rules! conformance_suite {
             v1_revoke_names_the_holder,
             v2_revocation_is_safe,
             v3_revocation_wakes_blocked_callers,
+            v2_a_revoked_holders_token_fails_at_once,
+            c6_v3_a_release_wakes_every_blocked_caller_though_a_standby_claims_at_once,
+            p1_t8_a_pinned_holder_keeps_its_lease_across_a_restart,
             t1_tracker_leads_and_renews,
             t6_minion_takes_over_on_release,
         );

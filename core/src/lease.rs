@@ -90,6 +90,12 @@ impl Lease {
         self.holder.as_ref().map(|c| c.unit.as_str())
     }
 
+    /// The term under which the lease vouches for `unit`: it holds the lease and no revocation or
+    /// handover of it is pending (SPEC K1, V2). A token adds the holder's own guarantee to this.
+    pub fn vouches_for(&self, unit: &str) -> Option<u64> {
+        (self.holder_unit() == Some(unit) && self.revoked.as_deref() != Some(unit)).then_some(self.term)
+    }
+
     /// Whether any entity pins the lease (SPEC P1).
     pub fn is_pinned(&self) -> bool {
         !self.pins.is_empty()
@@ -361,6 +367,16 @@ mod tests {
             (taken.holder_unit(), taken.revoked.as_deref()),
             (Some("web-1"), None)
         );
+    }
+
+    #[test]
+    fn k1_v2_the_lease_vouches_for_its_holder_until_a_revocation_or_handover() {
+        let lease = held_by("web-0");
+        assert_eq!(lease.vouches_for("web-0"), Some(1));
+        assert_eq!(lease.vouches_for("web-1"), None);
+        assert_eq!(lease.revoke("web-0").unwrap().unwrap().vouches_for("web-0"), None);
+        assert_eq!(lease.hand_over(Some("web-1")).unwrap().vouches_for("web-0"), None);
+        assert_eq!(lease.release("web-0").unwrap().vouches_for("web-0"), None);
     }
 
     #[test]

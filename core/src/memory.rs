@@ -143,19 +143,18 @@ impl Token for MemoryToken {
         validate::unit_name(&self.unit)?;
         let leases = self.store.leases();
         let now = Instant::now();
-        match leases.get(&self.application) {
-            // The holder's guarantee runs from its own last write, pinned or not (P1).
-            Some(entry)
-                if entry.lease.holder_unit() == Some(self.unit.as_str())
-                    && entry
-                        .seen
-                        .runs_out_at(&entry.lease, &POLICY)
-                        .is_some_and(|at| now < at) =>
-            {
-                Ok(entry.lease.term)
-            }
-            _ => Err(Error::not_leader(&self.application, &self.unit)),
-        }
+        // The holder's guarantee runs from its own last write, pinned or not (P1); a pending
+        // revocation or handover ends it at once (V2).
+        leases
+            .get(&self.application)
+            .filter(|entry| {
+                entry
+                    .seen
+                    .runs_out_at(&entry.lease, &POLICY)
+                    .is_some_and(|at| now < at)
+            })
+            .and_then(|entry| entry.lease.vouches_for(&self.unit))
+            .ok_or_else(|| Error::not_leader(&self.application, &self.unit))
     }
 }
 

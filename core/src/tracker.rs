@@ -99,8 +99,10 @@ pub struct TrackerStatus {
     pub guarantee: Option<Guarantee>,
     /// The fencing term of the unit's grant (or the last term seen, as a minion).
     pub term: u64,
-    /// Whether a claim is in flight.
-    pub claiming: bool,
+    /// Whether the tracker is still working out whether it leads: from the start until it has
+    /// judged its first view of the lease, and from each decision to claim until the outcome is
+    /// published. A claim ticket waits while this holds, so it never answers from ignorance.
+    pub deciding: bool,
     /// Whether the first view of the lease has been read.
     pub ready: bool,
     /// Whether the tracker has stopped.
@@ -225,7 +227,10 @@ impl LeaseTracker {
         S: Claimer + Watcher + 'static,
     {
         config.validate()?;
-        let (status_tx, status) = watch::channel(TrackerStatus::default());
+        let (status_tx, status) = watch::channel(TrackerStatus {
+            deciding: true,
+            ..TrackerStatus::default()
+        });
         let (commands, command_rx) = mpsc::channel(8);
         let (transitions, first_transitions) = broadcast::channel(TRANSITION_BACKLOG);
         let cancel = CancellationToken::new();
@@ -315,20 +320,27 @@ impl Tracker for LeaseTracker {
         self.config.claim_duration
     }
 
+    /// While the tracker is still deciding (its first read or a claim under way) the ticket waits
+    /// for the outcome, for at most d; then it answers false, since nothing guarantees leadership.
     fn claim_leader(&self) -> SharedTicket {
         let mut status = self.status.clone();
+        let give_up = Instant::now() + self.config.claim_duration;
         SharedTicket::spawn(async move {
             loop {
                 let now = Instant::now();
-                let (leader, claiming, stopped) = {
+                let (leader, deciding, stopped) = {
                     let s = status.borrow_and_update();
-                    (s.is_leader(now), s.claiming, s.stopped)
+                    (s.is_leader(now), s.deciding, s.stopped)
                 };
                 if leader {
                     return true;
                 }
-                if stopped || !claiming || status.changed().await.is_err() {
+                if stopped || !deciding {
                     return false;
+                }
+                tokio::select! {
+                    changed = status.changed() => if changed.is_err() { return false },
+                    () = tokio::time::sleep_until(give_up) => return false,
                 }
             }
         })
@@ -411,12 +423,10 @@ impl<S: Claimer + Watcher> Run<S> {
                 return self.finish(false).await;
             }
             let claimed_at = Instant::now();
-            self.status.send_modify(|s| s.claiming = true);
             let claimed = tokio::select! {
                 claimed = self.store.claim_leadership(&app, &unit, self.config.lease_length()) => claimed,
                 () = self.cancel.cancelled() => return self.finish(true).await,
             };
-            self.status.send_modify(|s| s.claiming = false);
             match claimed {
                 Ok(grant) => {
                     self.status.send_modify(|s| s.problem = None);
@@ -447,7 +457,11 @@ impl<S: Claimer + Watcher> Run<S> {
                 }
                 Err(err) => {
                     warn!(application = %app, unit = %unit, error = %err.detail(), "claim failed; retrying");
-                    self.status.send_modify(|s| s.problem = Some(err.detail()));
+                    // No inference may be made: a claim ticket answers false until a claim works.
+                    self.status.send_modify(|s| {
+                        s.problem = Some(err.detail());
+                        s.deciding = false;
+                    });
                     if !self.pause(self.config.retry_interval).await {
                         return self.finish(true).await;
                     }
@@ -521,7 +535,10 @@ impl<S: Claimer + Watcher> Run<S> {
                     released_term: view.term,
                 });
             }
-            if may_claim(&view, &self.config.unit, now) && hold_off.is_none() {
+            let chance = may_claim(&view, &self.config.unit, now) && hold_off.is_none();
+            self.status
+                .send_if_modified(|s| std::mem::replace(&mut s.deciding, chance) != chance);
+            if chance {
                 return true;
             }
             tokio::select! {
@@ -569,6 +586,7 @@ impl<S: Claimer + Watcher> Run<S> {
                 self.status.send_modify(|s| {
                     s.guarantee = Some(guarantee);
                     s.term = term;
+                    s.deciding = false;
                 });
                 let _ = self.transitions.send(Transition::Elected { term, guarantee, at });
                 published = true;
@@ -664,15 +682,20 @@ impl<S: Claimer + Watcher> Run<S> {
         });
     }
 
-    /// Ends the run: releases a lease it may hold (T8) and marks the tracker stopped.
+    /// Ends the run: releases a lease it may hold (T8), unless the lease is pinned, and marks the
+    /// tracker stopped. A pinned claim is kept so that the unit, restarted, resumes it: pins carry
+    /// leadership across restarts (P1, P4). It stops reporting "leader" either way.
     async fn finish(self, may_hold: bool) {
         self.status.send_modify(|s| {
             s.guarantee = None;
-            s.claiming = false;
+            s.deciding = false;
         });
-        if may_hold {
+        let (app, unit) = (&self.config.application, &self.config.unit);
+        if may_hold && self.status.borrow().lease.pinned {
+            info!(application = %app, unit = %unit, "the lease is pinned: keeping the claim for this unit's return");
+        } else if may_hold {
             self.release_quietly().await;
-            info!(application = %self.config.application, unit = %self.config.unit, "released leadership on shutdown");
+            info!(application = %app, unit = %unit, "released leadership on shutdown");
         }
         self.status.send_modify(|s| s.stopped = true);
     }

@@ -18,15 +18,26 @@ use tokio_util::sync::CancellationToken;
 
 const D: Duration = Duration::from_secs(10);
 
-/// A store whose claims fail with "unknown" while cut off.
+/// A store whose claims fail with "unknown" while cut off, and whose reads and claims each take
+/// `delay` to answer.
 #[derive(Clone)]
 struct Flaky {
     inner: MemoryStore,
     cut: Arc<AtomicBool>,
+    delay: Duration,
 }
 
 impl Flaky {
-    fn check(&self) -> Result<()> {
+    fn new(cut: bool) -> Self {
+        Flaky {
+            inner: store(),
+            cut: Arc::new(AtomicBool::new(cut)),
+            delay: Duration::ZERO,
+        }
+    }
+
+    async fn check(&self) -> Result<()> {
+        sleep(self.delay).await;
         if self.cut.load(Ordering::SeqCst) {
             Err(Error::unavailable("cut off"))
         } else {
@@ -37,7 +48,7 @@ impl Flaky {
 
 impl Claimer for Flaky {
     async fn claim_leadership(&self, application: &str, unit: &str, duration: Duration) -> Result<Grant> {
-        self.check()?;
+        self.check().await?;
         self.inner.claim_leadership(application, unit, duration).await
     }
 
@@ -52,13 +63,14 @@ impl Claimer for Flaky {
     }
 
     async fn release_leadership(&self, application: &str, unit: &str) -> Result<()> {
-        self.check()?;
+        self.check().await?;
         self.inner.release_leadership(application, unit).await
     }
 }
 
 impl Watcher for Flaky {
     async fn watch(&self, application: &str) -> Result<LeaseFeed> {
+        sleep(self.delay).await;
         self.inner.watch(application).await
     }
 }
@@ -86,14 +98,42 @@ async fn t1_leader_always_has_at_least_d_more() {
 
 #[tokio::test(start_paused = true)]
 async fn t2_claim_ticket_is_never_true_on_error() {
-    let flaky = Flaky {
-        inner: store(),
-        cut: Arc::new(AtomicBool::new(true)),
-    };
+    let flaky = Flaky::new(true);
     let tracker = LeaseTracker::start(flaky, TrackerConfig::new("web", "web-0", D)).unwrap();
     sleep(Duration::from_secs(3)).await;
     assert!(!tracker.claim_leader().wait().await);
     assert!(!tracker.status().is_leader(Instant::now()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn t2_a_claim_ticket_taken_before_the_first_claim_waits_for_its_outcome() {
+    // A slow first read and claim (500 ms each): the ticket is taken before the tracker knows
+    // anything of the lease.
+    let slow = Flaky {
+        delay: Duration::from_millis(500),
+        ..Flaky::new(false)
+    };
+    let tracker = LeaseTracker::start(slow.clone(), TrackerConfig::new("web", "web-0", D)).unwrap();
+    let ticket = tracker.claim_leader();
+    assert!(ticket.wait().await, "the lease was free: the first claim wins");
+    assert!(tracker.status().is_leader(Instant::now()));
+
+    // Held by another unit: false, once the first read shows it.
+    let other = LeaseTracker::start(slow, TrackerConfig::new("web", "web-1", D)).unwrap();
+    let started = Instant::now();
+    assert!(!other.claim_leader().wait().await);
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "answered only once the lease was read"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn t2_a_claim_ticket_waits_for_the_first_outcome_no_longer_than_d() {
+    let tracker = LeaseTracker::start(Silent(store()), TrackerConfig::new("web", "web-0", D)).unwrap();
+    let started = Instant::now();
+    assert!(!tracker.claim_leader().wait().await, "never true without a claim");
+    assert_eq!(started.elapsed(), D, "bounded by the claim duration");
 }
 
 #[tokio::test(start_paused = true)]
@@ -132,10 +172,7 @@ async fn t5_tickets_answer_the_same_every_time() {
 
 #[tokio::test(start_paused = true)]
 async fn t7_unreachable_store_makes_the_leader_a_minion_when_its_guarantee_runs_out() {
-    let flaky = Flaky {
-        inner: store(),
-        cut: Arc::new(AtomicBool::new(false)),
-    };
+    let flaky = Flaky::new(false);
     let tracker = LeaseTracker::start(flaky.clone(), TrackerConfig::new("web", "web-0", D)).unwrap();
     assert!(tracker.wait_leader().wait().await);
     let guarantee = tracker.status().guarantee.unwrap();
@@ -198,10 +235,7 @@ async fn release_alone_holds_off_for_a_lease_length() {
 
 #[tokio::test(start_paused = true)]
 async fn v2_a_holder_revoked_while_it_could_not_renew_releases_when_it_notices() {
-    let flaky = Flaky {
-        inner: store(),
-        cut: Arc::new(AtomicBool::new(false)),
-    };
+    let flaky = Flaky::new(false);
     let tracker = LeaseTracker::start(flaky.clone(), TrackerConfig::new("web", "web-0", D)).unwrap();
     assert!(tracker.wait_leader().wait().await);
     flaky.cut.store(true, Ordering::SeqCst);
@@ -231,10 +265,7 @@ async fn v2_a_holder_revoked_while_it_could_not_renew_releases_when_it_notices()
 
 #[tokio::test(start_paused = true)]
 async fn transitions_come_in_order_and_a_lost_guarantee_ends_when_it_ran_out() {
-    let flaky = Flaky {
-        inner: store(),
-        cut: Arc::new(AtomicBool::new(false)),
-    };
+    let flaky = Flaky::new(false);
     let tracker = LeaseTracker::start(flaky.clone(), TrackerConfig::new("web", "web-0", D)).unwrap();
     let mut transitions = tracker.transitions();
     let Transition::Elected { term, guarantee, at } = transitions.recv().await.unwrap() else {

@@ -127,6 +127,21 @@ impl TestEnv {
         &self.kubeconfig
     }
 
+    /// The API server's address, from the admin kubeconfig: for a [`crate::link::Link`] that
+    /// stands between it and a process.
+    pub fn api_address(&self) -> std::net::SocketAddr {
+        let config = Kubeconfig::read_from(&self.kubeconfig).expect("read the admin kubeconfig");
+        let server = config
+            .clusters
+            .iter()
+            .find_map(|c| c.cluster.as_ref()?.server.clone())
+            .expect("the kubeconfig names a server");
+        server
+            .trim_start_matches("https://")
+            .parse()
+            .unwrap_or_else(|e| panic!("the API server's address {server}: {e}"))
+    }
+
     /// The control-plane tools (kubectl, helm, ...).
     pub fn tools(&self) -> &Tools {
         &self.tools

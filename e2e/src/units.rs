@@ -164,19 +164,31 @@ impl Sidecar {
         claim_duration: &str,
         extra: &[&str],
     ) -> Sidecar {
+        let sidecar = Self::spawn_with(ns, application, unit, kubeconfig, claim_duration, extra);
+        sidecar.wait_ready().await;
+        sidecar
+    }
+
+    /// Starts a sidecar like [`Sidecar::start_with`] without waiting for it to be ready.
+    pub fn spawn_with(
+        ns: &TestNamespace,
+        application: &str,
+        unit: &str,
+        kubeconfig: &Path,
+        claim_duration: &str,
+        extra: &[&str],
+    ) -> Sidecar {
         let dir = scratch(ns);
         let socket = dir.join(format!("{unit}.sock"));
         let mut args = sidecar_args(&ns.name, application, unit, &socket, claim_duration);
         args.extend(extra.iter().map(|s| (*s).to_owned()));
         let binary = testenv::binary("leadership-sidecar");
         let process = Process::start(&binary, &args, kubeconfig, dir.join(format!("{unit}.log")));
-        let sidecar = Sidecar {
+        Sidecar {
             unit: unit.into(),
             socket,
             process,
-        };
-        sidecar.wait_ready().await;
-        sidecar
+        }
     }
 
     /// A client of this sidecar's socket.

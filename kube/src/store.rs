@@ -8,7 +8,9 @@
 //!   Timestamps written by other machines are for display and never decide anything.
 //! - A watch per application keeps the view current, so waiting is woken by changes, not polling.
 //! - A token vouches only for claims made through this store: only the claimant knows when its
-//!   claim was sent, so only it knows when the guarantee ends.
+//!   claim was sent, so only it knows when the guarantee ends. A pending revocation or handover
+//!   ends it at once: through this store's own write, or as soon as its watch shows one written
+//!   elsewhere (a token check reads no object; it answers from this store's view).
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -550,15 +552,12 @@ impl Token for KubeToken {
         validate::unit_name(&self.unit)?;
         let app = self.store.app(&self.application)?;
         let known = app.known();
-        let holder = known.object.as_ref().map(LeadershipLease::to_lease);
-        match (known.own.get(&self.unit), holder) {
-            (Some(&(term, until)), Some(lease))
-                if Instant::now() < until
-                    && lease.holder_unit() == Some(self.unit.as_str())
-                    && lease.term == term =>
-            {
-                Ok(term)
-            }
+        let vouched = known
+            .object
+            .as_ref()
+            .and_then(|object| object.to_lease().vouches_for(&self.unit));
+        match known.own.get(&self.unit) {
+            Some(&(term, until)) if Instant::now() < until && vouched == Some(term) => Ok(term),
             _ => Err(Error::not_leader(&self.application, &self.unit)),
         }
     }

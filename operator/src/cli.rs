@@ -96,7 +96,7 @@ pub enum Command {
         #[arg(long, value_parser = duration, default_value = "60s")]
         timeout: Duration,
     },
-    /// Wait until an application has no leader.
+    /// Wait until the leadership held when the command started is released (or has run out).
     WaitReleased {
         /// The application.
         application: String,
@@ -321,7 +321,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             store
                 .block_until_leadership_released(application, &cancel)
                 .await?;
-            println!("{application} has no leader");
+            println!("{application}: the leadership held when waiting started is over");
             Ok(())
         }
     }

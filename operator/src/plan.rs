@@ -14,7 +14,8 @@ use leadership_kube::crd::LeadershipLease;
 pub enum ClaimStep {
     /// The claim was seen unchanged for its length plus the margin: clear it.
     Expire(Lease),
-    /// Every container of the holder's pod has terminated: it can no longer act; clear it.
+    /// Every container of the holder's pod has terminated: it can no longer act; clear it. Not
+    /// while pinned: a pin keeps the claim for the unit's return (a pod restarted by an upgrade).
     PodGone(Lease),
 }
 
@@ -120,6 +121,7 @@ pub fn plan(object: &LeadershipLease, judged: &Judgement, now: Timestamp) -> Pla
     let claim = if let Some(next) = lease.expire(judged.expired) {
         Some(ClaimStep::Expire(next))
     } else if judged.holder_terminated
+        && !lease.is_pinned()
         && let Some(holder) = lease.holder_unit()
     {
         lease.release(holder).ok().map(ClaimStep::PodGone)
@@ -404,6 +406,16 @@ mod tests {
     fn a_holder_whose_containers_all_terminated_is_released_early() {
         let plan = plan(&held("web-0", 3), &judged(false, true, false), now());
         assert!(matches!(plan.claim, Some(ClaimStep::PodGone(ref next)) if next.holder.is_none()));
+    }
+
+    #[test]
+    fn p1_a_pinned_claim_outlives_its_holders_pod() {
+        let mut object = held("web-0", 3);
+        object
+            .spec
+            .pins
+            .insert("upgrade".into(), Pin { since: Time(now()) });
+        assert!(plan(&object, &judged(false, true, false), now()).claim.is_none());
     }
 
     #[test]

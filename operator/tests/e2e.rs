@@ -370,6 +370,46 @@ async fn the_leader_label_follows_every_change_of_holder_and_is_never_on_two_pod
 }
 
 #[tokio::test]
+async fn wait_released_wakes_on_every_release_though_a_standby_takes_over_at_once() {
+    let ns = namespace().await;
+    let sidecars = three(&ns, "relay").await;
+    for round in 0..10 {
+        let (holder, before) = leader(&sidecars, PROMPTLY).await;
+        let mut waiter = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubectl-leadership"))
+            .arg("--kubeconfig")
+            .arg(testenv::shared().kubeconfig())
+            .args(["-n", &ns.name, "wait-released", "relay", "--timeout", "60s"])
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        // Let it start watching; it must not return while the lease is held.
+        sleep(Duration::from_secs(1)).await;
+        assert!(
+            waiter.try_wait().unwrap().is_none(),
+            "round {round}: returned while held"
+        );
+        if round % 2 == 0 {
+            assert!(sidecars[holder].client().release().await.unwrap());
+        } else {
+            let out = cli(&ns, &["revoke", "relay", &sidecars[holder].unit]);
+            assert!(out.status.success(), "{out:?}");
+        }
+        let done = tokio::time::timeout(PROMPTLY, waiter.wait_with_output())
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: wait-released missed the release"))
+            .unwrap();
+        assert!(done.status.success(), "round {round}: {done:?}");
+        assert!(
+            String::from_utf8_lossy(&done.stdout)
+                .contains("relay: the leadership held when waiting started is over")
+        );
+        let (_, after) = leader(&sidecars, PROMPTLY).await;
+        assert!(after.term > before.term, "a standby took over");
+    }
+}
+
+#[tokio::test]
 async fn a_handover_moves_leadership_to_the_named_unit_at_once_every_time() {
     let ns = namespace().await;
     let _operator = operator(&ns, "operator-0");

@@ -62,6 +62,80 @@ async fn exactly_one_leader_and_release_hands_over_at_once() {
 }
 
 #[tokio::test]
+async fn a_claim_asked_for_before_the_first_claim_waits_for_its_outcome() {
+    use leadership_e2e::link::{Link, LinkState};
+    let ns = common::namespace().await;
+    leadership_e2e::units::pod(&ns, "early-0").await;
+    // A slow link to the API server (every chunk held 100 ms) makes the first read and claim take
+    // seconds; a claim ticket waits for them for up to the claim duration (10 s here).
+    let env = leadership_e2e::testenv::shared();
+    let link = Link::start(env.api_address()).await.unwrap();
+    link.set(LinkState::Slow(Duration::from_millis(100)));
+    let kubeconfig = std::env::temp_dir().join(format!("{}-early.kubeconfig", ns.name));
+    link.kubeconfig(env.kubeconfig(), &kubeconfig).unwrap();
+    let sidecar = Sidecar::spawn_with(&ns, "early", "early-0", &kubeconfig, "10s", &[]);
+    // Ask as soon as the socket answers: the first read and claim are still under way.
+    let deadline = Instant::now() + PROMPTLY;
+    let (asked, reply) = loop {
+        let asked = Instant::now();
+        match sidecar.client().claim().await {
+            Ok(reply) => break (asked, reply),
+            Err(err) => assert!(Instant::now() < deadline, "no socket: {err}"),
+        }
+        sleep(Duration::from_millis(2)).await;
+    };
+    assert!(
+        reply.leader,
+        "the lease is free: the first claim wins, {reply:?}; log:\n{}",
+        sidecar.process.log_text()
+    );
+    assert!(reply.term >= 1);
+    assert!(
+        asked.elapsed() > Duration::from_millis(500),
+        "the first claim was slow indeed"
+    );
+}
+
+#[tokio::test]
+async fn a_revoked_or_handed_over_leader_refuses_its_token() {
+    let ns = common::namespace().await;
+    let sidecars = three(&ns, "fenced").await;
+    let store = leadership_kube::KubeStore::new(
+        ns.client.clone(),
+        leadership_kube::Scope::Namespace(ns.name.clone()),
+    );
+    for round in 0..2 {
+        let (first, status) = leader(&sidecars, PROMPTLY).await;
+        let token = sidecars[first].client().token().await.unwrap();
+        assert_eq!(token.term, status.term);
+        if round == 0 {
+            use leadership::Revoker;
+            store
+                .revoke_leadership("fenced", &sidecars[first].unit)
+                .await
+                .unwrap();
+        } else {
+            store.hand_over("fenced", None).await.unwrap();
+        }
+        let deadline = Instant::now() + PROMPTLY;
+        loop {
+            match sidecars[first].client().token().await {
+                Err(err) if err.is_not_leader() => break,
+                Ok(token) => {
+                    assert_eq!(token.term, status.term);
+                    assert!(Instant::now() < deadline, "round {round}: the token still checks");
+                }
+                Err(err) => panic!("round {round}: {err}"),
+            }
+            sleep(Duration::from_millis(10)).await;
+        }
+        let (next, after) = leader(&sidecars, PROMPTLY).await;
+        assert_ne!(next, first, "round {round}");
+        assert!(after.term > status.term);
+    }
+}
+
+#[tokio::test]
 async fn sigterm_releases_and_hands_over() {
     let ns = common::namespace().await;
     let mut sidecars = three(&ns, "api").await;

@@ -5,12 +5,66 @@
 //! Prints the configuration, the states explored, the time taken and each property's result;
 //! exit code 1 if a property the variant must keep fails.
 
-use std::{process::ExitCode, time::Instant};
+use std::{
+    process::ExitCode,
+    time::{Duration, Instant},
+};
 
+use clap::{Parser, ValueEnum};
 use leadership_model::{Budget, Config, LeaseModel, Variant};
 use stateright::{Checker, Expectation, Model};
 
-const USAGE: &str = "usage: model-check [--units 2|3] [--horizon TICKS] [--variant product|no-cas|trust-timestamp|whole-lease] [--liveness] [--faults all|none|losses,crashes,operator-restarts,revocations,pins,releases,handovers] [--no-operator] [--offsets]";
+/// The larger model check of the lease protocol.
+#[derive(Debug, Parser)]
+#[command(name = "model-check")]
+struct Args {
+    /// How many units.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(2..=3))]
+    units: u8,
+    /// How many ticks of 500 ms of real time to explore.
+    #[arg(long, default_value_t = 6)]
+    horizon: u32,
+    /// The rules to check: the product's, or a deliberately broken variant.
+    #[arg(long, value_enum, default_value_t = Rules::Product)]
+    variant: Rules,
+    /// The fair, fault-free configuration for liveness (one voluntary release, no operator).
+    #[arg(long)]
+    liveness: bool,
+    /// The faults allowed, one of each: `all`, `none`, or a comma-separated list of losses,
+    /// crashes, operator-restarts, revocations, pins, releases, handovers.
+    #[arg(long, value_parser = faults)]
+    faults: Option<Budget>,
+    /// Leave the operator out (units still judge expiry themselves).
+    #[arg(long)]
+    no_operator: bool,
+    /// Give each unit but the first a clock offset of 0 or 3 s.
+    #[arg(long)]
+    offsets: bool,
+}
+
+/// The `--variant` names.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Rules {
+    /// The product's rules.
+    Product,
+    /// Writes without compare-and-swap.
+    NoCas,
+    /// Expiry judged from the holder's timestamp.
+    TrustTimestamp,
+    /// Leader for the whole lease, with no drift margin.
+    WholeLease,
+}
+
+impl From<Rules> for Variant {
+    fn from(rules: Rules) -> Variant {
+        match rules {
+            Rules::Product => Variant::Product,
+            Rules::NoCas => Variant::NoCompareAndSwap,
+            Rules::TrustTimestamp => Variant::TrustTheHoldersTimestamp,
+            Rules::WholeLease => Variant::LeaderForTheWholeLease,
+        }
+    }
+}
 
 /// The fault budget named by `--faults`: one of each listed kind.
 fn faults(list: &str) -> Result<Budget, String> {
@@ -29,77 +83,45 @@ fn faults(list: &str) -> Result<Budget, String> {
             "pins" => budget.pins = 1,
             "releases" => budget.releases = 1,
             "handovers" => budget.handovers = 1,
-            other => return Err(format!("unknown fault {other}\n{USAGE}")),
+            other => {
+                return Err(format!(
+                    "unknown fault {other} (all, none, or a list of losses, crashes, operator-restarts, revocations, pins, releases, handovers)"
+                ));
+            }
         }
     }
     Ok(budget)
 }
 
-fn config() -> Result<Config, String> {
-    // The larger configuration: the operator too, six ticks (its expiries are reachable); clock
-    // offsets and faults on request.
-    let mut config = Config::new(6, Budget::default(), Variant::Product);
-    config.operator = true;
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        match flag.as_str() {
-            "--liveness" => {
-                config = Config {
-                    units: config.units,
-                    ..Config::liveness(config.horizon)
-                }
+impl Args {
+    /// The configuration the flags name. Without `--liveness`: the operator too, six ticks (its
+    /// expiries are reachable), no faults; clock offsets and faults on request.
+    fn config(&self) -> Config {
+        let mut config = if self.liveness {
+            Config::liveness(self.horizon)
+        } else {
+            Config {
+                operator: true,
+                ..Config::new(self.horizon, Budget::default(), Variant::Product)
             }
-            "--units" | "--horizon" | "--variant" | "--faults" => {
-                let value = args.next().ok_or(format!("{flag} needs a value\n{USAGE}"))?;
-                match flag.as_str() {
-                    "--units" => {
-                        config.units = value
-                            .parse()
-                            .map_err(|_| format!("--units takes 2 or 3\n{USAGE}"))?
-                    }
-                    "--faults" => config.budget = faults(&value)?,
-                    "--horizon" => {
-                        config.horizon = value
-                            .parse()
-                            .map_err(|_| format!("--horizon takes a number\n{USAGE}"))?
-                    }
-                    _ => {
-                        config.variant = match value.as_str() {
-                            "product" => Variant::Product,
-                            "no-cas" => Variant::NoCompareAndSwap,
-                            "trust-timestamp" => Variant::TrustTheHoldersTimestamp,
-                            "whole-lease" => Variant::LeaderForTheWholeLease,
-                            other => return Err(format!("unknown variant {other}\n{USAGE}")),
-                        }
-                    }
-                }
-            }
-            "--no-operator" => config.operator = false,
-            "--offsets" => {
-                config.offsets = vec![std::time::Duration::ZERO, std::time::Duration::from_secs(3)]
-            }
-            "-h" | "--help" => return Err(USAGE.to_owned()),
-            other => return Err(format!("unknown argument {other}\n{USAGE}")),
+        };
+        config.units = usize::from(self.units);
+        config.variant = self.variant.into();
+        if let Some(budget) = self.faults {
+            config.budget = budget;
         }
+        if self.no_operator {
+            config.operator = false;
+        }
+        if self.offsets {
+            config.offsets = vec![Duration::ZERO, Duration::from_secs(3)];
+        }
+        config
     }
-    if !(2..=3).contains(&config.units) {
-        return Err(format!("--units takes 2 or 3\n{USAGE}"));
-    }
-    Ok(config)
 }
 
 fn main() -> ExitCode {
-    let config = match config() {
-        Ok(config) => config,
-        Err(message) if message == USAGE => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(message) => {
-            eprintln!("{message}");
-            return ExitCode::from(2);
-        }
-    };
+    let config = Args::parse().config();
     println!(
         "model: {} units{}, {} ticks of {:?} ({:?} of real time), d = {:?}, drift ±{}%, offsets {:?}, {}, {}",
         config.units,

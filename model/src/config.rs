@@ -1,0 +1,144 @@
+//! What a run explores: the rules ([`Variant`]), the faults allowed ([`Budget`]) and the sizes and
+//! clocks ([`Config`]).
+
+use std::{fmt, time::Duration};
+
+use leadership::expiry::ExpiryPolicy;
+
+/// The protocol as the product runs it, or a deliberately broken variant that the checker must
+/// catch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Variant {
+    /// The product's rules.
+    Product,
+    /// The API server applies writes without comparing resourceVersions.
+    NoCompareAndSwap,
+    /// Expiry is judged from the holder's own timestamp of its last write (on another clock),
+    /// instead of by watching the claim unchanged for its length on the observer's clock.
+    TrustTheHoldersTimestamp,
+    /// A unit reports "leader" for the whole lease (2d) instead of d, and observers add no
+    /// margin for clock drift.
+    LeaderForTheWholeLease,
+}
+
+/// How many faults of each kind a run may have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Budget {
+    /// Writes or replies lost.
+    pub losses: u8,
+    /// Unit crashes (each restarts at once with no memory).
+    pub crashes: u8,
+    /// Operator restarts (it forgets what it observed).
+    pub operator_restarts: u8,
+    /// Revocations by an administrator.
+    pub revocations: u8,
+    /// Pins (each may later be removed).
+    pub pins: u8,
+    /// Voluntary releases by a leader.
+    pub releases: u8,
+    /// Handovers asked for by an administrator.
+    pub handovers: u8,
+}
+
+impl Budget {
+    /// One of every fault.
+    pub fn every_fault_once() -> Budget {
+        Budget {
+            losses: 1,
+            crashes: 1,
+            operator_restarts: 1,
+            revocations: 1,
+            pins: 1,
+            releases: 1,
+            handovers: 1,
+        }
+    }
+}
+
+/// What to explore.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// How many units (2 or 3).
+    pub units: usize,
+    /// How many ticks of real time to explore.
+    pub horizon: u32,
+    /// The length of a tick of real time.
+    pub tick: Duration,
+    /// The claim duration d (each claim asks for 2d).
+    pub claim_duration: Duration,
+    /// The clock-rate bound: every process's clock runs at 1 ± drift of real time.
+    pub drift: f64,
+    /// The clock offsets processes may have (any of them, per process).
+    pub offsets: Vec<Duration>,
+    /// Whether the operator runs (units also judge expiry themselves).
+    pub operator: bool,
+    /// The faults allowed.
+    pub budget: Budget,
+    /// No time passes while a message is in flight or a decision is due, and no faults: the
+    /// fairness under which liveness is checked.
+    pub prompt: bool,
+    /// The rules to check.
+    pub variant: Variant,
+}
+
+impl Config {
+    /// Two units, d of two ticks of 500 ms (leases of four), ±5% clock rates, no offsets and no
+    /// operator, over `horizon` ticks, with the faults in `budget`.
+    pub fn new(horizon: u32, budget: Budget, variant: Variant) -> Config {
+        Config {
+            units: 2,
+            horizon,
+            tick: Duration::from_millis(500),
+            claim_duration: Duration::from_secs(1),
+            drift: 0.05,
+            offsets: vec![Duration::ZERO],
+            operator: false,
+            budget,
+            prompt: false,
+            variant,
+        }
+    }
+
+    /// The fair, fault-free configuration for liveness (one voluntary release).
+    pub fn liveness(horizon: u32) -> Config {
+        Config {
+            prompt: true,
+            ..Config::new(
+                horizon,
+                Budget {
+                    releases: 1,
+                    ..Budget::default()
+                },
+                Variant::Product,
+            )
+        }
+    }
+
+    /// The expiry policy observers use: the drift bound, at least one tick (none in the variant
+    /// without margin).
+    pub fn policy(&self) -> ExpiryPolicy {
+        match self.variant {
+            Variant::LeaderForTheWholeLease => ExpiryPolicy::same_clock(),
+            _ => ExpiryPolicy {
+                max_drift: self.drift,
+                min_margin: self.tick,
+            },
+        }
+    }
+
+    /// The lease each claim asks for: 2d.
+    pub fn lease_length(&self) -> Duration {
+        self.claim_duration * 2
+    }
+}
+
+impl fmt::Display for Variant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Variant::Product => "the product's rules",
+            Variant::NoCompareAndSwap => "writes without compare-and-swap",
+            Variant::TrustTheHoldersTimestamp => "expiry judged from the holder's timestamp",
+            Variant::LeaderForTheWholeLease => "leader for the whole lease, no drift margin",
+        })
+    }
+}

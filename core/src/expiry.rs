@@ -10,24 +10,35 @@ use tokio::time::Instant;
 use crate::lease::{ClaimId, Lease};
 
 /// How much an observer adds to a claim's length before it treats the claim as run out.
+///
+/// Why the margin suffices (S1): a claimant reads its clock at t before it sends a claim of length
+/// L and vouches for it until t + L on its clock, at most L / (1 − ρ) of real time later when its
+/// clock runs up to ρ slow. Any observer first sees the claim after the write committed, so after
+/// t, and waits L + margin on its own clock, at least (L + margin) / (1 + ρ) of real time when its
+/// clock runs up to ρ fast. Both hold when margin ≥ 2ρL / (1 − ρ), whatever the clocks' offsets.
+/// The minimum on top is one tick of the timer wheel (1 ms), so that rounding never decides a tie;
+/// timers that fire late only make an observer later, never earlier.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ExpiryPolicy {
-    /// The largest difference in clock rate assumed between any two processes, as a fraction
-    /// (0.01 is 1%).
+    /// The largest error of any process's clock *rate* against real time, as a fraction (0.01 is
+    /// 1%): two clocks may then differ in rate by up to twice this.
     pub max_drift: f64,
-    /// The smallest margin, whatever the lease length.
+    /// Added to the drift bound: the timer resolution.
     pub min_margin: Duration,
 }
 
 impl Default for ExpiryPolicy {
-    /// A 1% drift bound and at least 250 ms.
+    /// Clock rates within 1% of real time, and one timer tick.
     fn default() -> Self {
         ExpiryPolicy {
             max_drift: 0.01,
-            min_margin: Duration::from_millis(250),
+            min_margin: TIMER_TICK,
         }
     }
 }
+
+/// The resolution of tokio's timer wheel.
+pub const TIMER_TICK: Duration = Duration::from_millis(1);
 
 impl ExpiryPolicy {
     /// The policy of an observer that shares the writer's clock (an in-process store): no margin.
@@ -38,10 +49,11 @@ impl ExpiryPolicy {
         }
     }
 
-    /// The margin for a claim of `length`: twice the drift over the length (one clock fast, the
-    /// other slow), and at least the minimum.
+    /// The margin for a claim of `length`: 2ρL / (1 − ρ) for the drift bound ρ (one clock slow,
+    /// the other fast), plus the minimum.
     pub fn margin(&self, length: Duration) -> Duration {
-        length.mul_f64(2.0 * self.max_drift.max(0.0)).max(self.min_margin)
+        let drift = self.max_drift.clamp(0.0, 0.5);
+        length.mul_f64(2.0 * drift / (1.0 - drift)) + self.min_margin
     }
 }
 
@@ -107,9 +119,24 @@ mod tests {
     #[test]
     fn margin_covers_drift_in_both_directions() {
         let policy = ExpiryPolicy::default();
-        assert_eq!(policy.margin(Duration::from_secs(20)), Duration::from_millis(400));
-        assert_eq!(policy.margin(Duration::from_secs(2)), Duration::from_millis(250));
+        let close = |length: Duration, micros: u64| {
+            let margin = policy.margin(length).as_micros() as u64;
+            assert!(
+                margin.abs_diff(micros) <= 1,
+                "{length:?}: {margin} µs, not {micros}"
+            );
+        };
+        close(Duration::from_secs(20), 405_040);
+        close(Duration::from_secs(4), 81_808);
         assert_eq!(ExpiryPolicy::same_clock().margin(D), Duration::ZERO);
+        // The bound itself: the slowest claimant's end of lease comes before the fastest
+        // observer's expiry, for clock rates ρ either side of real time.
+        for length in [Duration::from_secs(2), D, Duration::from_secs(300)] {
+            let rho = policy.max_drift;
+            let claimant_real = length.as_secs_f64() / (1.0 - rho);
+            let observer_real = (length + policy.margin(length)).as_secs_f64() / (1.0 + rho);
+            assert!(claimant_real < observer_real, "{length:?}");
+        }
     }
 
     #[test]

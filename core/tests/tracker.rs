@@ -97,6 +97,40 @@ async fn t1_leader_always_has_at_least_d_more() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn t1_a_longer_lease_renews_less_often_and_leader_still_means_d_more() {
+    let config = TrackerConfig::new("web", "web-0", D).with_lease_length(D * 3);
+    let interval = config.timing.renewal_interval();
+    assert_eq!(interval, Duration::from_secs(17), "L - d - 3 retries of 1 s");
+    let tracker = LeaseTracker::start(store(), config).unwrap();
+    let mut transitions = tracker.transitions();
+    assert!(tracker.wait_leader().wait().await);
+    let started = Instant::now();
+    let mut renewals = 0;
+    while started.elapsed() < Duration::from_secs(60) {
+        let now = Instant::now();
+        let status = tracker.status();
+        assert!(status.is_leader(now));
+        assert!(
+            status.guaranteed_for(now) >= D,
+            "{:?}",
+            status.guaranteed_for(now)
+        );
+        while let Ok(transition) = transitions.try_recv() {
+            renewals += usize::from(matches!(transition, Transition::Renewed { .. }));
+        }
+        sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(renewals, 3, "one renewal per {interval:?} in a minute");
+}
+
+#[test]
+fn t1_a_lease_shorter_than_2d_is_refused() {
+    let config = TrackerConfig::new("web", "web-0", D).with_lease_length(D);
+    let err = LeaseTracker::start(store(), config).unwrap_err();
+    assert!(err.to_string().contains("lease length"), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn t2_claim_ticket_is_never_true_on_error() {
     let flaky = Flaky::new(true);
     let tracker = LeaseTracker::start(flaky, TrackerConfig::new("web", "web-0", D)).unwrap();

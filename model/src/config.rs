@@ -3,7 +3,7 @@
 
 use std::{fmt, time::Duration};
 
-use leadership::expiry::ExpiryPolicy;
+use leadership::{expiry::ExpiryPolicy, tracker::Timing};
 
 /// The protocol as the product runs it, or a deliberately broken variant that the checker must
 /// catch.
@@ -16,7 +16,7 @@ pub enum Variant {
     /// Expiry is judged from the holder's own timestamp of its last write (on another clock),
     /// instead of by watching the claim unchanged for its length on the observer's clock.
     TrustTheHoldersTimestamp,
-    /// A unit reports "leader" for the whole lease (2d) instead of d, and observers add no
+    /// A unit reports "leader" for the whole lease (L) instead of L − d, and observers add no
     /// margin for clock drift.
     LeaderForTheWholeLease,
 }
@@ -64,8 +64,10 @@ pub struct Config {
     pub horizon: u32,
     /// The length of a tick of real time.
     pub tick: Duration,
-    /// The claim duration d (each claim asks for 2d).
+    /// The claim duration d.
     pub claim_duration: Duration,
+    /// The lease length L each claim asks for (at least 2d).
+    pub lease_length: Duration,
     /// The clock-rate bound: every process's clock runs at 1 ± drift of real time.
     pub drift: f64,
     /// The clock offsets processes may have (any of them, per process).
@@ -82,7 +84,7 @@ pub struct Config {
 }
 
 impl Config {
-    /// Two units, d of two ticks of 500 ms (leases of four), ±5% clock rates, no offsets and no
+    /// Two units, d of two ticks of 500 ms (leases of 2d, four ticks), ±5% clock rates, no offsets and no
     /// operator, over `horizon` ticks, with the faults in `budget`.
     pub fn new(horizon: u32, budget: Budget, variant: Variant) -> Config {
         Config {
@@ -90,6 +92,7 @@ impl Config {
             horizon,
             tick: Duration::from_millis(500),
             claim_duration: Duration::from_secs(1),
+            lease_length: Duration::from_secs(2),
             drift: 0.05,
             offsets: vec![Duration::ZERO],
             operator: false,
@@ -126,9 +129,14 @@ impl Config {
         }
     }
 
-    /// The lease each claim asks for: 2d.
-    pub fn lease_length(&self) -> Duration {
-        self.claim_duration * 2
+    /// The tracker's timing: d, L, and a retry interval of one tick (the model's timer
+    /// resolution), so a renewal is due three ticks, at most (L − d)/2, before "leader" ends.
+    pub fn timing(&self) -> Timing {
+        Timing {
+            claim_duration: self.claim_duration,
+            lease_length: self.lease_length,
+            retry_interval: self.tick,
+        }
     }
 }
 

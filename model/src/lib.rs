@@ -8,9 +8,9 @@
 //! - the tracker's timing ([`Guarantee`], [`TrackerStatus::is_leader`]) and decisions
 //!   ([`may_claim`], [`judge_as_leader`]).
 //!
-//! What is modelled: units that claim, renew at d/2, time out a renewal at the end of their
-//! guarantee, release, crash and restart empty; an operator that expires claims it has watched
-//! run out, and restarts with no memory; an API server holding one object, linearizable, with a
+//! What is modelled: units that claim, renew the slack before "leader" ends (the tracker's
+//! `Timing`), time out a renewal at the end of their guarantee, release, crash and restart empty;
+//! an operator that expires claims it has watched run out, and restarts with no memory; an API server holding one object, linearizable, with a
 //! resourceVersion compare-and-swap on every write; watch events that arrive late or not at all
 //! (a unit or the operator learns the newest object whenever the model lets it, intermediate
 //! events may be missed, and a relist after a lost watch is the same step); writes that reach the

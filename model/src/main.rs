@@ -40,6 +40,9 @@ struct Args {
     /// Give each unit but the first a clock offset of 0 or 3 s.
     #[arg(long)]
     offsets: bool,
+    /// The lease length in ticks of 500 ms (at least 4: twice d, which is 2 ticks).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(4..=8))]
+    lease_ticks: u32,
 }
 
 /// The `--variant` names.
@@ -116,6 +119,7 @@ impl Args {
         if self.offsets {
             config.offsets = vec![Duration::ZERO, Duration::from_secs(3)];
         }
+        config.lease_length = config.tick * self.lease_ticks;
         config
     }
 }
@@ -123,13 +127,15 @@ impl Args {
 fn main() -> ExitCode {
     let config = Args::parse().config();
     println!(
-        "model: {} units{}, {} ticks of {:?} ({:?} of real time), d = {:?}, drift ±{}%, offsets {:?}, {}, {}",
+        "model: {} units{}, {} ticks of {:?} ({:?} of real time), d = {:?}, lease {:?} (renewal due {:?} after a claim), drift ±{}%, offsets {:?}, {}, {}",
         config.units,
         if config.operator { " and the operator" } else { "" },
         config.horizon,
         config.tick,
         config.tick * config.horizon,
         config.claim_duration,
+        config.lease_length,
+        config.timing().renewal_interval(),
         config.drift * 100.0,
         config.offsets,
         if config.prompt {

@@ -1,10 +1,12 @@
 //! What the processes know and decide, with the product's own functions: a unit's "leader" answer
 //! and its claims, renewals and step-downs (the tracker), and the operator's expiries.
 
+use std::time::Duration;
+
 use leadership::{
     LeaseView, TrackerStatus,
     expiry::Observation,
-    tracker::{Guarantee, LeaderVerdict, judge_as_leader, may_claim},
+    tracker::{Guarantee, LeaderVerdict, Timing, judge_as_leader, may_claim},
 };
 use tokio::time::Instant;
 
@@ -32,7 +34,10 @@ impl LeaseModel {
         let status = TrackerStatus {
             guarantee: unit.guarantee.map(|g| match self.config.variant {
                 Variant::LeaderForTheWholeLease => Guarantee {
-                    claim_duration: g.claim_duration * 2,
+                    timing: Timing {
+                        claim_duration: Duration::ZERO,
+                        ..g.timing
+                    },
                     ..g
                 },
                 _ => g,
@@ -40,6 +45,23 @@ impl LeaseModel {
             ..TrackerStatus::default()
         };
         status.is_leader(self.unit_now(state, i))
+    }
+
+    /// Whether unit `i`'s token would check in `state`, as its own store answers it: its own claim's
+    /// lease has not run out on its clock, and its view vouches for it in that term (it holds the
+    /// lease and no revocation or handover of it is pending: the stores' `Lease::vouches_for`).
+    pub fn token_checks(&self, state: &State, i: usize) -> bool {
+        let unit = &state.units[i];
+        let Some(guarantee) = unit.guarantee else {
+            return false;
+        };
+        self.unit_now(state, i) < guarantee.guaranteed_until()
+            && unit
+                .observer
+                .view
+                .as_ref()
+                .and_then(|object| object.lease.vouches_for(&unit_name(i)))
+                == Some(unit.term)
     }
 
     /// The units that report "leader" in `state`.
@@ -84,7 +106,7 @@ impl LeaseModel {
         let expired = self.expired(object, &unit.observer.seen, now);
         let (next, _) = object
             .lease
-            .claim(&name, self.config.lease_length(), expired)
+            .claim(&name, self.config.lease_length, expired)
             .ok()?;
         Some(Write {
             from: Some(i),
@@ -107,7 +129,7 @@ impl LeaseModel {
         let object = unit.observer.view.as_ref()?;
         let (next, _) = object
             .lease
-            .claim(&unit_name(i), self.config.lease_length(), false)
+            .claim(&unit_name(i), self.config.lease_length, false)
             .ok()?;
         Some(Write {
             from: Some(i),

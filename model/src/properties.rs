@@ -5,8 +5,9 @@ use stateright::Property;
 use crate::{LeaseModel, state::State, unit_name};
 
 /// The names of the safety properties (those that must hold in every state).
-pub const SAFETY: [&str; 4] = [
+pub const SAFETY: [&str; 5] = [
     "no two units lead at once (S1)",
+    "no two units' tokens check at once, and a revoked holder's never does (K1, V2)",
     "the term never decreases and rises with every new holder",
     "a revoked or handed-over holder stops leading before another unit leads",
     "a pinned lease is never taken over",
@@ -15,10 +16,20 @@ pub const SAFETY: [&str; 4] = [
 /// The properties of `model`: the safety ones, that a unit sometimes leads, and under the
 /// prompt configuration the liveness ones.
 pub(crate) fn of(model: &LeaseModel) -> Vec<Property<LeaseModel>> {
-    let [one_leader, term, revoked, pinned] = SAFETY;
+    let [one_leader, tokens, term, revoked, pinned] = SAFETY;
     let mut properties = vec![
         Property::always(one_leader, |model: &LeaseModel, state: &State| {
             model.leaders(state).len() <= 1
+        }),
+        Property::always(tokens, |model: &LeaseModel, state: &State| {
+            let checking: Vec<usize> = (0..state.units.len())
+                .filter(|&i| model.token_checks(state, i))
+                .collect();
+            let revoked_checks = checking.iter().any(|&i| {
+                let seen = state.units[i].observer.view.as_ref();
+                seen.is_some_and(|o| o.lease.revoked.as_deref() == Some(unit_name(i).as_str()))
+            });
+            checking.len() <= 1 && !revoked_checks
         }),
         Property::always(term, |_: &LeaseModel, state: &State| !state.term_broken),
         Property::always(revoked, |model: &LeaseModel, state: &State| {

@@ -220,7 +220,7 @@ pub enum Action {
     Watch(usize),
     /// A minion claims: its view says the lease is free (or its own).
     Claim(usize),
-    /// A leader renews, d/2 or more after its last claim.
+    /// A leader renews, once its renewal is due (`Guarantee::renew_at`).
     Renew(usize),
     /// A unit stops waiting for a reply: a leader's renewal outlived its guarantee (it is a
     /// minion now), or the reply was lost (a client timeout).

@@ -202,7 +202,7 @@ impl Model for LeaseModel {
                         WriteKind::Claim { claimed_at } => {
                             unit.guarantee = Some(Guarantee {
                                 claimed_at,
-                                claim_duration: self.config.claim_duration,
+                                timing: self.config.timing(),
                             });
                             unit.term = reply.object.lease.term;
                             unit.released_term = None;
@@ -211,7 +211,7 @@ impl Model for LeaseModel {
                             if unit.guarantee.is_some_and(|g| now < g.leader_until()) {
                                 unit.guarantee = Some(Guarantee {
                                     claimed_at,
-                                    claim_duration: self.config.claim_duration,
+                                    timing: self.config.timing(),
                                 });
                             } else {
                                 unit.guarantee = None;

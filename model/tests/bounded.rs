@@ -30,6 +30,16 @@ fn renewals_expiry_and_takeover_with_drifting_clocks_keep_every_property() {
 }
 
 #[test]
+fn a_lease_longer_than_2d_renews_late_and_keeps_every_property() {
+    // L = 3d: "leader" for 2d after each claim, the renewal due two ticks (half of that) before
+    // it ends.
+    let mut config = product(7, Budget::default());
+    config.lease_length = config.claim_duration * 3;
+    assert_eq!(config.timing().renewal_interval(), Duration::from_secs(1));
+    check(config).assert_properties();
+}
+
+#[test]
 fn crashes_and_lost_replies_keep_every_property() {
     let budget = Budget {
         crashes: 1,

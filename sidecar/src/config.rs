@@ -36,11 +36,14 @@ pub struct RunArgs {
     /// The Unix socket served to the app containers (mode 0660).
     #[arg(long, env = "LEADERSHIP_SOCKET", default_value = DEFAULT_SOCKET, global = true)]
     pub socket: PathBuf,
-    /// The guarantee d: "leader" always means leader for at least d more. Each claim asks for a
-    /// lease of 2d and is renewed every d/2, so the 10s default gives one write per 5 s and crash
-    /// failover within about 20 s.
+    /// The guarantee d: "leader" always means leader for at least d more (1s to 5m).
     #[arg(long, env = "LEADERSHIP_CLAIM_DURATION", default_value = "10s", value_parser = duration, global = true)]
     pub claim_duration: Duration,
+    /// The lease length L each claim asks for (at least 2d, at most 10m; default 2d). A crashed
+    /// leader is replaced about L after its last renewal; a leader renews once per L − d minus a
+    /// few retry intervals, so a longer lease writes less often for the same guarantee.
+    #[arg(long, env = "LEADERSHIP_LEASE_LENGTH", value_parser = duration, global = true)]
+    pub lease_length: Option<Duration>,
     /// Where to serve /healthz, /readyz and /metrics over TCP, for probes and Prometheus.
     #[arg(
         long,

@@ -38,8 +38,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     validate::unit_name(&unit)?;
     if args.claim_duration < Duration::from_secs(1) || args.claim_duration > Duration::from_secs(300) {
         bail!(
-            "--claim-duration must be between 1s and 5m (each claim asks for twice that), not {:?}",
+            "--claim-duration must be between 1s and 5m, not {:?}",
             args.claim_duration
+        );
+    }
+    let config = TrackerConfig::new(&application, &unit, args.claim_duration)
+        .with_lease_length(args.lease_length.unwrap_or(args.claim_duration * 2));
+    if config.lease_length() < args.claim_duration * 2 || config.lease_length() > Duration::from_secs(600) {
+        bail!(
+            "--lease-length must be between twice --claim-duration ({:?}) and 10m, not {:?}",
+            args.claim_duration * 2,
+            config.lease_length()
         );
     }
     let (client, namespace) = leadership_kube::connect(args.namespace.clone()).await?;
@@ -48,12 +57,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         // Not fatal: a crash loop would help nobody. The sidecar stays unready and keeps trying.
         error!(error = %err, "cannot read LeadershipLeases; not ready until this is fixed");
     }
-    let tracker = LeaseTracker::start(
-        store.clone(),
-        TrackerConfig::new(&application, &unit, args.claim_duration),
-    )?;
+    let timing = config.timing;
+    let tracker = LeaseTracker::start(store.clone(), config)?;
     let sidecar = Sidecar::new(namespace.clone(), tracker, store, Arc::new(Metrics::default()));
-    info!(%application, %unit, %namespace, socket = %args.socket.display(), claim_duration = ?args.claim_duration, "sidecar starting");
+    info!(%application, %unit, %namespace, socket = %args.socket.display(), claim_duration = ?timing.claim_duration, lease_length = ?timing.lease_length, renew_every = ?timing.renewal_interval(), "sidecar starting");
     serve_until_signalled(sidecar, &args).await
 }
 

@@ -1,0 +1,165 @@
+//! The tracker's timing, as pure rules (SPEC T1, T7): how long a lease each claim asks for, how
+//! long "leader" lasts after a claim, and when to renew.
+//!
+//! For a guarantee d and a lease length L ≥ 2d: a claim sent at t (the clock read before sending)
+//! buys the lease until t + L. The unit reports "leader" until t + L − d, so every "leader" answer
+//! has at least d of lease left. It renews at the latest moment that still leaves room for
+//! retries: `slack` before t + L − d, where the slack is a few retry intervals. So a leader writes
+//! once per L − d − slack, and the lease length alone decides crash failover (L plus the
+//! observers' margin): a longer lease costs fewer writes, a shorter one fails over sooner.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::{Error, Result};
+
+/// How many retry intervals the renewal leaves before "leader" would end.
+const RENEWAL_ATTEMPTS: u32 = 3;
+
+/// The timing of a tracker: the guarantee, the lease length and the retry pause.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Timing {
+    /// The guarantee d carried by every "leader" answer.
+    pub claim_duration: Duration,
+    /// The lease length L each claim asks for; at least 2d.
+    pub lease_length: Duration,
+    /// The pause between attempts after an error that allows no inference.
+    pub retry_interval: Duration,
+}
+
+impl Timing {
+    /// The default timing for a guarantee d: a lease of 2d, and retries every tenth of d (between
+    /// 100 ms and 1 s).
+    pub fn new(claim_duration: Duration) -> Self {
+        Timing {
+            claim_duration,
+            lease_length: claim_duration * 2,
+            retry_interval: (claim_duration / 10).clamp(Duration::from_millis(100), Duration::from_secs(1)),
+        }
+    }
+
+    /// How long before "leader" would end the renewal is sent: room for a few retries, and at most
+    /// half of the time a claim leads (L − d).
+    pub fn renew_slack(&self) -> Duration {
+        (self.retry_interval * RENEWAL_ATTEMPTS).min(self.leads_for() / 2)
+    }
+
+    /// How long after a successful claim the unit reports "leader": L − d.
+    pub fn leads_for(&self) -> Duration {
+        self.lease_length.saturating_sub(self.claim_duration)
+    }
+
+    /// How long a leader waits between renewals when they succeed: L − d − slack.
+    pub fn renewal_interval(&self) -> Duration {
+        self.leads_for() - self.renew_slack()
+    }
+
+    /// Refuses a timing that cannot keep its promise, naming the field.
+    pub fn validate(&self) -> Result<()> {
+        if self.claim_duration.is_zero() {
+            return Err(Error::invalid("claim duration", "must be positive"));
+        }
+        if self.lease_length < self.claim_duration * 2 {
+            return Err(Error::invalid(
+                "lease length",
+                format!(
+                    "must be at least twice the claim duration ({:?}), got {:?}",
+                    self.claim_duration * 2,
+                    self.lease_length
+                ),
+            ));
+        }
+        if self.retry_interval.is_zero() {
+            return Err(Error::invalid("retry interval", "must be positive"));
+        }
+        Ok(())
+    }
+}
+
+/// The guarantee earned by one successful claim sent at `claimed_at`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Guarantee {
+    /// The monotonic time read just before the claim was sent (C4).
+    pub claimed_at: Instant,
+    /// The timing the claim was made with.
+    pub timing: Timing,
+}
+
+impl Guarantee {
+    /// The end of the lease the claim bought: L after it was sent.
+    pub fn guaranteed_until(&self) -> Instant {
+        self.claimed_at + self.timing.lease_length
+    }
+
+    /// The end of "leader": the last instant with at least d of the lease left (L − d after the
+    /// claim).
+    pub fn leader_until(&self) -> Instant {
+        self.claimed_at + self.timing.leads_for()
+    }
+
+    /// When to renew: the slack before "leader" ends.
+    pub fn renew_at(&self) -> Instant {
+        self.leader_until() - self.timing.renew_slack()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: Duration = Duration::from_secs(10);
+
+    #[test]
+    fn the_default_lease_is_2d_and_renews_a_few_retries_before_leader_ends() {
+        let timing = Timing::new(D);
+        assert_eq!(timing.lease_length, D * 2);
+        assert_eq!(timing.retry_interval, Duration::from_secs(1));
+        assert_eq!(timing.renew_slack(), Duration::from_secs(3));
+        assert_eq!(timing.renewal_interval(), Duration::from_secs(7));
+        let g = Guarantee {
+            claimed_at: Instant::now(),
+            timing,
+        };
+        assert_eq!(g.guaranteed_until() - g.leader_until(), D, "leader means d more");
+        assert_eq!(g.leader_until() - g.renew_at(), timing.renew_slack());
+    }
+
+    #[test]
+    fn a_longer_lease_renews_less_often_with_the_same_guarantee() {
+        let short = Timing::new(Duration::from_secs(2));
+        let long = Timing {
+            lease_length: Duration::from_secs(15),
+            ..short
+        };
+        assert_eq!(short.renewal_interval(), Duration::from_millis(1400));
+        assert_eq!(long.renewal_interval(), Duration::from_millis(12_400));
+        let g = Guarantee {
+            claimed_at: Instant::now(),
+            timing: long,
+        };
+        assert_eq!(g.guaranteed_until() - g.leader_until(), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn the_slack_never_takes_more_than_half_the_time_a_claim_leads() {
+        let timing = Timing {
+            retry_interval: Duration::from_secs(1),
+            ..Timing::new(Duration::from_secs(2))
+        };
+        assert_eq!(timing.renew_slack(), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn t1_a_lease_shorter_than_2d_is_refused_naming_the_field() {
+        let timing = Timing {
+            lease_length: Duration::from_secs(15),
+            ..Timing::new(D)
+        };
+        match timing.validate() {
+            Err(Error::Invalid { field, .. }) => assert_eq!(field, "lease length"),
+            other => panic!("{other:?}"),
+        }
+        assert!(Timing::new(D).validate().is_ok());
+    }
+}

@@ -1,0 +1,245 @@
+//! The leadership interfaces on LeadershipLease objects: claims and releases in status, pins,
+//! revocations and handovers in spec, the Reader over a listing, and tokens for this store's own
+//! claims.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use k8s_openapi::jiff::Timestamp;
+use leadership::{Checker, Claimer, Error, Grant, Pinner, Reader, Result, Revoker, Token, validate};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::{KubeStore, writes::now_time};
+use crate::crd::{self, HandoverRequest, LeadershipLease, LeadershipLeaseSpec, Pin, Revocation};
+
+impl Claimer for KubeStore {
+    async fn claim_leadership(&self, application: &str, unit: &str, duration: Duration) -> Result<Grant> {
+        validate::application_name(application)?;
+        validate::unit_name(unit)?;
+        self.inner.config.limits.check(duration)?;
+        let called = Instant::now();
+        let app = self.app(application)?;
+        self.retry("claim leadership", |fresh| {
+            let app = app.clone();
+            async move {
+                let Some(mut object) = self.current(&app, application, fresh).await? else {
+                    self.create(&app, application, LeadershipLeaseSpec::default())
+                        .await?;
+                    return Ok(None);
+                };
+                self.check_duration(Some(&object), duration)?;
+                let now = Instant::now();
+                let (lease, expired) = {
+                    let known = app.known();
+                    let lease = object.to_lease();
+                    let expired = known.seen.is_expired(&lease, &self.inner.config.expiry, now);
+                    (lease, expired)
+                };
+                let (next, outcome) = lease.claim(unit, duration, expired)?;
+                object.status = Some(object.status_for(&next, crd::claim_reason(outcome), Timestamp::now()));
+                let Some(_) = self.write_status(&app, &object).await? else {
+                    return Ok(None);
+                };
+                app.known()
+                    .own
+                    .insert(unit.to_owned(), (next.term, called + duration));
+                Ok(Some(Grant { term: next.term }))
+            }
+        })
+        .await
+    }
+
+    async fn block_until_leadership_released(
+        &self,
+        application: &str,
+        cancel: &CancellationToken,
+    ) -> Result<()> {
+        validate::application_name(application)?;
+        leadership::api::block_until_released(self, application, cancel).await
+    }
+
+    async fn release_leadership(&self, application: &str, unit: &str) -> Result<()> {
+        validate::application_name(application)?;
+        validate::unit_name(unit)?;
+        let app = self.app(application)?;
+        app.known().own.remove(unit);
+        self.retry("release leadership", |fresh| {
+            let app = app.clone();
+            async move {
+                let Some(mut object) = self.current(&app, application, fresh).await? else {
+                    return Err(Error::ClaimNotHeld);
+                };
+                let next = object.to_lease().release(unit)?;
+                object.status = Some(object.status_for(&next, "Released", Timestamp::now()));
+                Ok(self.write_status(&app, &object).await?.map(drop))
+            }
+        })
+        .await
+    }
+}
+
+/// A leadership check against a [`KubeStore`], for claims made through it.
+#[derive(Clone, Debug)]
+pub struct KubeToken {
+    store: KubeStore,
+    application: String,
+    unit: String,
+}
+
+impl Token for KubeToken {
+    async fn check(&self) -> Result<u64> {
+        validate::application_name(&self.application)?;
+        validate::unit_name(&self.unit)?;
+        let app = self.store.app(&self.application)?;
+        let known = app.known();
+        let vouched = known
+            .object
+            .as_ref()
+            .and_then(|object| object.to_lease().vouches_for(&self.unit));
+        match known.own.get(&self.unit) {
+            Some(&(term, until)) if Instant::now() < until && vouched == Some(term) => Ok(term),
+            _ => Err(Error::not_leader(&self.application, &self.unit)),
+        }
+    }
+}
+
+impl Checker for KubeStore {
+    type Token = KubeToken;
+
+    fn leadership_check(&self, application: &str, unit: &str) -> KubeToken {
+        KubeToken {
+            store: self.clone(),
+            application: application.to_owned(),
+            unit: unit.to_owned(),
+        }
+    }
+}
+
+impl KubeStore {
+    /// Asks the holder of `application` to hand over to `to` (any other unit when `None`): writes
+    /// `spec.handover` with a compare-and-swap. The holder steps down when it sees it, and until
+    /// the next grant only the target may claim; the operator ends or abandons the request.
+    /// Returns the unit handing over and its term.
+    pub async fn hand_over(&self, application: &str, to: Option<&str>) -> Result<(String, u64)> {
+        validate::application_name(application)?;
+        if let Some(to) = to {
+            validate::unit_name(to)?;
+        }
+        let handed = std::sync::Mutex::new(None);
+        self.update_spec(application, "hand over leadership", |object| {
+            let lease = object.to_lease();
+            lease.hand_over(to)?;
+            let from = lease.holder_unit().unwrap_or_default().to_owned();
+            object.spec.handover = Some(HandoverRequest {
+                from: from.clone(),
+                term: i64::try_from(lease.term).unwrap_or(i64::MAX),
+                to: to.map(str::to_owned),
+                requested_at: Some(now_time()),
+            });
+            *handed.lock().unwrap_or_else(|p| p.into_inner()) = Some((from, lease.term));
+            Ok(true)
+        })
+        .await?;
+        handed
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner())
+            .ok_or(Error::ClaimNotHeld)
+    }
+
+    fn check_duration(&self, object: Option<&LeadershipLease>, duration: Duration) -> Result<()> {
+        let mut limits = self.inner.config.limits;
+        if let Some(policy) = object.and_then(|o| o.spec.policy.as_ref()) {
+            let ms = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok()).map(Duration::from_millis);
+            limits.min = ms(policy.min_duration_ms).unwrap_or(limits.min);
+            limits.max = ms(policy.max_duration_ms).unwrap_or(limits.max);
+        }
+        limits.check(duration)
+    }
+}
+
+impl Pinner for KubeStore {
+    async fn pin_leadership(&self, application: &str, entity: &str) -> Result<()> {
+        validate::application_name(application)?;
+        validate::entity_name(entity)?;
+        self.update_spec(application, "pin leadership", |object| {
+            if object.spec.pins.contains_key(entity) {
+                return Ok(false);
+            }
+            object
+                .spec
+                .pins
+                .insert(entity.to_owned(), Pin { since: now_time() });
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn unpin_leadership(&self, application: &str, entity: &str) -> Result<()> {
+        validate::application_name(application)?;
+        validate::entity_name(entity)?;
+        self.update_spec(application, "unpin leadership", |object| {
+            Ok(object.spec.pins.remove(entity).is_some())
+        })
+        .await
+    }
+
+    async fn pinned_leadership(&self) -> Result<BTreeMap<String, Vec<String>>> {
+        Ok(self
+            .list()
+            .await?
+            .into_iter()
+            .filter(|object| !object.spec.pins.is_empty())
+            .map(|object| (self.key(&object), object.spec.pins.into_keys().collect()))
+            .collect())
+    }
+}
+
+impl Reader for KubeStore {
+    async fn leaders(&self) -> Result<BTreeMap<String, String>> {
+        let objects = self.list().await?;
+        let now = Instant::now();
+        let apps = self.inner.apps.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        Ok(objects
+            .into_iter()
+            .filter_map(|object| {
+                let lease = object.to_lease();
+                let holder = lease.holder_unit()?.to_owned();
+                // Where this store has timed this very claim, a run-out claim is no leader.
+                let run_out = object
+                    .metadata
+                    .name
+                    .as_ref()
+                    .and_then(|name| apps.get(name))
+                    .is_some_and(|app| {
+                        app.known()
+                            .seen
+                            .is_expired(&lease, &self.inner.config.expiry, now)
+                    });
+                (!run_out).then(|| (self.key(&object), holder))
+            })
+            .collect())
+    }
+}
+
+impl Revoker for KubeStore {
+    async fn revoke_leadership(&self, application: &str, unit: &str) -> Result<()> {
+        validate::application_name(application)?;
+        validate::unit_name(unit)?;
+        self.update_spec(application, "revoke leadership", |object| {
+            let lease = object.to_lease();
+            match lease.revoke(unit)? {
+                None => Ok(false),
+                Some(_) => {
+                    let term = i64::try_from(lease.term).unwrap_or(i64::MAX);
+                    object.spec.revocation = Some(Revocation {
+                        unit: unit.to_owned(),
+                        term,
+                        requested_at: Some(now_time()),
+                    });
+                    Ok(true)
+                }
+            }
+        })
+        .await
+    }
+}

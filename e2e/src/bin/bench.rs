@@ -21,10 +21,10 @@ use kube::{
     api::{ObjectMeta, PostParams},
     runtime::watcher,
 };
-use leadership::client::SocketClient;
+use leadership::{client::SocketClient, wire::monotonic_ns};
 use leadership_e2e::{
     bench::{CandidateReport, OURS, OwnReport, Report, ScaleReport, Summary},
-    chaos::{history, monotonic_ns},
+    chaos::history,
     controlplane::{ControlPlane, StartOptions},
     tools::Tools,
 };

@@ -22,7 +22,10 @@ use kube::{
     Api, Client,
     api::{ObjectMeta, PostParams},
 };
-use leadership::{client::SocketClient, wire::RecordLine};
+use leadership::{
+    client::SocketClient,
+    wire::{RecordLine, monotonic_ns},
+};
 use leadership_kube::crd::LeadershipLease;
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
@@ -44,12 +47,6 @@ use crate::{
 pub const APPLICATION: &str = "chaos";
 /// The operators' application (their own leadership).
 const OPERATOR_LEASE: &str = "leadership-operator";
-
-/// The machine's CLOCK_MONOTONIC now, in nanoseconds: the clock the sidecars record on.
-pub fn monotonic_ns() -> u64 {
-    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    u64::try_from(now.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(now.tv_nsec).unwrap_or(0)
-}
 
 /// What to run.
 #[derive(Clone, Debug)]

@@ -17,11 +17,7 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use k8s_openapi::api::core::v1::Namespace;
-use kube::{
-    Api, Client,
-    api::{ObjectMeta, PostParams},
-};
+use kube::{Api, Client, api::PostParams};
 use leadership::{
     client::SocketClient,
     wire::{RecordLine, monotonic_ns},
@@ -39,6 +35,7 @@ use crate::{
     bench::Summary,
     controlplane::{ControlPlane, StartOptions},
     link::{Link, LinkState},
+    testenv::create_namespace,
     tools::Tools,
     units::{self, Process},
 };
@@ -47,6 +44,21 @@ use crate::{
 pub const APPLICATION: &str = "chaos";
 /// The operators' application (their own leadership).
 const OPERATOR_LEASE: &str = "leadership-operator";
+
+/// Every line of the sidecars' leadership records (`--record` files) at `paths`, file by file.
+pub fn read_records(paths: impl IntoIterator<Item = impl AsRef<Path>>) -> anyhow::Result<Vec<RecordLine>> {
+    let mut lines = Vec::new();
+    for path in paths {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+        for (n, line) in text.lines().enumerate() {
+            lines.push(
+                serde_json::from_str(line).with_context(|| format!("{} line {}", path.display(), n + 1))?,
+            );
+        }
+    }
+    Ok(lines)
+}
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -254,15 +266,7 @@ pub async fn run(tools: &Tools, settings: Settings) -> anyhow::Result<Outcome> {
     leadership_kube::crd::install(&client)
         .await
         .context("install the CRD")?;
-    let namespace = Namespace {
-        metadata: ObjectMeta {
-            name: Some(APPLICATION.into()),
-            ..ObjectMeta::default()
-        },
-        ..Namespace::default()
-    };
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &namespace)
+    create_namespace(&client, APPLICATION, &[])
         .await
         .context("create the namespace")?;
     let mut run = Run {
@@ -644,17 +648,7 @@ impl Run {
     }
 
     fn judge(&self, from: u64, to: u64) -> anyhow::Result<Outcome> {
-        let mut lines: Vec<RecordLine> = Vec::new();
-        for unit in &self.units {
-            let text = std::fs::read_to_string(&unit.record)
-                .with_context(|| format!("read {}", unit.record.display()))?;
-            for (n, line) in text.lines().enumerate() {
-                lines.push(
-                    serde_json::from_str(line)
-                        .with_context(|| format!("{} line {}", unit.record.display(), n + 1))?,
-                );
-            }
-        }
+        let lines = read_records(self.units.iter().map(|u| &u.record))?;
         let intervals = history::intervals(&lines, &self.killed_at)?;
         let fault_times: Vec<u64> = self.injected.iter().map(|f| f.at_ns).collect();
         let verdict = history::judge(&intervals, &fault_times, from, to);

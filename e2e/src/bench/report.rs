@@ -1,43 +1,11 @@
-//! The benchmark's figures: summaries of samples, the report's JSON shape and its markdown
-//! rendering. The measuring itself is in the `bench` binary.
+//! The report (`report.json`): what was measured of each candidate and of ours alone, the ratios
+//! between them, and its markdown rendering (`report.md`).
 
 use std::{collections::BTreeMap, fmt::Write as _};
 
 use serde::{Deserialize, Serialize};
 
-/// A summary of samples in milliseconds.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Summary {
-    /// The median.
-    pub p50: f64,
-    /// The 99th percentile (nearest rank).
-    pub p99: f64,
-    /// The largest sample.
-    pub max: f64,
-    /// How many samples.
-    pub n: usize,
-}
-
-impl Summary {
-    /// Summarises `samples` (order does not matter); `None` without samples.
-    pub fn of(samples: &[f64]) -> Option<Summary> {
-        if samples.is_empty() {
-            return None;
-        }
-        let mut sorted = samples.to_vec();
-        sorted.sort_by(f64::total_cmp);
-        let rank = |q: f64| {
-            let index = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
-            sorted[index]
-        };
-        Some(Summary {
-            p50: rank(0.5),
-            p99: rank(0.99),
-            max: sorted[sorted.len() - 1],
-            n: sorted.len(),
-        })
-    }
-}
+use super::stats::Summary;
 
 /// What was measured of one candidate (one leader-election implementation and its settings).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -226,66 +194,42 @@ impl Report {
             Some(s) => format!("{:.0} / {:.0} µs (max {:.0}, n={})", s.p50, s.p99, s.max, s.n),
             None => "not measured".into(),
         };
-        out.push_str("\n## Ours alone\n\n| figure | value |\n|---|---|\n");
-        let _ = writeln!(
-            out,
-            "| socket `GET /v1/status`, 1 client, p50 / p99 | {} |",
-            us(&o.socket_latency_us_1_client)
-        );
-        let _ = writeln!(
-            out,
-            "| socket `GET /v1/status`, 16 clients, p50 / p99 | {} |",
-            us(&o.socket_latency_us_16_clients)
-        );
-        let _ = writeln!(
-            out,
-            "| socket requests/s, 1 client | {} |",
-            num(o.socket_rps_1_client)
-        );
-        let _ = writeln!(
-            out,
-            "| socket requests/s, 16 clients | {} |",
-            num(o.socket_rps_16_clients)
-        );
         let ms = |s: &Option<Summary>| match s {
             Some(s) => format!("{:.1} / {:.1} ms (max {:.1}, n={})", s.p50, s.p99, s.max, s.n),
             None => "not measured".into(),
         };
-        let _ = writeln!(
-            out,
-            "| handover to a named unit: leaderless gap, p50 / p99 | {} |",
-            ms(&o.handover_gap_ms)
-        );
-        let _ = writeln!(
-            out,
-            "| handover to a named unit: request to new leader, p50 / p99 | {} |",
-            ms(&o.handover_request_ms)
-        );
-        let _ = writeln!(
-            out,
-            "| operator API writes / min in steady state | {} |",
-            num(o.operator_writes_per_min)
-        );
-        let _ = writeln!(
-            out,
-            "| sidecar resident memory at rest (MiB) | {} |",
-            num(o.sidecar_rss_mib)
-        );
-        let _ = writeln!(
-            out,
-            "| sidecar CPU at rest (% of a core) | {} |",
-            num(o.sidecar_cpu_percent)
-        );
-        let _ = writeln!(
-            out,
-            "| operator resident memory at rest (MiB) | {} |",
-            num(o.operator_rss_mib)
-        );
-        let _ = writeln!(
-            out,
-            "| operator CPU at rest (% of a core) | {} |",
-            num(o.operator_cpu_percent)
-        );
+        let rows = [
+            (
+                "socket `GET /v1/status`, 1 client, p50 / p99",
+                us(&o.socket_latency_us_1_client),
+            ),
+            (
+                "socket `GET /v1/status`, 16 clients, p50 / p99",
+                us(&o.socket_latency_us_16_clients),
+            ),
+            ("socket requests/s, 1 client", num(o.socket_rps_1_client)),
+            ("socket requests/s, 16 clients", num(o.socket_rps_16_clients)),
+            (
+                "handover to a named unit: leaderless gap, p50 / p99",
+                ms(&o.handover_gap_ms),
+            ),
+            (
+                "handover to a named unit: request to new leader, p50 / p99",
+                ms(&o.handover_request_ms),
+            ),
+            (
+                "operator API writes / min in steady state",
+                num(o.operator_writes_per_min),
+            ),
+            ("sidecar resident memory at rest (MiB)", num(o.sidecar_rss_mib)),
+            ("sidecar CPU at rest (% of a core)", num(o.sidecar_cpu_percent)),
+            ("operator resident memory at rest (MiB)", num(o.operator_rss_mib)),
+            ("operator CPU at rest (% of a core)", num(o.operator_cpu_percent)),
+        ];
+        out.push_str("\n## Ours alone\n\n| figure | value |\n|---|---|\n");
+        for (figure, value) in rows {
+            let _ = writeln!(out, "| {figure} | {value} |");
+        }
         for (count, scale) in &o.operator_at_scale {
             let _ = writeln!(
                 out,
@@ -302,18 +246,6 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn summaries_use_nearest_rank_percentiles() {
-        let samples: Vec<f64> = (1..=100).map(f64::from).collect();
-        let summary = Summary::of(&samples).unwrap();
-        assert_eq!(
-            (summary.p50, summary.p99, summary.max, summary.n),
-            (50.0, 99.0, 100.0, 100)
-        );
-        assert_eq!(Summary::of(&[7.0]).unwrap().p99, 7.0);
-        assert!(Summary::of(&[]).is_none());
-    }
 
     #[test]
     fn ratios_compare_each_peer_with_ours() {

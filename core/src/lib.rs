@@ -10,7 +10,7 @@
 //! - [`memory`]: the in-memory store, for one process and as the reference implementation;
 //! - [`tracker`]: the Tracker that keeps one unit's leadership over any store;
 //! - [`validate`]: names and durations;
-//! - [`wire`]: the JSON bodies of the sidecar's socket API;
+//! - [`wire`]: the JSON bodies of the sidecar's socket API, and its leadership record's lines and clock;
 //! - `client` (feature `client`): a client of that API, and a Tracker over it;
 //! - `conformance` (feature `conformance`): the suite every store must pass.
 #![forbid(unsafe_code)]

@@ -1,5 +1,6 @@
 //! The JSON bodies of the sidecar's socket API, shared by the server and the client so that both
-//! speak exactly one format. Field names are camelCase on the wire and are a public contract.
+//! speak exactly one format, and the lines of the sidecar's leadership record with the clock they are
+//! timed on. Field names are camelCase on the wire and are a public contract.
 
 use std::collections::BTreeMap;
 
@@ -164,6 +165,16 @@ pub struct RecordLine {
     /// What happened.
     #[serde(flatten)]
     pub event: RecordEvent,
+}
+
+/// The machine's CLOCK_MONOTONIC now, in nanoseconds: the clock of every [`RecordLine`]. It is
+/// read from the kernel directly (not through libc), so it stays the machine's shared clock even
+/// in a process whose own clock is faked to run at another rate.
+pub fn monotonic_ns() -> u64 {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    let secs = u64::try_from(now.tv_sec).unwrap_or(0);
+    let nanos = u64::try_from(now.tv_nsec).unwrap_or(0);
+    secs.saturating_mul(1_000_000_000).saturating_add(nanos)
 }
 
 /// What a [`RecordLine`] says.

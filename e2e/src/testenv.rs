@@ -173,16 +173,7 @@ impl TestEnv {
     pub async fn namespace_named(&'static self, name: &str) -> TestNamespace {
         let name = name.to_owned();
         let client = self.client().await;
-        let namespace = Namespace {
-            metadata: ObjectMeta {
-                name: Some(name.clone()),
-                labels: Some([("leadership.dev/test".to_owned(), "true".to_owned())].into()),
-                ..ObjectMeta::default()
-            },
-            ..Namespace::default()
-        };
-        Api::<Namespace>::all(client.clone())
-            .create(&PostParams::default(), &namespace)
+        create_namespace(&client, &name, &[("leadership.dev/test", "true")])
             .await
             .expect("create namespace");
         TestNamespace {
@@ -202,6 +193,30 @@ impl TestEnv {
         let yaml = serde_json::to_string(&config).map_err(|e| Error::State(e.to_string()))?;
         std::fs::write(path, yaml).map_err(|e| Error::io(format!("write {}", path.display()), e))
     }
+}
+
+/// Creates the namespace `name` with `labels`.
+pub async fn create_namespace(
+    client: &Client,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> kube::Result<Namespace> {
+    let namespace = Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            labels: (!labels.is_empty()).then(|| {
+                labels
+                    .iter()
+                    .map(|&(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect()
+            }),
+            ..ObjectMeta::default()
+        },
+        ..Namespace::default()
+    };
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &namespace)
+        .await
 }
 
 /// A namespace that lives as long as one test.

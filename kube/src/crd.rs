@@ -22,6 +22,16 @@ pub const HISTORY_LIMIT: usize = 10;
 /// The longest lease the schema accepts, in milliseconds (one hour).
 pub const MAX_LEASE_MS: i64 = 3_600_000;
 
+/// What a unit's name must be, in every field that names one: a Pod name (a DNS subdomain name).
+const UNIT_NAME_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+
+/// The schema of a field that names a unit: a Pod name, 1 to 253 characters.
+fn unit_name(schema: &mut schemars::Schema) {
+    schema.insert("minLength".into(), 1.into());
+    schema.insert("maxLength".into(), 253.into());
+    schema.insert("pattern".into(), UNIT_NAME_PATTERN.into());
+}
+
 /// The desired state of an application's leadership: what people and tools ask for.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[kube(
@@ -64,10 +74,7 @@ pub struct LeadershipLeaseSpec {
     /// A unit that should lead whenever it is live (its Pod Ready): when another unit holds the
     /// lease, the operator hands it over to this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(
-        length(min = 1, max = 253),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-    )]
+    #[schemars(transform = unit_name)]
     pub preferred_unit: Option<String>,
     /// Limits on the claim durations units may ask for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -87,10 +94,7 @@ pub struct Pin {
 #[serde(rename_all = "camelCase")]
 pub struct Revocation {
     /// The unit (Pod name) whose leadership is revoked.
-    #[schemars(
-        length(min = 1, max = 253),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-    )]
+    #[schemars(transform = unit_name)]
     pub unit: String,
     /// The term being revoked: a later term of the same unit is not affected.
     #[schemars(range(min = 1))]
@@ -105,20 +109,14 @@ pub struct Revocation {
 #[serde(rename_all = "camelCase")]
 pub struct HandoverRequest {
     /// The holder that hands over.
-    #[schemars(
-        length(min = 1, max = 253),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-    )]
+    #[schemars(transform = unit_name)]
     pub from: String,
     /// The term it holds: the handover applies until a later grant.
     #[schemars(range(min = 1))]
     pub term: i64,
     /// The unit that is to take over; any other unit when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(
-        length(min = 1, max = 253),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-    )]
+    #[schemars(transform = unit_name)]
     pub to: Option<String>,
     /// When the handover was asked for (display only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -152,10 +150,7 @@ pub struct LeasePolicy {
 pub struct LeadershipLeaseStatus {
     /// The unit (Pod name) that holds the lease; absent when no unit does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(
-        length(min = 1, max = 253),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-    )]
+    #[schemars(transform = unit_name)]
     pub holder: Option<String>,
     /// The fencing term: rises by one at every grant that is not an extension and never decreases.
     #[serde(default)]

@@ -8,19 +8,11 @@ use std::{fs::File, io::Write, path::Path};
 use anyhow::Context;
 use leadership::{
     Transition,
-    wire::{RecordEvent, RecordLine},
+    wire::{RecordEvent, RecordLine, monotonic_ns},
 };
 use tokio::{sync::broadcast, time::Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
-
-/// The machine's CLOCK_MONOTONIC now, in nanoseconds.
-pub fn monotonic_ns() -> u64 {
-    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    let secs = u64::try_from(now.tv_sec).unwrap_or(0);
-    let nanos = u64::try_from(now.tv_nsec).unwrap_or(0);
-    secs.saturating_mul(1_000_000_000).saturating_add(nanos)
-}
 
 /// Converts this process's clock to the machine's CLOCK_MONOTONIC. The two are the same clock
 /// unless the process's clock is faked to run at another rate (as the fault checker does with

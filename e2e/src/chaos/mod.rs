@@ -5,39 +5,38 @@
 //! are judged ([`history`]): no two leaders at once, the term rising with each new leader,
 //! availability, and recovery after each fault. Every run writes its records, intervals, plan and
 //! report to its output folder, so a failing run can be studied and its schedule run again.
+//!
+//! By file: this one runs the whole; `processes` starts, asks and stops the sidecars and
+//! operators; `inject` carries out one fault; `outcome` judges the records and writes the report;
+//! [`faults`] (the plan) and [`history`] (the judging) are pure.
 
 pub mod faults;
 pub mod history;
+mod inject;
+mod outcome;
+mod processes;
+
+pub use outcome::{Injected, Outcome};
 
 use std::{
     collections::BTreeMap,
-    fmt::Write as _,
     path::{Path, PathBuf},
     time::Duration,
 };
 
 use anyhow::{Context, bail};
-use k8s_openapi::api::core::v1::Namespace;
-use kube::{
-    Api, Client,
-    api::{ObjectMeta, PostParams},
-};
-use leadership::{client::SocketClient, wire::RecordLine};
-use leadership_kube::crd::LeadershipLease;
-use nix::sys::signal::Signal;
-use serde::{Deserialize, Serialize};
-use tokio::time::{Instant, sleep, timeout};
+use kube::Client;
+use leadership::wire::{RecordLine, monotonic_ns};
+use serde::Serialize;
+use tokio::time::{Instant, sleep};
 
-use self::{
-    faults::{FaultKind, PlanSettings, PlannedFault, Rng, Target},
-    history::Verdict,
-};
+use self::faults::{PlanSettings, PlannedFault, Rng};
 use crate::{
-    bench::Summary,
     controlplane::{ControlPlane, StartOptions},
-    link::{Link, LinkState},
+    link::Link,
+    testenv::create_namespace,
     tools::Tools,
-    units::{self, Process},
+    units::Process,
 };
 
 /// The namespace and the application the checker runs.
@@ -45,10 +44,19 @@ pub const APPLICATION: &str = "chaos";
 /// The operators' application (their own leadership).
 const OPERATOR_LEASE: &str = "leadership-operator";
 
-/// The machine's CLOCK_MONOTONIC now, in nanoseconds: the clock the sidecars record on.
-pub fn monotonic_ns() -> u64 {
-    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    u64::try_from(now.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(now.tv_nsec).unwrap_or(0)
+/// Every line of the sidecars' leadership records (`--record` files) at `paths`, file by file.
+pub fn read_records(paths: impl IntoIterator<Item = impl AsRef<Path>>) -> anyhow::Result<Vec<RecordLine>> {
+    let mut lines = Vec::new();
+    for path in paths {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+        for (n, line) in text.lines().enumerate() {
+            lines.push(
+                serde_json::from_str(line).with_context(|| format!("{} line {}", path.display(), n + 1))?,
+            );
+        }
+    }
+    Ok(lines)
 }
 
 /// What to run.
@@ -85,118 +93,7 @@ pub fn default_faketime() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"))
 }
 
-/// One injected fault, as it happened.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Injected {
-    /// When it was injected (CLOCK_MONOTONIC, nanoseconds).
-    pub at_ns: u64,
-    /// What it was.
-    pub kind: FaultKind,
-    /// The unit or operator it hit, if any.
-    pub target: Option<String>,
-    /// Whether it hit the leader.
-    pub hit_leader: bool,
-    /// How long it lasted, and its parameter.
-    pub detail: String,
-}
-
-/// The files and figures of a finished run.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Outcome {
-    /// The seed of the plan (when seeded).
-    pub seed: u64,
-    /// How many sidecars ran.
-    pub units: usize,
-    /// Faults injected, by kind.
-    pub by_kind: BTreeMap<String, usize>,
-    /// By kind, the recoveries of the faults that left the application leaderless, in ms.
-    pub recovery_by_kind_ms: BTreeMap<String, Summary>,
-    /// The verdict.
-    pub verdict: Verdict,
-    /// Seconds from the first fault to the end of measuring.
-    pub measured_s: f64,
-}
-
-impl Outcome {
-    /// Whether the run found nothing wrong.
-    pub fn passed(&self) -> bool {
-        self.verdict.violations.is_empty()
-    }
-
-    /// How many faults were injected.
-    pub fn faults(&self) -> usize {
-        self.by_kind.values().sum()
-    }
-
-    /// The closing line: `overlaps=0 intervals=N faults=N availability=0.97 recovery_p99_ms=N`.
-    pub fn summary_line(&self) -> String {
-        format!(
-            "overlaps={} intervals={} faults={} availability={:.3} recovery_p99_ms={:.0}",
-            self.verdict.violations.overlaps.len(),
-            self.verdict.intervals,
-            self.faults(),
-            self.verdict.availability,
-            self.verdict.recovery_ms.as_ref().map_or(0.0, |s| s.p99),
-        )
-    }
-
-    /// The full report, ending with the summary line.
-    pub fn report(&self) -> String {
-        let mut text = String::new();
-        let _ = writeln!(
-            text,
-            "faults injected, by kind (how many left the application leaderless; their recovery p50 / max):"
-        );
-        for (kind, n) in &self.by_kind {
-            match self.recovery_by_kind_ms.get(kind) {
-                Some(r) => {
-                    let _ = writeln!(
-                        text,
-                        "  {kind:<18} {n:>4}   leaderless after {:>3}: {:>6.0} / {:>6.0} ms",
-                        r.n, r.p50, r.max
-                    );
-                }
-                None => {
-                    let _ = writeln!(text, "  {kind:<18} {n:>4}   leaderless after   0");
-                }
-            }
-        }
-        let v = &self.verdict;
-        let _ = writeln!(text, "leader intervals checked: {}", v.intervals);
-        let _ = writeln!(
-            text,
-            "overlaps found (must be 0): {}",
-            v.violations.overlaps.len()
-        );
-        let _ = writeln!(
-            text,
-            "terms that failed to rise (must be 0): {}",
-            v.violations.terms.len()
-        );
-        let _ = writeln!(
-            text,
-            "availability: {:.2}% of {:.0} s with a leader",
-            v.availability * 100.0,
-            self.measured_s
-        );
-        match &v.recovery_ms {
-            Some(r) => {
-                let _ = writeln!(
-                    text,
-                    "recovery after the {} faults that left the application leaderless: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
-                    v.disruptive_faults, r.p50, r.p99, r.max
-                );
-            }
-            None => {
-                let _ = writeln!(text, "recovery: no fault left the application leaderless");
-            }
-        }
-        text.push_str(&self.summary_line());
-        text
-    }
-}
-
+/// One sidecar: its link to the API server, its files, and its process while it runs.
 struct Unit {
     name: String,
     link: Link,
@@ -208,12 +105,14 @@ struct Unit {
     rate: Option<f64>,
 }
 
+/// One operator replica and its process while it runs.
 struct Operator {
     identity: String,
     process: Option<Process>,
     starts: usize,
 }
 
+/// One run of the checker: its control plane, its processes, and what was injected.
 struct Run {
     plane: ControlPlane,
     client: Client,
@@ -257,15 +156,7 @@ pub async fn run(tools: &Tools, settings: Settings) -> anyhow::Result<Outcome> {
     leadership_kube::crd::install(&client)
         .await
         .context("install the CRD")?;
-    let namespace = Namespace {
-        metadata: ObjectMeta {
-            name: Some(APPLICATION.into()),
-            ..ObjectMeta::default()
-        },
-        ..Namespace::default()
-    };
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &namespace)
+    create_namespace(&client, APPLICATION, &[])
         .await
         .context("create the namespace")?;
     let mut run = Run {
@@ -337,358 +228,5 @@ impl Run {
 
     fn claim_duration(&self) -> String {
         format!("{}ms", self.settings.claim_duration.as_millis())
-    }
-
-    async fn start_everyone(&mut self) -> anyhow::Result<()> {
-        let pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(self.client.clone(), APPLICATION);
-        let server = &self.plane.state().server;
-        let api_address: std::net::SocketAddr = server
-            .trim_start_matches("https://")
-            .parse()
-            .with_context(|| format!("the API server's address in {server}"))?;
-        for i in 0..self.settings.units {
-            let name = format!("{APPLICATION}-{i}");
-            pods.create(&PostParams::default(), &units::unit_pod(&name))
-                .await
-                .with_context(|| format!("create the Pod object {name}"))?;
-            let link = Link::start(api_address).await?;
-            let kubeconfig = self.logs.join(format!("{name}.kubeconfig"));
-            link.kubeconfig(self.plane.kubeconfig(), &kubeconfig)?;
-            self.units.push(Unit {
-                socket: std::env::temp_dir()
-                    .join(format!("leadership-chaos-{}-{name}.sock", std::process::id())),
-                record: self.settings.out.join(format!("{name}.record.jsonl")),
-                name,
-                link,
-                kubeconfig,
-                process: None,
-                starts: 0,
-                rate: None,
-            });
-        }
-        for identity in ["operator-a", "operator-b"] {
-            self.operators.push(Operator {
-                identity: identity.into(),
-                process: None,
-                starts: 0,
-            });
-        }
-        for i in 0..self.operators.len() {
-            self.start_operator(i);
-        }
-        for i in 0..self.units.len() {
-            self.start_unit(i).await;
-        }
-        say(
-            self.started,
-            &format!("{} sidecars and 2 operators running", self.units.len()),
-        );
-        Ok(())
-    }
-
-    fn start_operator(&mut self, i: usize) {
-        let operator = &mut self.operators[i];
-        operator.starts += 1;
-        let log = self
-            .logs
-            .join(format!("{}-{}.log", operator.identity, operator.starts));
-        operator.process = Some(Process::start(
-            &self.settings.operator,
-            &units::operator_args(APPLICATION, &operator.identity),
-            self.plane.kubeconfig(),
-            log,
-        ));
-    }
-
-    async fn start_unit(&mut self, i: usize) {
-        let claim_duration = self.claim_duration();
-        let unit = &mut self.units[i];
-        unit.starts += 1;
-        let mut args = units::sidecar_args(
-            APPLICATION,
-            APPLICATION,
-            &unit.name,
-            &unit.socket,
-            &claim_duration,
-        );
-        args.extend(["--record".to_owned(), unit.record.display().to_string()]);
-        let env = match unit.rate {
-            Some(rate) => vec![
-                (
-                    "LD_PRELOAD".to_owned(),
-                    self.settings.faketime.display().to_string(),
-                ),
-                ("FAKETIME".to_owned(), format!("+0 x{rate:.4}")),
-            ],
-            None => Vec::new(),
-        };
-        let log = self.logs.join(format!("{}-{}.log", unit.name, unit.starts));
-        unit.process = Some(Process::start_with_env(
-            &self.settings.sidecar,
-            &args,
-            &unit.kubeconfig,
-            log,
-            &env,
-        ));
-        let client = SocketClient::new(&unit.socket);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok((status, _)) = client.call(http::Method::GET, "/readyz", None).await
-                && status.is_success()
-            {
-                return;
-            }
-            sleep(Duration::from_millis(50)).await;
-        }
-        say(
-            self.started,
-            &format!("warning: {} not ready after 30 s", unit.name),
-        );
-    }
-
-    /// The index of the unit that reports leader now, if one does.
-    async fn leader(&self) -> Option<usize> {
-        for (i, unit) in self.units.iter().enumerate() {
-            if unit.process.is_none() {
-                continue;
-            }
-            let asked = timeout(
-                Duration::from_millis(300),
-                SocketClient::new(&unit.socket).status(),
-            )
-            .await;
-            if let Ok(Ok(status)) = asked
-                && status.leader
-            {
-                return Some(i);
-            }
-        }
-        None
-    }
-
-    async fn first_leader(&self) -> anyhow::Result<u64> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Some(i) = self.leader().await {
-                say(self.started, &format!("{} leads", self.units[i].name));
-                return Ok(monotonic_ns());
-            }
-            sleep(Duration::from_millis(50)).await;
-        }
-        bail!(
-            "no sidecar became leader within 60 s; logs in {}",
-            self.logs.display()
-        )
-    }
-
-    async fn pick_unit(&mut self, target: Target) -> (usize, bool) {
-        let leader = self.leader().await;
-        let chosen = match (target, leader) {
-            (Target::Leader, Some(i)) => i,
-            (Target::Leader, None) => self.rng.below(self.units.len()),
-            (Target::Unit(i), _) => i % self.units.len(),
-        };
-        (chosen, leader == Some(chosen))
-    }
-
-    /// Stops a unit's process: SIGKILL (noting when it was gone) or SIGTERM.
-    async fn stop_unit(&mut self, i: usize, signal: Signal) {
-        if let Some(mut process) = self.units[i].process.take() {
-            let pid = process.pid().as_raw();
-            process.signal(signal);
-            let _ = process.exit_code().await;
-            if signal == Signal::SIGKILL {
-                self.killed_at
-                    .insert(u32::try_from(pid).unwrap_or(0), monotonic_ns());
-            }
-        }
-    }
-
-    async fn active_operator(&self) -> Option<usize> {
-        let api = Api::<LeadershipLease>::namespaced(self.client.clone(), APPLICATION);
-        let lease = timeout(Duration::from_secs(2), api.get(OPERATOR_LEASE))
-            .await
-            .ok()?
-            .ok()?;
-        let holder = lease.status?.holder?;
-        self.operators.iter().position(|o| o.identity == holder)
-    }
-
-    async fn inject(&mut self, n: usize, total: usize, fault: &PlannedFault) -> anyhow::Result<()> {
-        let hold = Duration::from_millis(fault.hold_ms);
-        let at_ns = monotonic_ns();
-        let (target, hit_leader) = if fault.kind.targets_a_unit() {
-            let (i, leads) = self.pick_unit(fault.target).await;
-            (Some(i), leads)
-        } else {
-            (None, false)
-        };
-        let name = target.map(|i| self.units[i].name.clone());
-        let mut detail = format!("{:.1}s", hold.as_secs_f64());
-        match (fault.kind, target) {
-            (FaultKind::KillSidecar, Some(i)) => {
-                self.stop_unit(i, Signal::SIGKILL).await;
-                sleep(hold).await;
-                self.start_unit(i).await;
-            }
-            (FaultKind::TermSidecar, Some(i)) => {
-                self.stop_unit(i, Signal::SIGTERM).await;
-                sleep(hold).await;
-                self.start_unit(i).await;
-            }
-            (FaultKind::SkewClock, Some(i)) => {
-                self.stop_unit(i, Signal::SIGTERM).await;
-                sleep(hold).await;
-                self.units[i].rate = Some(fault.parameter);
-                detail = format!("clock rate x{:.4}", fault.parameter);
-                self.start_unit(i).await;
-            }
-            (FaultKind::PauseSidecar, Some(i)) => {
-                if let Some(process) = &self.units[i].process {
-                    process.signal(Signal::SIGSTOP);
-                    sleep(hold).await;
-                    process.signal(Signal::SIGCONT);
-                }
-            }
-            (FaultKind::CutLink, Some(i)) => {
-                self.units[i].link.set(LinkState::Cut);
-                sleep(hold).await;
-                self.units[i].link.set(LinkState::Up);
-            }
-            (FaultKind::SlowLink, Some(i)) => {
-                let delay = Duration::from_millis(fault.parameter as u64);
-                self.units[i].link.set(LinkState::Slow(delay));
-                detail = format!("{detail} at +{} ms per chunk", delay.as_millis());
-                sleep(hold).await;
-                self.units[i].link.set(LinkState::Up);
-            }
-            (FaultKind::RestartApiServer, _) => {
-                let began = Instant::now();
-                self.plane.restart_component("kube-apiserver").await?;
-                detail = format!("back in {:.1}s", began.elapsed().as_secs_f64());
-            }
-            (FaultKind::RestartEtcd, _) => {
-                let began = Instant::now();
-                self.plane.restart_component("etcd").await?;
-                detail = format!("back in {:.1}s", began.elapsed().as_secs_f64());
-            }
-            (FaultKind::KillOperator, _) => {
-                let i = self.active_operator().await.unwrap_or(0);
-                if let Some(mut process) = self.operators[i].process.take() {
-                    process.signal(Signal::SIGKILL);
-                    let _ = process.exit_code().await;
-                }
-                sleep(hold).await;
-                self.start_operator(i);
-                self.record(
-                    at_ns,
-                    fault.kind,
-                    Some(self.operators[i].identity.clone()),
-                    false,
-                    detail,
-                );
-                return Ok(());
-            }
-            (_, None) => unreachable!("faults aimed at a unit always have one"),
-        }
-        let who = name.as_deref().unwrap_or("control plane");
-        say(
-            self.started,
-            &format!(
-                "fault {n}/{total}: {} {who}{} ({detail})",
-                fault.kind.name(),
-                if hit_leader { " (the leader)" } else { "" }
-            ),
-        );
-        self.record(at_ns, fault.kind, name, hit_leader, detail);
-        Ok(())
-    }
-
-    fn record(
-        &mut self,
-        at_ns: u64,
-        kind: FaultKind,
-        target: Option<String>,
-        hit_leader: bool,
-        detail: String,
-    ) {
-        if kind == FaultKind::KillOperator {
-            say(
-                self.started,
-                &format!(
-                    "fault: kill-operator {} ({detail})",
-                    target.as_deref().unwrap_or("?")
-                ),
-            );
-        }
-        self.injected.push(Injected {
-            at_ns,
-            kind,
-            target,
-            hit_leader,
-            detail,
-        });
-    }
-
-    async fn stop_everyone(&mut self) {
-        say(self.started, "stopping: SIGTERM to every sidecar and operator");
-        for unit in &self.units {
-            unit.link.set(LinkState::Up);
-        }
-        for i in 0..self.units.len() {
-            self.stop_unit(i, Signal::SIGTERM).await;
-        }
-        for operator in &mut self.operators {
-            if let Some(mut process) = operator.process.take() {
-                process.signal(Signal::SIGTERM);
-                let _ = process.exit_code().await;
-            }
-        }
-    }
-
-    fn judge(&self, from: u64, to: u64) -> anyhow::Result<Outcome> {
-        let mut lines: Vec<RecordLine> = Vec::new();
-        for unit in &self.units {
-            let text = std::fs::read_to_string(&unit.record)
-                .with_context(|| format!("read {}", unit.record.display()))?;
-            for (n, line) in text.lines().enumerate() {
-                lines.push(
-                    serde_json::from_str(line)
-                        .with_context(|| format!("{} line {}", unit.record.display(), n + 1))?,
-                );
-            }
-        }
-        let intervals = history::intervals(&lines, &self.killed_at)?;
-        let fault_times: Vec<u64> = self.injected.iter().map(|f| f.at_ns).collect();
-        let verdict = history::judge(&intervals, &fault_times, from, to);
-        write_json(
-            &self.settings.out.join("history.json"),
-            &serde_json::json!({ "from": from, "to": to, "killedAt": self.killed_at, "intervals": intervals }),
-        )?;
-        let mut by_kind = BTreeMap::new();
-        let mut recoveries: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-        for (fault, ms) in self.injected.iter().zip(&verdict.recovery_per_fault_ms) {
-            *by_kind.entry(fault.kind.name().to_owned()).or_insert(0) += 1;
-            if *ms > 0.0 {
-                recoveries
-                    .entry(fault.kind.name().to_owned())
-                    .or_default()
-                    .push(*ms);
-            }
-        }
-        let recovery_by_kind_ms = recoveries
-            .into_iter()
-            .filter_map(|(kind, samples)| Some((kind, Summary::of(&samples)?)))
-            .collect();
-        let outcome = Outcome {
-            seed: self.settings.seed,
-            units: self.units.len(),
-            by_kind,
-            recovery_by_kind_ms,
-            verdict,
-            measured_s: (to - from) as f64 / 1e9,
-        };
-        write_json(&self.settings.out.join("report.json"), &outcome)?;
-        Ok(outcome)
     }
 }

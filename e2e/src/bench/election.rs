@@ -1,0 +1,285 @@
+//! Leader election, measured the same way for every candidate: three processes per application,
+//! graceful handovers (SIGTERM of the leader) and crashes (SIGKILL), each timed from the signal to
+//! another process's "I lead" log line; and the API cost in steady state, with one application and
+//! with many.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use nix::sys::signal::{Signal, kill};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::Child,
+    sync::mpsc,
+    time::{Instant, sleep, timeout},
+};
+
+use super::{
+    Bench,
+    candidates::{Candidate, Kind, candidates},
+    report::{CandidateReport, Report},
+    stats::Summary,
+    system::request_counts,
+};
+
+/// An event: member `index` said it leads, at this instant.
+type Elected = (usize, Instant);
+
+impl Bench {
+    /// Measures every candidate's leader election into `report`. Peers are stopped when measured;
+    /// our processes are returned still running, with the leader's index.
+    pub(super) async fn candidates(&self, report: &mut Report) -> anyhow::Result<(Vec<Child>, usize)> {
+        let mut ours: Option<(Vec<Child>, usize)> = None;
+        for candidate in candidates() {
+            let (mut result, members, leader) = self.election(&candidate).await?;
+            if matches!(candidate.kind, Kind::Ours) {
+                ours = Some((members, leader));
+            } else {
+                for mut member in members {
+                    stop(&mut member).await;
+                }
+            }
+            let (requests, writes) = self.many_apps(&candidate).await?;
+            result.api_requests_many_apps_min = Some(requests);
+            result.api_writes_many_apps_min = Some(writes);
+            report.candidates.insert(candidate.name.to_owned(), result);
+        }
+        ours.context("our candidate was not measured")
+    }
+
+    /// Starts member `index`; its "I lead" lines go to `events`.
+    pub(super) fn spawn(
+        &self,
+        candidate: &Candidate,
+        namespace: &str,
+        app: &str,
+        index: usize,
+        events: &mpsc::UnboundedSender<Elected>,
+    ) -> anyhow::Result<Child> {
+        let unit = format!("{app}-{index}");
+        let mut child = candidate
+            .command(&self.bins, &self.kubeconfig, &self.logs, namespace, app, &unit)
+            .spawn()
+            .with_context(|| format!("start {}", candidate.name))?;
+        let marker = candidate.leader_marker();
+        let log = self.logs.join(format!("{namespace}-{unit}.log"));
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+            child.stderr.take().map(|s| Box::new(s) as _),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let (events, log) = (events.clone(), log.clone());
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stream).lines();
+                let mut file = tokio::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .await
+                    .ok();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if line.contains(marker) {
+                        let _ = events.send((index, Instant::now()));
+                    }
+                    if let Some(file) = file.as_mut() {
+                        use tokio::io::AsyncWriteExt;
+                        let _ = file.write_all(format!("{line}\n").as_bytes()).await;
+                    }
+                }
+            });
+        }
+        Ok(child)
+    }
+
+    /// Leader election figures for one candidate: handovers, crashes, steady-state API cost. The
+    /// processes are returned still running, with the leader's index.
+    pub(super) async fn election(
+        &self,
+        candidate: &Candidate,
+    ) -> anyhow::Result<(CandidateReport, Vec<Child>, usize)> {
+        let namespace = format!("bench-{}", candidate.name);
+        self.namespace(&namespace).await?;
+        let app = "app";
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut members = Vec::new();
+        for i in 0..3 {
+            members.push(self.spawn(candidate, &namespace, app, i, &tx)?);
+        }
+        let mut leader = next_leader(&mut rx, None, Duration::from_secs(60))
+            .await
+            .context("no first leader")?;
+        self.say(format!("{}: 3 processes, {} leads", candidate.name, leader));
+        let mut handovers = Vec::new();
+        for round in 0..self.plan.handovers {
+            drain(&mut rx);
+            let stopped = Instant::now();
+            signal(&members[leader], Signal::SIGTERM);
+            let (next, at) = next_leader_at(&mut rx, Some(leader), Duration::from_secs(120))
+                .await
+                .context("no leader after a handover")?;
+            handovers.push(at.saturating_duration_since(stopped).as_secs_f64() * 1000.0);
+            stop(&mut members[leader]).await;
+            members[leader] = self.spawn(candidate, &namespace, app, leader, &tx)?;
+            leader = next;
+            if round % 10 == 9 {
+                self.say(format!("{}: {} graceful handovers", candidate.name, round + 1));
+            }
+            sleep(Duration::from_millis(500)).await;
+        }
+        let mut crashes = Vec::new();
+        for round in 0..self.plan.crashes {
+            // Let the new members settle, so that the leader has renewed at least once.
+            sleep(candidate.lease / 2 + Duration::from_secs(1)).await;
+            drain(&mut rx);
+            let killed = Instant::now();
+            signal(&members[leader], Signal::SIGKILL);
+            let (next, at) = next_leader_at(
+                &mut rx,
+                Some(leader),
+                candidate.lease * 4 + Duration::from_secs(60),
+            )
+            .await
+            .context("no leader after a crash")?;
+            let overhead = at.saturating_duration_since(killed).as_secs_f64() * 1000.0
+                - candidate.lease.as_secs_f64() * 1000.0;
+            crashes.push(overhead);
+            stop(&mut members[leader]).await;
+            members[leader] = self.spawn(candidate, &namespace, app, leader, &tx)?;
+            leader = next;
+            self.say(format!(
+                "{}: crash {} of {}: {:.0} ms over the lease",
+                candidate.name,
+                round + 1,
+                self.plan.crashes,
+                overhead
+            ));
+        }
+        sleep(Duration::from_secs(3)).await;
+        let (requests, writes) = self.api_cost(candidate).await?;
+        self.say(format!(
+            "{}: steady state: {requests:.1} requests, {writes:.1} writes per minute",
+            candidate.name
+        ));
+        let mut report = CandidateReport {
+            description: candidate.description.clone(),
+            lease_ms: u64::try_from(candidate.lease.as_millis()).unwrap_or(u64::MAX),
+            handover_ms: Summary::of(&handovers),
+            crash_overhead_ms: Summary::of(&crashes),
+            api_requests_per_leader_min: Some(requests),
+            api_writes_per_leader_min: Some(writes),
+            ..CandidateReport::default()
+        };
+        report.samples.insert("handover_ms".into(), handovers);
+        report.samples.insert("crash_overhead_ms".into(), crashes);
+        Ok((report, members, leader))
+    }
+
+    /// Requests and writes per minute to `candidate`'s lease resource over the plan's window,
+    /// from the API server's own counters, less what the control plane itself does to it.
+    async fn api_cost(&self, candidate: &Candidate) -> anyhow::Result<(f64, f64)> {
+        let resource = candidate.resource();
+        let (requests, writes) = self.request_rates(resource).await?;
+        let baseline = if resource == "leases" {
+            self.lease_baseline
+        } else {
+            (0.0, 0.0)
+        };
+        Ok(((requests - baseline.0).max(0.0), (writes - baseline.1).max(0.0)))
+    }
+
+    /// Requests and writes per minute to `resource` over the plan's window, from the API
+    /// server's own counters.
+    pub(super) async fn request_rates(&self, resource: &str) -> anyhow::Result<(f64, f64)> {
+        let before = request_counts(&self.client, resource).await?;
+        sleep(self.plan.window).await;
+        let after = request_counts(&self.client, resource).await?;
+        let minutes = self.plan.window.as_secs_f64() / 60.0;
+        Ok(((after.0 - before.0) / minutes, (after.1 - before.1) / minutes))
+    }
+
+    /// API cost with many applications, one process each.
+    async fn many_apps(&self, candidate: &Candidate) -> anyhow::Result<(f64, f64)> {
+        let namespace = format!("bench-many-{}", candidate.name);
+        self.namespace(&namespace).await?;
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut members = Vec::new();
+        for i in 0..self.plan.many_apps {
+            members.push(self.spawn(candidate, &namespace, &format!("app{i}"), 0, &tx)?);
+        }
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut led = 0;
+        while led < self.plan.many_apps && Instant::now() < deadline {
+            if timeout(Duration::from_secs(5), rx.recv())
+                .await
+                .ok()
+                .flatten()
+                .is_some()
+            {
+                led += 1;
+            }
+        }
+        sleep(Duration::from_secs(3)).await;
+        let cost = self.api_cost(candidate).await?;
+        self.say(format!(
+            "{}: {} applications ({led} leading): {:.1} requests, {:.1} writes per minute",
+            candidate.name, self.plan.many_apps, cost.0, cost.1
+        ));
+        for member in &mut members {
+            stop(member).await;
+        }
+        Ok(cost)
+    }
+}
+
+/// Sends `signal` to `child`, if it still runs.
+pub(super) fn signal(child: &Child, signal: Signal) {
+    if let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) {
+        let _ = kill(nix::unistd::Pid::from_raw(pid), signal);
+    }
+}
+
+/// Stops a process gracefully (SIGTERM), or with SIGKILL after 10 s.
+pub(super) async fn stop(child: &mut Child) {
+    signal(child, Signal::SIGTERM);
+    if timeout(Duration::from_secs(10), child.wait()).await.is_err() {
+        let _ = child.kill().await;
+    }
+}
+
+/// Forgets the leader events so far.
+fn drain(events: &mut mpsc::UnboundedReceiver<Elected>) {
+    while events.try_recv().is_ok() {}
+}
+
+/// The next member other than `except` to say it leads, and when, within `within`.
+async fn next_leader_at(
+    events: &mut mpsc::UnboundedReceiver<Elected>,
+    except: Option<usize>,
+    within: Duration,
+) -> Option<Elected> {
+    let deadline = Instant::now() + within;
+    loop {
+        let (index, at) = timeout(deadline.saturating_duration_since(Instant::now()), events.recv())
+            .await
+            .ok()??;
+        if Some(index) != except {
+            return Some((index, at));
+        }
+    }
+}
+
+/// The next member other than `except` to say it leads, within `within`.
+async fn next_leader(
+    events: &mut mpsc::UnboundedReceiver<Elected>,
+    except: Option<usize>,
+    within: Duration,
+) -> Option<usize> {
+    next_leader_at(events, except, within)
+        .await
+        .map(|(index, _)| index)
+}

@@ -1,0 +1,217 @@
+//! The benchmark behind `e2e/bench`: this project and its peers measured side by side on one
+//! local control plane, and the report.
+//!
+//! - [`candidates`]: the implementations measured, their settings and how each is started;
+//! - `election`: leader election measured the same way for every candidate;
+//! - `ours`: our own figures (socket, footprint, handovers to a unit, the operator);
+//! - `system`: what is read from the API server's counters, `/proc`, the machine;
+//! - [`stats`]: summaries of samples; [`report`]: `report.json` and its markdown.
+
+pub mod candidates;
+mod election;
+mod ours;
+pub mod report;
+pub mod stats;
+mod system;
+
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::{Context, bail};
+use kube::Client;
+use tokio::time::Instant;
+
+pub use self::{
+    report::{CandidateReport, OURS, OwnReport, Report, ScaleReport},
+    stats::Summary,
+};
+use crate::{
+    controlplane::{ControlPlane, StartOptions},
+    testenv::create_namespace,
+    tools::Tools,
+};
+
+/// How much to measure.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// A few iterations of each measurement, to check the harness.
+    pub quick: bool,
+    /// Graceful handovers per candidate (and handovers to a named unit).
+    pub handovers: usize,
+    /// Crashes per candidate.
+    pub crashes: usize,
+    /// How long each steady-state rate is measured.
+    pub window: Duration,
+    /// Applications in the many-applications measurement.
+    pub many_apps: usize,
+    /// Lease counts the operator is measured with.
+    pub lease_counts: Vec<usize>,
+    /// How long each socket load runs.
+    pub socket_run: Duration,
+}
+
+impl Plan {
+    /// The full plan, or the quick one.
+    pub fn new(quick: bool) -> Plan {
+        if quick {
+            Plan {
+                quick,
+                handovers: 3,
+                crashes: 1,
+                window: Duration::from_secs(10),
+                many_apps: 5,
+                lease_counts: vec![50],
+                socket_run: Duration::from_secs(1),
+            }
+        } else {
+            Plan {
+                quick,
+                handovers: 30,
+                crashes: 10,
+                window: Duration::from_secs(60),
+                many_apps: 100,
+                lease_counts: vec![1000, 10000],
+                socket_run: Duration::from_secs(10),
+            }
+        }
+    }
+}
+
+/// The binaries under test.
+#[derive(Clone, Debug)]
+pub struct Bins {
+    /// `leadership-sidecar`.
+    pub sidecar: PathBuf,
+    /// `leadership-operator`.
+    pub operator: PathBuf,
+    /// The client-go peer.
+    pub client_go: PathBuf,
+    /// The Rust peers.
+    pub rust_peers: PathBuf,
+}
+
+impl Bins {
+    /// The paths the wrapper script passes: `BENCH_SIDECAR`, `BENCH_OPERATOR`, `BENCH_CLIENT_GO`,
+    /// `BENCH_RUST_PEERS`.
+    pub fn from_env() -> anyhow::Result<Bins> {
+        let path = |key: &str| -> anyhow::Result<PathBuf> {
+            let path = PathBuf::from(
+                std::env::var_os(key).with_context(|| format!("{key} is not set: run e2e/bench"))?,
+            );
+            if !path.exists() {
+                bail!("{key}={} does not exist", path.display());
+            }
+            Ok(path)
+        };
+        Ok(Bins {
+            sidecar: path("BENCH_SIDECAR")?,
+            operator: path("BENCH_OPERATOR")?,
+            client_go: path("BENCH_CLIENT_GO")?,
+            rust_peers: path("BENCH_RUST_PEERS")?,
+        })
+    }
+}
+
+/// One run of the benchmark.
+struct Bench {
+    plan: Plan,
+    bins: Bins,
+    client: Client,
+    kubeconfig: PathBuf,
+    /// Every process's log, our sidecars' sockets and records.
+    logs: PathBuf,
+    started: Instant,
+    /// Requests and writes per minute to `leases` by the control plane itself (its own leases).
+    lease_baseline: (f64, f64),
+}
+
+impl Bench {
+    fn say(&self, text: impl AsRef<str>) {
+        println!(
+            "[bench {:6.1}s] {}",
+            self.started.elapsed().as_secs_f64(),
+            text.as_ref()
+        );
+    }
+
+    async fn namespace(&self, name: &str) -> anyhow::Result<()> {
+        create_namespace(&self.client, name, &[])
+            .await
+            .with_context(|| format!("create the namespace {name}"))?;
+        Ok(())
+    }
+}
+
+/// Runs the benchmark on a control plane of its own: writes `out/report.json` and
+/// `out/report.md`, and every process's log, socket and record to `logs`.
+pub async fn run(quick: bool, out: &Path, logs: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("create {}", out.display()))?;
+    std::fs::create_dir_all(logs).with_context(|| format!("create {}", logs.display()))?;
+    let started = Instant::now();
+    let tools = Tools::locate()?;
+    let mut plane = ControlPlane::start(&tools, StartOptions::owned_by_this_process()).await?;
+    let result = measure(quick, out, logs, &plane, started).await;
+    plane.stop();
+    result
+}
+
+async fn measure(
+    quick: bool,
+    out: &Path,
+    logs: &Path,
+    plane: &ControlPlane,
+    started: Instant,
+) -> anyhow::Result<()> {
+    let client = plane.client().await?;
+    leadership_kube::crd::install(&client).await?;
+    let mut bench = Bench {
+        plan: Plan::new(quick),
+        bins: Bins::from_env()?,
+        client,
+        kubeconfig: plane.kubeconfig().to_owned(),
+        logs: logs.to_owned(),
+        started,
+        lease_baseline: (0.0, 0.0),
+    };
+    // What the control plane itself does to Leases (the API server's identity lease), subtracted
+    // from the peers' figures.
+    bench.lease_baseline = bench.request_rates("leases").await?;
+    bench.say(format!(
+        "control plane's own Lease traffic: {:.1} requests, {:.1} writes per minute (subtracted)",
+        bench.lease_baseline.0, bench.lease_baseline.1
+    ));
+    let mut report = Report {
+        machine: system::machine(),
+        versions: system::versions(&plane.state().version),
+        quick,
+        ..Report::default()
+    };
+    bench.say(format!(
+        "measuring {} candidates ({})",
+        candidates::candidates().len(),
+        if quick { "quick: a harness check" } else { "full" }
+    ));
+    report.candidates.insert(
+        "kube-leader-election".into(),
+        CandidateReport {
+            description: "kube-leader-election 0.44.0, the newest release".into(),
+            notes: vec!["not measured: it needs kube 4 (the project uses kube 5), and 0.44.0 does not build at all: its kube 4.2 and its k8s-openapi 0.29 disagree (Lease does not implement kube 4's Resource)".into()],
+            ..CandidateReport::default()
+        },
+    );
+    // Ours keep running for the socket and footprint figures; peers stop when measured.
+    let (members, leader) = bench.candidates(&mut report).await?;
+    report.ours = bench.ours(members, leader).await?;
+    report.compute_ratios();
+    std::fs::write(out.join("report.json"), serde_json::to_string_pretty(&report)?)?;
+    std::fs::write(out.join("report.md"), report.markdown())?;
+    bench.say(format!(
+        "wrote {}/report.json and report.md; logs in {}",
+        out.display(),
+        logs.display()
+    ));
+    print!("{}", report.markdown());
+    Ok(())
+}

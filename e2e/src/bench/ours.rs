@@ -1,0 +1,318 @@
+//! Our own figures, with no peer to compare: the socket's latency and throughput, the footprint
+//! at rest, handovers to a named unit (the leaderless gap from the sidecars' records), and the
+//! operator in steady state and with many leases whose holders are gone.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    process::Stdio,
+    sync::Arc,
+    time::Duration,
+};
+
+use anyhow::Context;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use kube::{Api, api::PostParams, runtime::watcher};
+use leadership::{client::SocketClient, wire::monotonic_ns};
+use leadership_kube::{KubeStore, Scope, crd::LeadershipLease};
+use tokio::{
+    process::{Child, Command},
+    time::{Instant, sleep},
+};
+
+use super::{
+    Bench, candidates,
+    election::stop,
+    report::{OURS, OwnReport, ScaleReport},
+    stats::Summary,
+    system::{cpu_percent, process_rss_mib},
+};
+use crate::chaos::{history, read_records};
+
+impl Bench {
+    /// Our own figures, with our three sidecars still running (`leader` leads): the socket, the
+    /// sidecar's footprint, handovers to a named unit, the operator in steady state and at scale.
+    pub(super) async fn ours(&self, members: Vec<Child>, leader: usize) -> anyhow::Result<OwnReport> {
+        let mut own = OwnReport::default();
+        let socket = candidates::socket(&self.logs, &format!("bench-{OURS}"), &format!("app-{leader}"));
+        let (one, rps_one) = self.socket_load(&socket, 1).await?;
+        let (many, rps_many) = self.socket_load(&socket, 16).await?;
+        self.say(format!(
+            "socket: 1 client p50 {:.0} µs p99 {:.0} µs {:.0}/s; 16 clients p50 {:.0} µs p99 {:.0} µs {:.0}/s",
+            one.p50, one.p99, rps_one, many.p50, many.p99, rps_many
+        ));
+        own.socket_latency_us_1_client = Some(one);
+        own.socket_latency_us_16_clients = Some(many);
+        own.socket_rps_1_client = Some(rps_one);
+        own.socket_rps_16_clients = Some(rps_many);
+        sleep(Duration::from_secs(2)).await;
+        let leader_pid = members[leader].id();
+        own.sidecar_rss_mib = process_rss_mib(leader_pid);
+        own.sidecar_cpu_percent = cpu_percent(leader_pid, self.rest()).await;
+        let (gaps, requests) = self.handovers_to_a_unit(leader).await?;
+        self.say(format!(
+            "handover to a named unit: gap p50 {:.1} ms p99 {:.1} ms; request to new leader p50 {:.1} ms",
+            gaps.as_ref().map_or(0.0, |s| s.p50),
+            gaps.as_ref().map_or(0.0, |s| s.p99),
+            requests.as_ref().map_or(0.0, |s| s.p50)
+        ));
+        own.handover_gap_ms = gaps;
+        own.handover_request_ms = requests;
+        self.operator_at_rest(&mut own).await?;
+        drop(members);
+        for count in self.plan.lease_counts.clone() {
+            let scale = match self.operator_at_scale(count).await {
+                Ok(scale) => scale,
+                Err(err) => {
+                    self.say(format!("operator with {count} leases: not measured: {err:#}"));
+                    continue;
+                }
+            };
+            self.say(format!(
+                "operator with {count} leases: {:.1} MiB, expiry lag {:?}, not cleared {}",
+                scale.operator_rss_mib, scale.expiry_lag_ms, scale.not_cleared
+            ));
+            own.operator_at_scale.insert(count.to_string(), scale);
+        }
+        Ok(own)
+    }
+
+    /// How long to measure a process at rest.
+    fn rest(&self) -> Duration {
+        self.plan.window.min(Duration::from_secs(30))
+    }
+
+    /// The operator's writes in steady state: all lease writes with it running, minus those
+    /// without it, minus the renewals of its own lease (counted on the lease itself); and its
+    /// footprint at rest.
+    async fn operator_at_rest(&self, own: &mut OwnReport) -> anyhow::Result<()> {
+        let namespace = format!("bench-{OURS}");
+        let (_, writes_without) = self.request_rates("leadershipleases").await?;
+        let home = "bench-operator-home";
+        self.namespace(home).await?;
+        let mut operator = self.spawn_operator(&namespace, home, "operator-0")?;
+        sleep(Duration::from_secs(5)).await;
+        let own_lease: Api<LeadershipLease> = Api::namespaced(self.client.clone(), home);
+        let renewals = |lease: Option<LeadershipLease>| {
+            lease
+                .and_then(|l| l.status)
+                .map_or(0.0, |s| s.renewals as f64 + s.term as f64)
+        };
+        let before = renewals(own_lease.get_opt("leadership-operator").await?);
+        let (_, writes_with) = self.request_rates("leadershipleases").await?;
+        let after = renewals(own_lease.get_opt("leadership-operator").await?);
+        let own_writes = (after - before) / (self.plan.window.as_secs_f64() / 60.0);
+        own.operator_writes_per_min = Some((writes_with - writes_without - own_writes).max(0.0));
+        own.operator_rss_mib = process_rss_mib(operator.id());
+        own.operator_cpu_percent = cpu_percent(operator.id(), self.rest()).await;
+        stop(&mut operator).await;
+        self.say(format!(
+            "operator steady state: {:?} writes/min to application leases",
+            own.operator_writes_per_min
+        ));
+        Ok(())
+    }
+
+    /// Hands our application over to the next unit, `plan.handovers` times (the sidecars started
+    /// by [`Self::election`] still run): the leaderless gaps, from the sidecars' records, and the
+    /// time from each request to the target's first "leader", in ms.
+    async fn handovers_to_a_unit(
+        &self,
+        mut leader: usize,
+    ) -> anyhow::Result<(Option<Summary>, Option<Summary>)> {
+        let namespace = format!("bench-{OURS}");
+        let store = KubeStore::new(self.client.clone(), Scope::Namespace(namespace.clone()));
+        let socket = |i: usize| candidates::socket(&self.logs, &namespace, &format!("app-{i}"));
+        let from = monotonic_ns();
+        let mut requests = Vec::new();
+        for _ in 0..self.plan.handovers {
+            let target = (leader + 1) % 3;
+            let asked = Instant::now();
+            store.hand_over("app", Some(&format!("app-{target}"))).await?;
+            let deadline = asked + Duration::from_secs(30);
+            loop {
+                let status = SocketClient::new(socket(target)).status().await;
+                if status.is_ok_and(|s| s.leader) {
+                    break;
+                }
+                anyhow::ensure!(
+                    Instant::now() < deadline,
+                    "app-{target} did not take over within 30 s"
+                );
+                sleep(Duration::from_millis(1)).await;
+            }
+            requests.push(asked.elapsed().as_secs_f64() * 1000.0);
+            leader = target;
+            sleep(Duration::from_millis(300)).await;
+        }
+        let to = monotonic_ns();
+        let records: Vec<PathBuf> = (0..3)
+            .map(|i| candidates::record(&self.logs, &namespace, &format!("app-{i}")))
+            .collect();
+        let lines = read_records(&records)?;
+        let intervals = history::intervals(&lines, &BTreeMap::new())?;
+        let gaps: Vec<f64> = history::leaderless(&intervals, from, to)
+            .iter()
+            .map(|(start, end)| (end - start) as f64 / 1e6)
+            .collect();
+        Ok((Summary::of(&gaps), Summary::of(&requests)))
+    }
+
+    /// Starts the operator watching `namespace`, its own lease in `home`.
+    fn spawn_operator(&self, namespace: &str, home: &str, identity: &str) -> anyhow::Result<Child> {
+        let log = std::fs::File::create(self.logs.join(format!("{namespace}-{identity}.log")))?;
+        Ok(Command::new(&self.bins.operator)
+            .args([
+                "--watch-namespace",
+                namespace,
+                "--namespace",
+                home,
+                "--identity",
+                identity,
+                "--admin-address",
+                "127.0.0.1:0",
+            ])
+            .env("KUBECONFIG", &self.kubeconfig)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()?)
+    }
+
+    /// Our socket's latency and throughput: `GET /v1/status` over keep-alive connections.
+    async fn socket_load(&self, socket: &Path, clients: usize) -> anyhow::Result<(Summary, f64)> {
+        let deadline = Instant::now() + self.plan.socket_run;
+        let mut tasks = Vec::new();
+        for _ in 0..clients {
+            let socket = socket.to_owned();
+            tasks.push(tokio::spawn(async move {
+                let stream = tokio::net::UnixStream::connect(&socket).await?;
+                let (mut sender, connection) =
+                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+                tokio::spawn(connection);
+                let mut latencies = Vec::new();
+                while Instant::now() < deadline {
+                    let request = http::Request::get("/v1/status")
+                        .header("host", "localhost")
+                        .body(Empty::<Bytes>::new())?;
+                    let sent = Instant::now();
+                    let response = sender.send_request(request).await?;
+                    let _ = response.into_body().collect().await?;
+                    latencies.push(sent.elapsed().as_secs_f64() * 1e6);
+                }
+                anyhow::Ok(latencies)
+            }));
+        }
+        let mut all = Vec::new();
+        for task in tasks {
+            all.extend(task.await??);
+        }
+        let rps = all.len() as f64 / self.plan.socket_run.as_secs_f64();
+        Ok((Summary::of(&all).context("no requests")?, rps))
+    }
+
+    /// The operator with `count` leases whose holders never renew: its memory, and how late it
+    /// clears each claim after it is due.
+    async fn operator_at_scale(&self, count: usize) -> anyhow::Result<ScaleReport> {
+        let namespace = format!("bench-scale-{count}");
+        self.namespace(&namespace).await?;
+        let mut operator = self.spawn_operator(&namespace, &namespace, "operator-0")?;
+        let api: Api<LeadershipLease> = Api::namespaced(self.client.clone(), &namespace);
+        // Watch for cleared claims from the start.
+        let cleared: Arc<std::sync::Mutex<BTreeMap<String, Instant>>> = Arc::default();
+        let watch = {
+            let (api, cleared) = (api.clone(), cleared.clone());
+            tokio::spawn(async move {
+                use futures::StreamExt;
+                let mut events = watcher(api, watcher::Config::default()).boxed();
+                while let Some(Ok(event)) = events.next().await {
+                    if let watcher::Event::Apply(object) | watcher::Event::InitApply(object) = event
+                        && object
+                            .status
+                            .as_ref()
+                            .is_some_and(|s| s.history.iter().any(|t| t.reason == "Expired"))
+                        && let Some(name) = object.metadata.name.clone()
+                    {
+                        cleared
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .entry(name)
+                            .or_insert_with(Instant::now);
+                    }
+                }
+            })
+        };
+        let lease = Duration::from_secs(2);
+        let margin = leadership::expiry::ExpiryPolicy::default().margin(lease);
+        let due: Arc<std::sync::Mutex<BTreeMap<String, Instant>>> = Arc::default();
+        let names: Vec<String> = (0..count).map(|i| format!("l{i}")).collect();
+        let semaphore = Arc::new(tokio::sync::Semaphore::new(16));
+        let mut writes = Vec::new();
+        for name in names.clone() {
+            let (api, due, permit) = (api.clone(), due.clone(), semaphore.clone().acquire_owned().await?);
+            let namespace = namespace.clone();
+            writes.push(tokio::spawn(async move {
+                let _permit = permit;
+                let written = write_dead_claim(&api, &namespace, &name, lease).await?;
+                due.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(name, written + lease + margin);
+                anyhow::Ok(())
+            }));
+        }
+        for write in writes {
+            write.await??;
+        }
+        self.say(format!("operator at scale: {count} dead claims written"));
+        let limit = Instant::now() + Duration::from_secs(if self.plan.quick { 60 } else { 600 });
+        while cleared.lock().unwrap_or_else(|p| p.into_inner()).len() < count && Instant::now() < limit {
+            sleep(Duration::from_millis(200)).await;
+        }
+        watch.abort();
+        let rss = process_rss_mib(operator.id()).unwrap_or(0.0);
+        stop(&mut operator).await;
+        let cleared = cleared.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let due = due.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let lags: Vec<f64> = due
+            .iter()
+            .filter_map(|(name, due)| {
+                cleared.get(name).map(|at| {
+                    (at.duration_since(*due).as_secs_f64() - due.duration_since(*at).as_secs_f64()) * 1000.0
+                })
+            })
+            .collect();
+        Ok(ScaleReport {
+            operator_rss_mib: rss,
+            expiry_lag_ms: Summary::of(&lags),
+            not_cleared: count - lags.len(),
+        })
+    }
+}
+
+/// Creates a lease with a claim by a unit that never renews (as a dead unit's last write would
+/// leave it); returns when the claim write returned.
+async fn write_dead_claim(
+    api: &Api<LeadershipLease>,
+    namespace: &str,
+    name: &str,
+    lease: Duration,
+) -> anyhow::Result<Instant> {
+    api.create(&PostParams::default(), &LeadershipLease::empty(namespace, name))
+        .await?;
+    // The operator may write its conditions in between: write on the latest version.
+    loop {
+        let mut claimed = api.get(name).await?;
+        let mut status = claimed.status.clone().unwrap_or_default();
+        status.holder = Some("dead-unit".into());
+        status.term = 1;
+        status.lease_duration_ms = Some(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
+        claimed.status = Some(status);
+        match api.replace_status(name, &PostParams::default(), &claimed).await {
+            Ok(_) => return Ok(Instant::now()),
+            Err(kube::Error::Api(status)) if status.code == 409 => continue,
+            Err(err) => return Err(err.into()),
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! What the benchmark reads from the system: the API server's request counters, a process's
+//! memory and CPU time from `/proc`, the machine and the versions measured.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use kube::Client;
+use tokio::time::sleep;
+
+/// (requests, writes) to `resource` so far, from the API server's `apiserver_request_total`.
+pub async fn request_counts(client: &Client, resource: &str) -> anyhow::Result<(f64, f64)> {
+    let request = http::Request::get("/metrics").body(Vec::new())?;
+    let text = client.request_text(request).await?;
+    let wanted = format!("resource=\"{resource}\"");
+    let mut requests = 0.0;
+    let mut writes = 0.0;
+    for line in text.lines().filter(|l| l.starts_with("apiserver_request_total{")) {
+        let Some((labels, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        if !labels.contains(&wanted) {
+            continue;
+        }
+        let value: f64 = value.parse().unwrap_or(0.0);
+        requests += value;
+        if [
+            "verb=\"POST\"",
+            "verb=\"PUT\"",
+            "verb=\"PATCH\"",
+            "verb=\"DELETE\"",
+            "verb=\"APPLY\"",
+        ]
+        .iter()
+        .any(|v| labels.contains(v))
+        {
+            writes += value;
+        }
+    }
+    Ok((requests, writes))
+}
+
+/// A process's resident memory in MiB.
+pub fn process_rss_mib(pid: Option<u32>) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
+    let kib: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kib / 1024.0)
+}
+
+/// A process's CPU time (user + system) in seconds.
+fn process_cpu_seconds(pid: Option<u32>) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid?)).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// A process's CPU use over `window`, in % of one core.
+pub async fn cpu_percent(pid: Option<u32>, window: Duration) -> Option<f64> {
+    let before = process_cpu_seconds(pid)?;
+    sleep(window).await;
+    let after = process_cpu_seconds(pid)?;
+    Some((after - before) / window.as_secs_f64() * 100.0)
+}
+
+/// The machine: CPUs, memory, CPU model, kernel.
+pub fn machine() -> BTreeMap<String, String> {
+    let mut machine = BTreeMap::new();
+    machine.insert(
+        "cpus".into(),
+        std::thread::available_parallelism().map_or("?".into(), |n| n.to_string()),
+    );
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    if let Some(total) = meminfo.lines().find(|l| l.starts_with("MemTotal:")) {
+        machine.insert(
+            "memory".into(),
+            total.trim_start_matches("MemTotal:").trim().into(),
+        );
+    }
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    if let Some(model) = cpuinfo.lines().find(|l| l.starts_with("model name")) {
+        machine.insert("cpu".into(), model.split(':').nth(1).unwrap_or("").trim().into());
+    }
+    machine.insert(
+        "kernel".into(),
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+            .into(),
+    );
+    machine
+}
+
+/// The versions of everything measured, with `kubernetes` the control plane's.
+pub fn versions(kubernetes: &str) -> BTreeMap<String, String> {
+    let mut versions = BTreeMap::new();
+    versions.insert("kubernetes".into(), kubernetes.into());
+    versions.insert("leadership".into(), env!("CARGO_PKG_VERSION").into());
+    versions.insert("client-go".into(), "v0.36.3".into());
+    versions.insert("kube-lease-manager".into(), "0.13.1".into());
+    for (name, command) in [("rustc", ["rustc", "--version"]), ("go", ["go", "version"])] {
+        if let Ok(out) = std::process::Command::new(command[0]).arg(command[1]).output() {
+            versions.insert(name.into(), String::from_utf8_lossy(&out.stdout).trim().into());
+        }
+    }
+    versions
+}

@@ -2,33 +2,14 @@
 //! checked with `kubectl auth can-i`, the operator and sidecars running with the chart's
 //! ServiceAccounts (not as admin), and the admission policy that lets a pod claim only for itself.
 
-use std::{path::PathBuf, process::Output, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 use leadership_e2e::{
+    chart::{CHART, Release, helm, text, webhook_in},
     testenv::{self, TestNamespace},
     units::{self, PROMPTLY, Sidecar, leader},
 };
 use nix::sys::signal::Signal;
-
-const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/leadership");
-
-fn helm(args: &[&str]) -> Output {
-    let env = testenv::shared();
-    std::process::Command::new(env.tools().path("helm"))
-        .args(args)
-        .arg("--kubeconfig")
-        .arg(env.kubeconfig())
-        .output()
-        .expect("run helm")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
 
 #[test]
 fn the_chart_lints_and_renders() {
@@ -55,6 +36,10 @@ fn the_chart_lints_and_renders() {
         "readOnlyRootFilesystem: true",
         "name: demo-leadership-example-leader",
         "leadership.dev/leader: \"true\"",
+        "kind: MutatingWebhookConfiguration",
+        "'leadership.dev/application' in object.metadata.annotations",
+        "--webhook-address=0.0.0.0:9443",
+        "supplementalGroups: [65532]",
     ] {
         assert!(yaml.contains(kind), "the rendered chart lacks {kind:?}");
     }
@@ -66,35 +51,6 @@ fn the_chart_lints_and_renders() {
     assert!(text(&refused).contains("replicaz"), "{}", text(&refused));
     let bad_duration = helm(&["template", "demo", CHART, "--set", "operator.claimDuration=soon"]);
     assert!(!bad_duration.status.success());
-}
-
-/// Installs the chart as release `ns.name` into the namespace; uninstalls when dropped.
-struct Release {
-    name: String,
-}
-
-impl Release {
-    fn install(ns: &TestNamespace) -> Release {
-        let installed = helm(&["install", &ns.name, CHART, "--namespace", &ns.name]);
-        assert!(installed.status.success(), "{}", text(&installed));
-        assert!(
-            text(&installed).contains("kubectl get leadershipleases"),
-            "NOTES.txt says what to do next"
-        );
-        Release {
-            name: ns.name.clone(),
-        }
-    }
-
-    fn operator_account(&self) -> String {
-        format!("{}-leadership", self.name)
-    }
-}
-
-impl Drop for Release {
-    fn drop(&mut self) {
-        let _ = helm(&["uninstall", &self.name, "--namespace", &self.name]);
-    }
 }
 
 fn can_i(verb: &str, resource: &str, namespace: Option<&str>, user: &str) -> bool {
@@ -128,7 +84,7 @@ async fn token_kubeconfig(
 #[tokio::test]
 async fn helm_install_gives_least_privilege_and_the_parts_run_with_the_charts_accounts() {
     let ns = testenv::shared().namespace().await;
-    let release = Release::install(&ns);
+    let release = Release::install(&ns, &["--set-json", &webhook_in(&ns)]);
     let operator_user = format!("system:serviceaccount:{}:{}", ns.name, release.operator_account());
     let sidecar_user = format!("system:serviceaccount:{}:leadership-sidecar", ns.name);
     let matrix: &[(&str, &str, Option<&str>, &str, bool)] = &[
@@ -225,6 +181,59 @@ async fn helm_install_gives_least_privilege_and_the_parts_run_with_the_charts_ac
             "{user} {verb} {resource} in {namespace:?}"
         );
     }
+    // The webhook's certificate: its one Secret in the release namespace, and the caBundle of its
+    // one MutatingWebhookConfiguration; nothing else.
+    let webhook_matrix: &[(&str, String, Option<&str>, bool)] = &[
+        (
+            "get",
+            format!("secrets/{}-webhook-tls", release.fullname()),
+            Some(&ns.name),
+            true,
+        ),
+        (
+            "update",
+            format!("secrets/{}-webhook-tls", release.fullname()),
+            Some(&ns.name),
+            true,
+        ),
+        ("get", "secrets/another".into(), Some(&ns.name), false),
+        (
+            "get",
+            format!("secrets/{}-webhook-tls", release.fullname()),
+            Some("default"),
+            false,
+        ),
+        (
+            "update",
+            format!(
+                "mutatingwebhookconfigurations.admissionregistration.k8s.io/{}-injector",
+                release.fullname()
+            ),
+            None,
+            true,
+        ),
+        (
+            "update",
+            "mutatingwebhookconfigurations.admissionregistration.k8s.io/another".into(),
+            None,
+            false,
+        ),
+    ];
+    for (verb, resource, namespace, allowed) in webhook_matrix {
+        let mut command = testenv::shared().kubectl();
+        command.args(["auth", "can-i", verb, resource, "--as", &operator_user]);
+        if let Some(ns) = namespace {
+            command.args(["-n", ns]);
+        }
+        let answer = String::from_utf8_lossy(&command.output().unwrap().stdout)
+            .trim()
+            .to_owned();
+        assert_eq!(
+            answer == "yes",
+            *allowed,
+            "{operator_user} {verb} {resource} in {namespace:?}"
+        );
+    }
 
     // The operator and three sidecars, each with a token of the chart's ServiceAccounts.
     let operator_config = token_kubeconfig(&ns, &release.operator_account(), None, "operator").await;
@@ -269,7 +278,7 @@ async fn helm_install_gives_least_privilege_and_the_parts_run_with_the_charts_ac
 #[tokio::test]
 async fn a_pod_cannot_claim_as_another_pod() {
     let ns = testenv::shared().namespace().await;
-    let _release = Release::install(&ns);
+    let _release = Release::install(&ns, &["--set-json", &webhook_in(&ns)]);
     let pod_a = units::pod_as(&ns, "web-a", Some("leadership-sidecar")).await;
     units::pod_as(&ns, "web-b", Some("leadership-sidecar")).await;
     let config = token_kubeconfig(

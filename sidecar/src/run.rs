@@ -18,6 +18,7 @@ use crate::{
     admin,
     api::{self, Sidecar, Store},
     config::RunArgs,
+    counted::Counted,
     hooks::{self, Hooks},
     http::serve,
     metrics::Metrics,
@@ -48,11 +49,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         // Not fatal: a crash loop would help nobody. The sidecar stays unready and keeps trying.
         error!(error = %err, "cannot read LeadershipLeases; not ready until this is fixed");
     }
+    let metrics = Arc::new(Metrics::for_unit(&application, &unit));
+    let store = Counted::new(store, metrics.clone());
     let tracker = LeaseTracker::start(
         store.clone(),
         TrackerConfig::new(&application, &unit, args.claim_duration),
     )?;
-    let sidecar = Sidecar::new(namespace.clone(), tracker, store, Arc::new(Metrics::default()));
+    let sidecar = Sidecar::new(namespace.clone(), tracker, store, metrics);
     info!(%application, %unit, %namespace, socket = %args.socket.display(), claim_duration = ?args.claim_duration, "sidecar starting");
     serve_until_signalled(sidecar, &args).await
 }

@@ -223,9 +223,16 @@ mod tests {
         );
     }
 
+    /// Annotations, the one refused, and words of the reason.
+    type Case = (
+        &'static [(&'static str, &'static str)],
+        &'static str,
+        &'static str,
+    );
+
     #[test]
     fn bad_values_are_refused_naming_the_annotation() {
-        let cases: &[(&[(&str, &str)], &str, &str)] = &[
+        let cases: &[Case] = &[
             (&[(APPLICATION, "Web_1")], APPLICATION, "not an application name"),
             (&[(APPLICATION, "")], APPLICATION, "not an application name"),
             (

@@ -7,7 +7,8 @@
 //!   [`counted`] counting the claims;
 //! - [`http`]: the serving loop with its limits; [`run`]: the wiring and the graceful shutdown;
 //! - [`record`]: the leadership record the fault checker reads; [`hooks`]: elected/deposed hooks;
-//! - [`cli`]: `is-leader`, `wait-leader`, `wait-minion`, `status`, `release`.
+//! - [`cli`]: `is-leader`, `wait-leader`, `wait-minion`, `status`, `release`;
+//! - [`openapi`]: the socket API's OpenAPI document, from the routes and the wire types.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -18,5 +19,6 @@ pub mod counted;
 pub mod hooks;
 pub mod http;
 pub mod metrics;
+pub mod openapi;
 pub mod record;
 pub mod run;

@@ -5,7 +5,7 @@
 use std::{path::PathBuf, time::Duration};
 
 use leadership_e2e::{
-    chart::{CHART, Release, helm, text, webhook_in},
+    chart::{CHART, Release, document, helm, render, text, webhook_in},
     testenv::{self, TestNamespace},
     units::{self, PROMPTLY, Sidecar, leader},
 };
@@ -51,6 +51,78 @@ fn the_chart_lints_and_renders() {
     assert!(text(&refused).contains("replicaz"), "{}", text(&refused));
     let bad_duration = helm(&["template", "demo", CHART, "--set", "operator.claimDuration=soon"]);
     assert!(!bad_duration.status.success());
+    let bad_policy = helm(&[
+        "template",
+        "demo",
+        CHART,
+        "--set",
+        "webhook.failurePolicy=Sometimes",
+    ]);
+    assert!(!bad_policy.status.success(), "failurePolicy is Fail or Ignore");
+}
+
+#[test]
+fn with_cert_manager_the_chart_asks_it_for_the_certificate_and_the_operator_only_serves_it() {
+    let documents = render(
+        "demo",
+        &["--namespace", "ops", "--set", "webhook.certManager.enabled=true"],
+    );
+    let certificate = document(&documents, "Certificate", "demo-leadership-webhook");
+    assert_eq!(
+        certificate["spec"]["secretName"].as_str(),
+        Some("demo-leadership-webhook-tls")
+    );
+    assert_eq!(
+        certificate["spec"]["dnsNames"][0].as_str(),
+        Some("demo-leadership-webhook.ops.svc")
+    );
+    assert_eq!(certificate["spec"]["issuerRef"]["kind"].as_str(), Some("Issuer"));
+    document(&documents, "Issuer", "demo-leadership-webhook");
+    let webhook = document(
+        &documents,
+        "MutatingWebhookConfiguration",
+        "demo-leadership-injector",
+    );
+    assert_eq!(
+        webhook["metadata"]["annotations"]["cert-manager.io/inject-ca-from"].as_str(),
+        Some("ops/demo-leadership-webhook")
+    );
+    let deployment = document(&documents, "Deployment", "demo-leadership-operator");
+    let args =
+        serde_yaml::to_string(&deployment["spec"]["template"]["spec"]["containers"][0]["args"]).unwrap();
+    assert!(
+        args.contains("--webhook-certs=external") && !args.contains("--webhook-configuration"),
+        "{args}"
+    );
+    let role =
+        serde_yaml::to_string(document(&documents, "ClusterRole", "demo-leadership-operator")).unwrap();
+    assert!(
+        !role.contains("mutatingwebhookconfigurations"),
+        "no caBundle writes: {role}"
+    );
+    let secrets = serde_yaml::to_string(document(&documents, "Role", "demo-leadership-webhook")).unwrap();
+    assert!(
+        !secrets.contains("update") && !secrets.contains("create"),
+        "{secrets}"
+    );
+
+    let own = render(
+        "demo",
+        &[
+            "--set",
+            "webhook.certManager.enabled=true",
+            "--set",
+            "webhook.certManager.issuerRef.name=corp-ca",
+            "--set",
+            "webhook.certManager.issuerRef.kind=ClusterIssuer",
+        ],
+    );
+    assert!(
+        !own.iter().any(|d| d["kind"].as_str() == Some("Issuer")),
+        "no Issuer of ours"
+    );
+    let certificate = document(&own, "Certificate", "demo-leadership-webhook");
+    assert_eq!(certificate["spec"]["issuerRef"]["name"].as_str(), Some("corp-ca"));
 }
 
 fn can_i(verb: &str, resource: &str, namespace: Option<&str>, user: &str) -> bool {

@@ -190,7 +190,7 @@ fn webhook_serving(
                     cert_validity: flags.webhook_cert_validity,
                     names,
                 },
-                configuration: flags.webhook_configuration.clone(),
+                configuration: flags.webhook_configuration.clone().filter(|n| !n.is_empty()),
             }
         }
     };

@@ -45,8 +45,20 @@ struct Injector {
 
 impl Injector {
     /// Installs the chart (with `values`) and starts the operator with the chart's flags, its
-    /// ServiceAccount's token, and `extra` flags; returns once the webhook injects.
+    /// ServiceAccount's token, and `extra` flags (which replace the chart's of the same name);
+    /// returns once the webhook injects.
     async fn start(ns: &TestNamespace, values: &[&str], extra: &[&str]) -> Injector {
+        Self::start_with_bundle(ns, values, extra, None).await
+    }
+
+    /// As [`start`](Self::start), setting the webhook configuration's `caBundle` to `ca_bundle`
+    /// (what cert-manager's CA injector would do).
+    async fn start_with_bundle(
+        ns: &TestNamespace,
+        values: &[&str],
+        extra: &[&str],
+        ca_bundle: Option<&str>,
+    ) -> Injector {
         let selector = webhook_in(ns);
         let mut all = vec!["--set-json", selector.as_str()];
         all.extend_from_slice(values);
@@ -71,9 +83,9 @@ impl Injector {
             .unwrap()
             .into_iter()
             .filter(|a| {
-                !a.starts_with("--webhook-address=")
-                    && !a.starts_with("--admin-address=")
-                    && !a.starts_with("--sidecar-template=")
+                let name = a.split('=').next().unwrap_or_default();
+                !["--webhook-address", "--admin-address", "--sidecar-template"].contains(&name)
+                    && !extra.iter().any(|e| e.split('=').next() == Some(name))
             })
             .collect();
         args.extend([
@@ -94,6 +106,9 @@ impl Injector {
         for webhook in config.webhooks.iter_mut().flatten() {
             webhook.client_config.service = None;
             webhook.client_config.url = Some(format!("https://127.0.0.1:{webhook_port}/inject"));
+            if let Some(bundle) = ca_bundle {
+                webhook.client_config.ca_bundle = Some(ByteString(bundle.as_bytes().to_vec()));
+            }
         }
         configs
             .replace(&name, &PostParams::default(), &config)
@@ -327,6 +342,42 @@ async fn an_annotated_deployments_pods_get_the_sidecar_and_others_never_reach_th
         before,
         "unannotated pods never reach the webhook (its match condition keeps them away)"
     );
+}
+
+/// The README's one-line example. Here the control plane has no node, so its pods are checked as
+/// the API server stored them; on a cluster with a node they run and one of them leads.
+#[tokio::test]
+async fn the_documented_deployment_gets_the_sidecar_from_its_one_annotation() {
+    let ns = testenv::shared().namespace().await;
+    let _injector = Injector::start(&ns, &[], &[]).await;
+    let manifest = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/examples/injected-deployment.yaml"
+    );
+    let deployment: Deployment = serde_yaml::from_str(&std::fs::read_to_string(manifest).unwrap()).unwrap();
+    let replicas = usize::try_from(deployment.spec.as_ref().unwrap().replicas.unwrap()).unwrap();
+    let template = &deployment.spec.as_ref().unwrap().template;
+    assert_eq!(
+        template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .annotations
+            .as_ref()
+            .unwrap()
+            .len(),
+        1,
+        "one line"
+    );
+    ns.api::<Deployment>()
+        .create(&PostParams::default(), &deployment)
+        .await
+        .unwrap();
+    for pod in pods_of(&ns, "web", replicas).await {
+        assert!(has_sidecar(&pod), "{}", pod.name_any());
+        let app = &pod.spec.as_ref().unwrap().containers[0];
+        assert!(env_of(app).contains_key("LEADERSHIP_SOCKET"));
+    }
 }
 
 #[tokio::test]
@@ -655,5 +706,57 @@ fn an_injected_pod_has_exactly_the_shape_of_the_charts_example() {
     assert_eq!(
         leadership_operator::inject::inject(&example_pod, &template),
         Ok(Injection::AlreadyPresent)
+    );
+}
+
+#[tokio::test]
+async fn with_external_certificates_the_operator_serves_what_the_secret_holds() {
+    let ns = testenv::shared().namespace().await;
+    // What cert-manager would write (here made by the same pure code the managed mode uses).
+    let policy = certs::CertPolicy {
+        ca_validity: Duration::from_secs(3600),
+        cert_validity: Duration::from_secs(1200),
+        names: vec!["127.0.0.1".into()],
+    };
+    let made = certs::renew(
+        None,
+        certs::Renewal::Authority,
+        &policy,
+        std::time::SystemTime::now(),
+    )
+    .unwrap()
+    .unwrap();
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": { "name": format!("{}-leadership-webhook-tls", ns.name) },
+        "type": "kubernetes.io/tls",
+        "stringData": { "tls.crt": made.cert, "tls.key": made.key, "ca.crt": made.bundle }
+    }))
+    .unwrap();
+    ns.api::<Secret>()
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let injector =
+        Injector::start_with_bundle(&ns, &[], &["--webhook-certs=external"], Some(&made.bundle)).await;
+    let pod = ns
+        .api::<Pod>()
+        .create(&PostParams::default(), &annotated("web-0", &[]))
+        .await
+        .unwrap();
+    assert!(has_sidecar(&pod));
+    // The operator wrote nothing: the Secret is as it was.
+    let kept = ns
+        .api::<Secret>()
+        .get(&secret.name_any())
+        .await
+        .unwrap()
+        .data
+        .unwrap();
+    assert_eq!(kept["tls.crt"].0, made.cert.as_bytes());
+    assert!(
+        !injector
+            .operator
+            .log_text()
+            .contains("webhook certificate written")
     );
 }

@@ -10,6 +10,7 @@ use crate::Error;
 
 /// `GET /v1/status`, and the body of `wait/leader`, `wait/minion` and each `watch` line.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Status {
     /// The application.
@@ -34,6 +35,7 @@ pub struct Status {
 
 /// `POST /v1/claim`: the ClaimLeader ticket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ClaimReply {
     /// True only if leadership is guaranteed for the claim duration from the request.
@@ -44,6 +46,7 @@ pub struct ClaimReply {
 
 /// `GET /v1/token` while leader.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TokenReply {
     /// The application.
@@ -58,6 +61,7 @@ pub struct TokenReply {
 
 /// `POST /v1/release`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ReleaseReply {
     /// Whether a lease was released (false for a minion).
@@ -66,6 +70,7 @@ pub struct ReleaseReply {
 
 /// `GET /v1/leaders`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct LeadersReply {
     /// Application -> holder, for the namespace.
@@ -74,6 +79,7 @@ pub struct LeadersReply {
 
 /// `GET /v1/pins`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct PinsReply {
     /// Application -> entities pinning it, for the namespace.
@@ -82,6 +88,7 @@ pub struct PinsReply {
 
 /// The body of `POST /v1/pin` and `POST /v1/unpin`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EntityRequest {
     /// The entity that pins or unpins this unit's application.
@@ -90,6 +97,7 @@ pub struct EntityRequest {
 
 /// The reply to `POST /v1/pin` and `POST /v1/unpin`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct PinReply {
     /// The application.
@@ -100,8 +108,18 @@ pub struct PinReply {
     pub pinned: bool,
 }
 
+/// `GET /healthz` and `GET /readyz` when healthy: `{"status":"ok"}`, `{"status":"ready"}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct ProbeReply {
+    /// `ok` (alive) or `ready` (the lease state is known).
+    pub status: String,
+}
+
 /// Every error reply: `{"error":{"code":"...","message":"..."}}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ErrorReply {
     /// The error.
     pub error: ErrorDetail,
@@ -109,12 +127,36 @@ pub struct ErrorReply {
 
 /// The code and message of an error reply.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ErrorDetail {
     /// A stable code: ClaimDenied, ClaimNotHeld, BlockCancelled, NotLeader, BadRequest,
     /// NotFound, Timeout, Forbidden or Unavailable.
+    #[cfg_attr(feature = "schema", schemars(schema_with = "error_code_schema"))]
     pub code: String,
     /// A human-readable explanation.
     pub message: String,
+}
+
+/// Every error code, each with its HTTP status ([`http_status`]).
+pub const ERROR_CODES: [&str; 9] = [
+    "ClaimDenied",
+    "ClaimNotHeld",
+    "BlockCancelled",
+    "NotLeader",
+    "BadRequest",
+    "NotFound",
+    "Timeout",
+    "Forbidden",
+    "Unavailable",
+];
+
+#[cfg(feature = "schema")]
+fn error_code_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "A stable code, for programs: what went wrong, and whether anything may be inferred (never from Unavailable or Forbidden).",
+        "type": "string",
+        "enum": ERROR_CODES,
+    })
 }
 
 impl ErrorReply {

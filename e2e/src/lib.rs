@@ -4,6 +4,7 @@
 //!   built from the Go module proxy by `e2e/tools/build` into `~/.cache/leadership-e2e/`;
 //! - [`controlplane`]: starts and stops them on 127.0.0.1 with their own CA;
 //! - [`testenv`]: one control plane per test run, a client and a fresh namespace per test;
+//! - [`chart`]: helm, the rendered chart, and a release per test;
 //! - [`units`]: sidecars and operators as local processes, one sidecar per Pod object;
 //! - [`mod@bench`]: the benchmark behind `e2e/bench`: candidates, measurements, statistics, report;
 //! - [`link`]: a TCP link to the API server that a test can cut or slow down;
@@ -13,6 +14,7 @@
 pub mod bench;
 pub mod certs;
 pub mod chaos;
+pub mod chart;
 pub mod controlplane;
 pub mod link;
 pub mod testenv;

@@ -316,3 +316,11 @@ pub fn operator(ns: &TestNamespace, identity: &str, kubeconfig: &Path) -> Proces
         scratch(ns).join(format!("{identity}.log")),
     )
 }
+
+/// A TCP port on 127.0.0.1 that is free now (for a process that must be told its port).
+pub fn free_loopback_port() -> u16 {
+    std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}

@@ -2,33 +2,14 @@
 //! checked with `kubectl auth can-i`, the operator and sidecars running with the chart's
 //! ServiceAccounts (not as admin), and the admission policy that lets a pod claim only for itself.
 
-use std::{path::PathBuf, process::Output, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 use leadership_e2e::{
+    chart::{CHART, Release, document, helm, render, text, webhook_in},
     testenv::{self, TestNamespace},
     units::{self, PROMPTLY, Sidecar, leader},
 };
 use nix::sys::signal::Signal;
-
-const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/leadership");
-
-fn helm(args: &[&str]) -> Output {
-    let env = testenv::shared();
-    std::process::Command::new(env.tools().path("helm"))
-        .args(args)
-        .arg("--kubeconfig")
-        .arg(env.kubeconfig())
-        .output()
-        .expect("run helm")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
 
 #[test]
 fn the_chart_lints_and_renders() {
@@ -55,6 +36,10 @@ fn the_chart_lints_and_renders() {
         "readOnlyRootFilesystem: true",
         "name: demo-leadership-example-leader",
         "leadership.dev/leader: \"true\"",
+        "kind: MutatingWebhookConfiguration",
+        "'leadership.dev/application' in object.metadata.annotations",
+        "--webhook-address=0.0.0.0:9443",
+        "supplementalGroups: [65532]",
     ] {
         assert!(yaml.contains(kind), "the rendered chart lacks {kind:?}");
     }
@@ -66,35 +51,78 @@ fn the_chart_lints_and_renders() {
     assert!(text(&refused).contains("replicaz"), "{}", text(&refused));
     let bad_duration = helm(&["template", "demo", CHART, "--set", "operator.claimDuration=soon"]);
     assert!(!bad_duration.status.success());
+    let bad_policy = helm(&[
+        "template",
+        "demo",
+        CHART,
+        "--set",
+        "webhook.failurePolicy=Sometimes",
+    ]);
+    assert!(!bad_policy.status.success(), "failurePolicy is Fail or Ignore");
 }
 
-/// Installs the chart as release `ns.name` into the namespace; uninstalls when dropped.
-struct Release {
-    name: String,
-}
+#[test]
+fn with_cert_manager_the_chart_asks_it_for_the_certificate_and_the_operator_only_serves_it() {
+    let documents = render(
+        "demo",
+        &["--namespace", "ops", "--set", "webhook.certManager.enabled=true"],
+    );
+    let certificate = document(&documents, "Certificate", "demo-leadership-webhook");
+    assert_eq!(
+        certificate["spec"]["secretName"].as_str(),
+        Some("demo-leadership-webhook-tls")
+    );
+    assert_eq!(
+        certificate["spec"]["dnsNames"][0].as_str(),
+        Some("demo-leadership-webhook.ops.svc")
+    );
+    assert_eq!(certificate["spec"]["issuerRef"]["kind"].as_str(), Some("Issuer"));
+    document(&documents, "Issuer", "demo-leadership-webhook");
+    let webhook = document(
+        &documents,
+        "MutatingWebhookConfiguration",
+        "demo-leadership-injector",
+    );
+    assert_eq!(
+        webhook["metadata"]["annotations"]["cert-manager.io/inject-ca-from"].as_str(),
+        Some("ops/demo-leadership-webhook")
+    );
+    let deployment = document(&documents, "Deployment", "demo-leadership-operator");
+    let args =
+        serde_yaml::to_string(&deployment["spec"]["template"]["spec"]["containers"][0]["args"]).unwrap();
+    assert!(
+        args.contains("--webhook-certs=external") && !args.contains("--webhook-configuration"),
+        "{args}"
+    );
+    let role =
+        serde_yaml::to_string(document(&documents, "ClusterRole", "demo-leadership-operator")).unwrap();
+    assert!(
+        !role.contains("mutatingwebhookconfigurations"),
+        "no caBundle writes: {role}"
+    );
+    let secrets = serde_yaml::to_string(document(&documents, "Role", "demo-leadership-webhook")).unwrap();
+    assert!(
+        !secrets.contains("update") && !secrets.contains("create"),
+        "{secrets}"
+    );
 
-impl Release {
-    fn install(ns: &TestNamespace) -> Release {
-        let installed = helm(&["install", &ns.name, CHART, "--namespace", &ns.name]);
-        assert!(installed.status.success(), "{}", text(&installed));
-        assert!(
-            text(&installed).contains("kubectl get leadershipleases"),
-            "NOTES.txt says what to do next"
-        );
-        Release {
-            name: ns.name.clone(),
-        }
-    }
-
-    fn operator_account(&self) -> String {
-        format!("{}-leadership", self.name)
-    }
-}
-
-impl Drop for Release {
-    fn drop(&mut self) {
-        let _ = helm(&["uninstall", &self.name, "--namespace", &self.name]);
-    }
+    let own = render(
+        "demo",
+        &[
+            "--set",
+            "webhook.certManager.enabled=true",
+            "--set",
+            "webhook.certManager.issuerRef.name=corp-ca",
+            "--set",
+            "webhook.certManager.issuerRef.kind=ClusterIssuer",
+        ],
+    );
+    assert!(
+        !own.iter().any(|d| d["kind"].as_str() == Some("Issuer")),
+        "no Issuer of ours"
+    );
+    let certificate = document(&own, "Certificate", "demo-leadership-webhook");
+    assert_eq!(certificate["spec"]["issuerRef"]["name"].as_str(), Some("corp-ca"));
 }
 
 fn can_i(verb: &str, resource: &str, namespace: Option<&str>, user: &str) -> bool {
@@ -128,7 +156,7 @@ async fn token_kubeconfig(
 #[tokio::test]
 async fn helm_install_gives_least_privilege_and_the_parts_run_with_the_charts_accounts() {
     let ns = testenv::shared().namespace().await;
-    let release = Release::install(&ns);
+    let release = Release::install(&ns, &["--set-json", &webhook_in(&ns)]);
     let operator_user = format!("system:serviceaccount:{}:{}", ns.name, release.operator_account());
     let sidecar_user = format!("system:serviceaccount:{}:leadership-sidecar", ns.name);
     let matrix: &[(&str, &str, Option<&str>, &str, bool)] = &[
@@ -225,6 +253,59 @@ async fn helm_install_gives_least_privilege_and_the_parts_run_with_the_charts_ac
             "{user} {verb} {resource} in {namespace:?}"
         );
     }
+    // The webhook's certificate: its one Secret in the release namespace, and the caBundle of its
+    // one MutatingWebhookConfiguration; nothing else.
+    let webhook_matrix: &[(&str, String, Option<&str>, bool)] = &[
+        (
+            "get",
+            format!("secrets/{}-webhook-tls", release.fullname()),
+            Some(&ns.name),
+            true,
+        ),
+        (
+            "update",
+            format!("secrets/{}-webhook-tls", release.fullname()),
+            Some(&ns.name),
+            true,
+        ),
+        ("get", "secrets/another".into(), Some(&ns.name), false),
+        (
+            "get",
+            format!("secrets/{}-webhook-tls", release.fullname()),
+            Some("default"),
+            false,
+        ),
+        (
+            "update",
+            format!(
+                "mutatingwebhookconfigurations.admissionregistration.k8s.io/{}-injector",
+                release.fullname()
+            ),
+            None,
+            true,
+        ),
+        (
+            "update",
+            "mutatingwebhookconfigurations.admissionregistration.k8s.io/another".into(),
+            None,
+            false,
+        ),
+    ];
+    for (verb, resource, namespace, allowed) in webhook_matrix {
+        let mut command = testenv::shared().kubectl();
+        command.args(["auth", "can-i", verb, resource, "--as", &operator_user]);
+        if let Some(ns) = namespace {
+            command.args(["-n", ns]);
+        }
+        let answer = String::from_utf8_lossy(&command.output().unwrap().stdout)
+            .trim()
+            .to_owned();
+        assert_eq!(
+            answer == "yes",
+            *allowed,
+            "{operator_user} {verb} {resource} in {namespace:?}"
+        );
+    }
 
     // The operator and three sidecars, each with a token of the chart's ServiceAccounts.
     let operator_config = token_kubeconfig(&ns, &release.operator_account(), None, "operator").await;
@@ -269,7 +350,7 @@ async fn helm_install_gives_least_privilege_and_the_parts_run_with_the_charts_ac
 #[tokio::test]
 async fn a_pod_cannot_claim_as_another_pod() {
     let ns = testenv::shared().namespace().await;
-    let _release = Release::install(&ns);
+    let _release = Release::install(&ns, &["--set-json", &webhook_in(&ns)]);
     let pod_a = units::pod_as(&ns, "web-a", Some("leadership-sidecar")).await;
     units::pod_as(&ns, "web-b", Some("leadership-sidecar")).await;
     let config = token_kubeconfig(

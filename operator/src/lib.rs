@@ -5,12 +5,18 @@
 //!
 //! - [`plan`]: the pure decisions; [`reconcile`]: the controller that carries them out;
 //! - [`run`]: start-up, admin server and high availability; [`config`]: flags;
-//! - [`metrics`]: Prometheus metrics; [`cli`]: `kubectl leadership ...`.
+//! - [`metrics`]: Prometheus metrics, with [`lease_metrics`] and [`failover`] for the
+//!   per-application ones; [`cli`]: `kubectl leadership ...`;
+//! - [`inject`]: the pure sidecar injection; [`webhook`]: the admission webhook that serves it.
 #![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod config;
+pub mod failover;
+pub mod inject;
+pub mod lease_metrics;
 pub mod metrics;
 pub mod plan;
 pub mod reconcile;
 pub mod run;
+pub mod webhook;

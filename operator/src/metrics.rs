@@ -1,9 +1,10 @@
 //! The operator's Prometheus metrics, in one registry with the `leadership_operator` prefix.
+//! Per-application series are exported by the active replica only (a standby has not looked).
 
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
-    registry::Registry,
+    registry::{Registry, Unit},
 };
 
 /// A label with one low-cardinality value (an error kind, a revocation result).
@@ -11,6 +12,22 @@ use prometheus_client::{
 pub struct KindLabel {
     /// The kind.
     pub kind: String,
+}
+
+/// The outcome of a webhook request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    /// `injected`, `already_present`, `not_requested`, `refused` or `invalid`.
+    pub outcome: String,
+}
+
+/// One application's lease.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+pub struct LeaseLabels {
+    /// Its namespace.
+    pub namespace: String,
+    /// The application.
+    pub application: String,
 }
 
 /// The metrics, shared with the reconciler and the admin server.
@@ -21,8 +38,16 @@ pub struct Metrics {
     pub leases: Gauge,
     /// Leases with a holder.
     pub leaders: Gauge,
-    /// Changes of holder seen.
-    pub transitions: Counter,
+    /// Per application: 1 while a unit holds a claim that has not run out.
+    pub lease_held: Family<LeaseLabels, Gauge>,
+    /// Per application: the fencing term.
+    pub lease_term: Family<LeaseLabels, Gauge>,
+    /// Changes of holder seen, per application.
+    pub transitions: Family<LeaseLabels, Counter>,
+    /// How long applications went without a leader before each new grant (a lower bound on the
+    /// operator's clock: from the old holder's release, or the end of its last guarantee, to the
+    /// new grant).
+    pub failover_seconds: Histogram,
     /// Claims cleared after they ran out.
     pub expiries: Counter,
     /// Claims released early because the holder's containers all terminated.
@@ -37,16 +62,26 @@ pub struct Metrics {
     pub reconcile_errors: Family<KindLabel, Counter>,
     /// 1 while this replica is the active one.
     pub active: Gauge,
+    /// Webhook requests by outcome.
+    pub webhook_requests: Family<OutcomeLabel, Counter>,
+    /// When the webhook's serving certificate expires (Unix time).
+    pub webhook_certificate_expiry: Gauge,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         let buckets = [0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+        let failover_buckets = [
+            0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0,
+        ];
         let metrics = Metrics {
             registry: Registry::default(),
             leases: Gauge::default(),
             leaders: Gauge::default(),
-            transitions: Counter::default(),
+            lease_held: Family::default(),
+            lease_term: Family::default(),
+            transitions: Family::default(),
+            failover_seconds: Histogram::new(failover_buckets),
             expiries: Counter::default(),
             pod_releases: Counter::default(),
             revocations: Family::default(),
@@ -54,14 +89,32 @@ impl Default for Metrics {
             reconcile_seconds: Histogram::new(buckets),
             reconcile_errors: Family::default(),
             active: Gauge::default(),
+            webhook_requests: Family::default(),
+            webhook_certificate_expiry: Gauge::default(),
         };
         let mut registry = Registry::with_prefix("leadership_operator");
         registry.register("leases", "LeadershipLeases watched", metrics.leases.clone());
         registry.register("leaders", "Leases with a holder", metrics.leaders.clone());
         registry.register(
+            "lease_held",
+            "1 while a unit holds the application's lease and its claim has not run out",
+            metrics.lease_held.clone(),
+        );
+        registry.register(
+            "lease_term",
+            "The application's fencing term",
+            metrics.lease_term.clone(),
+        );
+        registry.register(
             "transitions",
-            "Changes of holder seen",
+            "Changes of holder seen, per application",
             metrics.transitions.clone(),
+        );
+        registry.register_with_unit(
+            "failover_duration",
+            "Time an application went without a leader before each new grant (a lower bound)",
+            Unit::Seconds,
+            metrics.failover_seconds.clone(),
         );
         registry.register(
             "expiries",
@@ -83,9 +136,10 @@ impl Default for Metrics {
             "Handover requests ended, by result",
             metrics.handovers.clone(),
         );
-        registry.register(
-            "reconcile_duration_seconds",
+        registry.register_with_unit(
+            "reconcile_duration",
             "Reconcile duration",
+            Unit::Seconds,
             metrics.reconcile_seconds.clone(),
         );
         registry.register(
@@ -98,6 +152,17 @@ impl Default for Metrics {
             "1 while this replica is the active one",
             metrics.active.clone(),
         );
+        registry.register(
+            "webhook_requests",
+            "Sidecar injection webhook requests, by outcome",
+            metrics.webhook_requests.clone(),
+        );
+        registry.register_with_unit(
+            "webhook_certificate_expiry_timestamp",
+            "When the webhook's serving certificate expires, in Unix time",
+            Unit::Seconds,
+            metrics.webhook_certificate_expiry.clone(),
+        );
         Metrics { registry, ..metrics }
     }
 }
@@ -108,5 +173,58 @@ impl Metrics {
         let mut text = String::new();
         let _ = encode(&mut text, &self.registry);
         text
+    }
+
+    /// Sets one application's gauges.
+    pub fn set_lease(&self, labels: &LeaseLabels, held: bool, term: u64) {
+        self.lease_held.get_or_create(labels).set(i64::from(held));
+        self.lease_term
+            .get_or_create(labels)
+            .set(i64::try_from(term).unwrap_or(i64::MAX));
+    }
+
+    /// Drops one application's series (its lease is gone).
+    pub fn forget_lease(&self, labels: &LeaseLabels) {
+        self.lease_held.remove(labels);
+        self.lease_term.remove(labels);
+        self.transitions.remove(labels);
+    }
+
+    /// Drops every per-application series (this replica stopped being the active one).
+    pub fn forget_leases(&self) {
+        self.lease_held.clear();
+        self.lease_term.clear();
+        self.transitions.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_units_follow_the_prometheus_conventions() {
+        let metrics = Metrics::default();
+        let labels = LeaseLabels {
+            namespace: "shop".into(),
+            application: "web".into(),
+        };
+        metrics.set_lease(&labels, true, 3);
+        metrics.transitions.get_or_create(&labels).inc();
+        metrics.failover_seconds.observe(0.2);
+        let text = metrics.render();
+        for line in [
+            "# TYPE leadership_operator_failover_duration_seconds histogram",
+            "# UNIT leadership_operator_failover_duration_seconds seconds",
+            "# TYPE leadership_operator_reconcile_duration_seconds histogram",
+            "leadership_operator_transitions_total{namespace=\"shop\",application=\"web\"} 1",
+            "leadership_operator_lease_held{namespace=\"shop\",application=\"web\"} 1",
+            "leadership_operator_lease_term{namespace=\"shop\",application=\"web\"} 3",
+            "# TYPE leadership_operator_webhook_certificate_expiry_timestamp_seconds gauge",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+        metrics.forget_lease(&labels);
+        assert!(!metrics.render().contains("application=\"web\""));
     }
 }

@@ -27,6 +27,7 @@ use tokio::time::Instant;
 use tracing::{info, instrument, warn};
 
 use crate::{
+    lease_metrics::LeaseObserver,
     metrics::{KindLabel, Metrics},
     plan::{self, ClaimStep, HandoverStep, Judgement, LEADER_LABEL, LEADER_OF_LABEL, RevocationStep},
 };
@@ -84,6 +85,8 @@ pub struct Context {
     client: Client,
     recorder: Recorder,
     metrics: Arc<Metrics>,
+    /// The per-application metrics.
+    pub observer: LeaseObserver,
     policy: ExpiryPolicy,
     handover_timeout: Duration,
     seen: Mutex<HashMap<ObjectRef<LeadershipLease>, Seen>>,
@@ -104,6 +107,7 @@ impl Context {
         Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
+            observer: LeaseObserver::new(metrics.clone()),
             metrics,
             policy,
             handover_timeout: DEFAULT_HANDOVER_TIMEOUT,
@@ -219,6 +223,8 @@ impl Context {
         let live: HashSet<ObjectRef<LeadershipLease>> =
             state.iter().map(|l| ObjectRef::from_obj(l.as_ref())).collect();
         self.seen().retain(|key, _| live.contains(key));
+        self.observer
+            .retain(&state.iter().map(|l| crate::lease_metrics::labels(l)).collect());
         self.metrics
             .leases
             .set(i64::try_from(state.len()).unwrap_or(i64::MAX));
@@ -307,6 +313,7 @@ async fn reconcile_inner(object: &LeadershipLease, ctx: &Context) -> Result<Acti
             handover_due,
         )
     };
+    ctx.observer.observe(object, expired, now);
     if let Some((before, pins_before)) = changes {
         report_changes(ctx, object, before, pins_before).await;
     }
@@ -544,7 +551,7 @@ async fn report_changes(
     let lease = object.to_lease();
     let now_holder = lease.holder_unit().map(|h| (h.to_owned(), lease.term));
     if before != now_holder {
-        ctx.metrics.transitions.inc();
+        ctx.observer.transition(object);
         let last = object.status.as_ref().and_then(|s| s.history.last());
         let reason = last.map_or("Changed", |t| t.reason.as_str());
         let (type_, note) = match (&now_holder, &before) {

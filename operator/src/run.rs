@@ -13,9 +13,16 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::{
-    config::Args,
+    config::{Args, CertSource},
+    inject::SidecarTemplate,
     metrics::Metrics,
     reconcile::{Context, run_controller},
+    webhook::{
+        self,
+        certs::CertPolicy,
+        keeper::{Keeper, Source},
+        tls::CurrentCert,
+    },
 };
 
 /// The application name of the operator's own leadership.
@@ -45,7 +52,20 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     let metrics = Arc::new(Metrics::default());
-    let ready = CancellationToken::new();
+    let stop = CancellationToken::new();
+    // The webhook is served by every replica, from the start: leadership does not gate it.
+    let webhook = match webhook_serving(&args, &client, &namespace, &metrics)? {
+        Some(serving) => Some(
+            webhook::start(serving, metrics.clone(), stop.clone())
+                .await
+                .context("bind the webhook address")?,
+        ),
+        None => None,
+    };
+    let ready = Readiness {
+        started: CancellationToken::new(),
+        webhook: webhook.as_ref().map(|w| w.current.clone()),
+    };
     let admin = tokio::net::TcpListener::bind(args.admin_address)
         .await
         .with_context(|| format!("bind the admin address {}", args.admin_address))?;
@@ -54,7 +74,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .route("/readyz", get(readyz))
         .route("/metrics", get(render_metrics))
         .with_state((metrics.clone(), ready.clone()));
-    let stop = CancellationToken::new();
     let admin_stop = stop.clone();
     let admin_task = tokio::spawn(async move {
         let served = axum::serve(admin, admin_routes)
@@ -73,7 +92,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Context::new(client, &identity, metrics.clone(), ExpiryPolicy::default())
             .with_handover_timeout(args.handover_timeout),
     );
-    ready.cancel();
+    ready.started.cancel();
     info!(%identity, %namespace, watch = ?args.watch_namespace, "operator started; waiting to lead");
 
     let mut terminate = signal(SignalKind::terminate()).context("install the SIGTERM handler")?;
@@ -105,6 +124,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         deposed.cancel();
         let _ = controller.await;
         metrics.active.set(0);
+        ctx.observer.forget_all();
         if signalled {
             break;
         }
@@ -114,18 +134,95 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     tracker.stop().await;
     stop.cancel();
     let _ = admin_task.await;
+    for task in webhook.into_iter().flat_map(|w| w.tasks) {
+        let _ = task.await;
+    }
     Ok(())
 }
 
-async fn readyz(State((_, ready)): State<(Arc<Metrics>, CancellationToken)>) -> impl IntoResponse {
-    if ready.is_cancelled() {
-        (axum::http::StatusCode::OK, "ready")
-    } else {
+/// Whether the replica is ready: started, and serving a webhook certificate if it serves the
+/// webhook (so that a Service sends admission requests only to replicas that can answer them).
+#[derive(Clone)]
+struct Readiness {
+    started: CancellationToken,
+    webhook: Option<Arc<CurrentCert>>,
+}
+
+/// How to serve the webhook, from the flags; `None` without `--webhook-address`.
+fn webhook_serving(
+    args: &Args,
+    client: &kube::Client,
+    namespace: &str,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<Option<webhook::Serving>> {
+    let flags = &args.webhook;
+    let Some(address) = flags.webhook_address else {
+        return Ok(None);
+    };
+    let path = flags
+        .sidecar_template
+        .as_ref()
+        .context("--sidecar-template is needed with --webhook-address")?;
+    let template = SidecarTemplate::load(path)?;
+    let source = match flags.webhook_certs {
+        CertSource::External => Source::External,
+        CertSource::Managed => {
+            if flags.webhook_ca_validity < flags.webhook_cert_validity * 3 {
+                bail!("--webhook-ca-validity must be at least 3 times --webhook-cert-validity");
+            }
+            if flags.webhook_cert_validity < std::time::Duration::from_secs(10) {
+                bail!("--webhook-cert-validity must be at least 10s");
+            }
+            let mut names: Vec<String> = flags
+                .webhook_service
+                .iter()
+                .flat_map(|service| webhook::service_names(service, namespace))
+                .collect();
+            names.extend(flags.webhook_hosts.iter().filter(|h| !h.is_empty()).cloned());
+            if names.is_empty() {
+                bail!(
+                    "--webhook-service or --webhook-hosts must name the webhook's address for its certificate"
+                );
+            }
+            Source::Managed {
+                policy: CertPolicy {
+                    ca_validity: flags.webhook_ca_validity,
+                    cert_validity: flags.webhook_cert_validity,
+                    names,
+                },
+                configuration: flags.webhook_configuration.clone().filter(|n| !n.is_empty()),
+            }
+        }
+    };
+    info!(template = %path.display(), image = template.image(), "sidecar template loaded");
+    Ok(Some(webhook::Serving {
+        address,
+        template,
+        keeper: Keeper {
+            client: client.clone(),
+            namespace: namespace.to_owned(),
+            secret: flags.webhook_secret.clone(),
+            source,
+            current: Arc::new(CurrentCert::default()),
+            metrics: metrics.clone(),
+        },
+    }))
+}
+
+async fn readyz(State((_, ready)): State<(Arc<Metrics>, Readiness)>) -> impl IntoResponse {
+    if !ready.started.is_cancelled() {
         (axum::http::StatusCode::SERVICE_UNAVAILABLE, "starting")
+    } else if ready.webhook.as_ref().is_some_and(|w| !w.is_loaded()) {
+        (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "no webhook certificate yet",
+        )
+    } else {
+        (axum::http::StatusCode::OK, "ready")
     }
 }
 
-async fn render_metrics(State((metrics, _)): State<(Arc<Metrics>, CancellationToken)>) -> impl IntoResponse {
+async fn render_metrics(State((metrics, _)): State<(Arc<Metrics>, Readiness)>) -> impl IntoResponse {
     (
         [(
             header::CONTENT_TYPE,

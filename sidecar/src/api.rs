@@ -11,13 +11,13 @@ use axum::{
     http::{Method, StatusCode, Uri, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
-    routing::{get, post},
+    routing::{MethodRouter, get, post},
 };
 use leadership::{
     Claimer, Error, LeaseTracker, Pinner, Reader, Ticket, Tracker, Watcher,
     wire::{
-        ClaimReply, EntityRequest, ErrorReply, LeadersReply, PinReply, PinsReply, ReleaseReply, Status,
-        TokenReply,
+        ClaimReply, EntityRequest, ErrorReply, LeadersReply, PinReply, PinsReply, ProbeReply, ReleaseReply,
+        Status, TokenReply,
     },
 };
 use serde::Deserialize;
@@ -150,20 +150,115 @@ fn failure(err: &Error) -> Response {
     error(err.code(), err.to_string())
 }
 
+/// A route of the socket API: one list for the router and for the OpenAPI document
+/// (`docs/socket-api.yaml`, made by `socket-openapi`), so that neither can leave one out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// `GET /v1/status`.
+    Status,
+    /// `POST /v1/claim`.
+    Claim,
+    /// `GET /v1/wait/leader`.
+    WaitLeader,
+    /// `GET /v1/wait/minion`.
+    WaitMinion,
+    /// `GET /v1/watch`.
+    Watch,
+    /// `GET /v1/token`.
+    Token,
+    /// `POST /v1/release`.
+    Release,
+    /// `GET /v1/leaders`.
+    Leaders,
+    /// `GET /v1/pins`.
+    Pins,
+    /// `POST /v1/pin`.
+    Pin,
+    /// `POST /v1/unpin`.
+    Unpin,
+    /// `GET /healthz`.
+    Healthz,
+    /// `GET /readyz`.
+    Readyz,
+}
+
+impl Route {
+    /// Every route.
+    pub const ALL: [Route; 13] = [
+        Route::Status,
+        Route::Claim,
+        Route::WaitLeader,
+        Route::WaitMinion,
+        Route::Watch,
+        Route::Token,
+        Route::Release,
+        Route::Leaders,
+        Route::Pins,
+        Route::Pin,
+        Route::Unpin,
+        Route::Healthz,
+        Route::Readyz,
+    ];
+
+    /// Its path.
+    pub fn path(self) -> &'static str {
+        match self {
+            Route::Status => "/v1/status",
+            Route::Claim => "/v1/claim",
+            Route::WaitLeader => "/v1/wait/leader",
+            Route::WaitMinion => "/v1/wait/minion",
+            Route::Watch => "/v1/watch",
+            Route::Token => "/v1/token",
+            Route::Release => "/v1/release",
+            Route::Leaders => "/v1/leaders",
+            Route::Pins => "/v1/pins",
+            Route::Pin => "/v1/pin",
+            Route::Unpin => "/v1/unpin",
+            Route::Healthz => "/healthz",
+            Route::Readyz => "/readyz",
+        }
+    }
+
+    /// Its method.
+    pub fn method(self) -> Method {
+        match self {
+            Route::Claim | Route::Release | Route::Pin | Route::Unpin => Method::POST,
+            _ => Method::GET,
+        }
+    }
+
+    /// Whether it is a probe (served on the admin port too).
+    pub fn is_probe(self) -> bool {
+        matches!(self, Route::Healthz | Route::Readyz)
+    }
+
+    fn handler<S: Store>(self) -> MethodRouter<Sidecar<S>> {
+        match self {
+            Route::Status => get(status::<S>),
+            Route::Claim => post(claim::<S>),
+            Route::WaitLeader => get(wait_leader::<S>),
+            Route::WaitMinion => get(wait_minion::<S>),
+            Route::Watch => get(watch::<S>),
+            Route::Token => get(token::<S>),
+            Route::Release => post(release::<S>),
+            Route::Leaders => get(leaders::<S>),
+            Route::Pins => get(pins::<S>),
+            Route::Pin => post(pin::<S>),
+            Route::Unpin => post(unpin::<S>),
+            Route::Healthz => get(healthz),
+            Route::Readyz => get(readyz::<S>),
+        }
+    }
+}
+
 /// The socket API's routes.
 pub fn router<S: Store>(sidecar: Sidecar<S>) -> Router {
-    Router::new()
-        .route("/v1/status", get(status::<S>))
-        .route("/v1/claim", post(claim::<S>))
-        .route("/v1/wait/leader", get(wait_leader::<S>))
-        .route("/v1/wait/minion", get(wait_minion::<S>))
-        .route("/v1/watch", get(watch::<S>))
-        .route("/v1/token", get(token::<S>))
-        .route("/v1/release", post(release::<S>))
-        .route("/v1/leaders", get(leaders::<S>))
-        .route("/v1/pins", get(pins::<S>))
-        .route("/v1/pin", post(pin::<S>))
-        .route("/v1/unpin", post(unpin::<S>))
+    Route::ALL
+        .into_iter()
+        .filter(|route| !route.is_probe())
+        .fold(Router::new(), |routes, route| {
+            routes.route(route.path(), route.handler::<S>())
+        })
         .merge(probes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -174,9 +269,12 @@ pub fn router<S: Store>(sidecar: Sidecar<S>) -> Router {
 
 /// `/healthz` and `/readyz`, served on the socket and on the admin port.
 pub fn probes<S: Store>() -> Router<Sidecar<S>> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz::<S>))
+    Route::ALL
+        .into_iter()
+        .filter(|route| route.is_probe())
+        .fold(Router::new(), |routes, route| {
+            routes.route(route.path(), route.handler::<S>())
+        })
 }
 
 async fn count<S: Store>(State(sidecar): State<Sidecar<S>>, request: Request, next: Next) -> Response {
@@ -217,12 +315,15 @@ async fn method_not_allowed(method: Method, uri: Uri) -> Response {
 }
 
 async fn healthz() -> Response {
-    Json(serde_json::json!({ "status": "ok" })).into_response()
+    Json(ProbeReply { status: "ok".into() }).into_response()
 }
 
 async fn readyz<S: Store>(State(sidecar): State<Sidecar<S>>) -> Response {
     if sidecar.is_ready() {
-        return Json(serde_json::json!({ "status": "ready" })).into_response();
+        return Json(ProbeReply {
+            status: "ready".into(),
+        })
+        .into_response();
     }
     match sidecar.tracker().status().problem {
         Some(problem) => error("Unavailable", format!("the lease state is not known: {problem}")),

@@ -24,6 +24,24 @@ pub struct HookLabels {
     pub outcome: String,
 }
 
+/// Labels of a claim.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClaimLabels {
+    /// `acquire`, or `renew` (a claim by the unit whose own grant was last granted).
+    pub kind: String,
+    /// `granted`, `denied` or `error`.
+    pub result: String,
+}
+
+/// The labels of the info metric: who this sidecar is.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InfoLabels {
+    /// The application.
+    pub application: String,
+    /// This unit (the pod's name).
+    pub unit: String,
+}
+
 /// The metrics, shared with the handlers.
 #[derive(Debug)]
 pub struct Metrics {
@@ -40,6 +58,10 @@ pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
     /// Hook runs by hook and outcome.
     pub hook_runs: Family<HookLabels, Counter>,
+    /// Claims by kind and result.
+    pub claims: Family<ClaimLabels, Counter>,
+    /// 1, labelled with the application and the unit (join on it by pod).
+    pub info: Family<InfoLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -52,6 +74,8 @@ impl Default for Metrics {
             deposed: Counter::default(),
             requests: Family::default(),
             hook_runs: Family::default(),
+            claims: Family::default(),
+            info: Family::default(),
             registry: Registry::default(),
         };
         registry.register("leader", "1 while this unit is leader", metrics.leader.clone());
@@ -76,11 +100,34 @@ impl Default for Metrics {
             "Elected and deposed hook runs by outcome",
             metrics.hook_runs.clone(),
         );
+        registry.register(
+            "claims",
+            "Claims by kind (acquire, renew) and result (granted, denied, error)",
+            metrics.claims.clone(),
+        );
+        registry.register(
+            "info",
+            "1, labelled with this sidecar's application and unit",
+            metrics.info.clone(),
+        );
         Metrics { registry, ..metrics }
     }
 }
 
 impl Metrics {
+    /// The metrics of the sidecar of `unit` in `application`.
+    pub fn for_unit(application: &str, unit: &str) -> Self {
+        let metrics = Metrics::default();
+        metrics
+            .info
+            .get_or_create(&InfoLabels {
+                application: application.to_owned(),
+                unit: unit.to_owned(),
+            })
+            .set(1);
+        metrics
+    }
+
     /// The metrics in the Prometheus text format.
     pub fn render(&self) -> String {
         let mut text = String::new();

@@ -18,6 +18,7 @@ use crate::{
     admin,
     api::{self, Sidecar, Store},
     config::RunArgs,
+    counted::Counted,
     hooks::{self, Hooks},
     http::serve,
     metrics::Metrics,
@@ -58,8 +59,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         error!(error = %err, "cannot read LeadershipLeases; not ready until this is fixed");
     }
     let timing = config.timing;
+    let metrics = Arc::new(Metrics::for_unit(&application, &unit));
+    let store = Counted::new(store, metrics.clone());
     let tracker = LeaseTracker::start(store.clone(), config)?;
-    let sidecar = Sidecar::new(namespace.clone(), tracker, store, Arc::new(Metrics::default()));
+    let sidecar = Sidecar::new(namespace.clone(), tracker, store, metrics);
     info!(%application, %unit, %namespace, socket = %args.socket.display(), claim_duration = ?timing.claim_duration, lease_length = ?timing.lease_length, renew_every = ?timing.renewal_interval(), "sidecar starting");
     serve_until_signalled(sidecar, &args).await
 }

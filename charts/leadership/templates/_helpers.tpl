@@ -46,3 +46,123 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "leadership.image" -}}
 {{- printf "%s:%s" .image.repository (default .chart.AppVersion .image.tag) }}
 {{- end }}
+
+{{/*
+The sidecar container, one definition for every pod that runs it: the example StatefulSet and the
+webhook's template (the ConfigMap the operator reads). Arguments: "root" (the chart's context) and
+"env" (a list of {name, value}: the per-pod settings, which come first in the environment).
+*/}}
+{{- define "leadership.sidecarContainer" -}}
+name: leadership
+image: {{ include "leadership.image" (dict "image" .root.Values.sidecar.image "chart" .root.Chart) }}
+{{- with .root.Values.sidecar.image.pullPolicy }}
+imagePullPolicy: {{ . }}
+{{- end }}
+restartPolicy: Always
+env:
+  {{- range .env }}
+  - name: {{ .name }}
+    value: {{ .value | quote }}
+  {{- end }}
+  - name: LEADERSHIP_SOCKET
+    value: /run/leadership/leadership.sock
+  - name: POD_NAME
+    valueFrom:
+      fieldRef:
+        fieldPath: metadata.name
+  - name: POD_NAMESPACE
+    valueFrom:
+      fieldRef:
+        fieldPath: metadata.namespace
+ports:
+  - name: leadership
+    containerPort: 8080
+readinessProbe:
+  httpGet:
+    path: /readyz
+    port: leadership
+livenessProbe:
+  httpGet:
+    path: /healthz
+    port: leadership
+{{- with .root.Values.sidecar.resources }}
+resources:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+securityContext:
+  runAsNonRoot: true
+  runAsUser: 65532
+  runAsGroup: {{ .root.Values.sidecar.socketGroup }}
+  allowPrivilegeEscalation: false
+  readOnlyRootFilesystem: true
+  capabilities:
+    drop: ["ALL"]
+volumeMounts:
+  - name: leadership
+    mountPath: /run/leadership
+{{- end }}
+
+{{/* The webhook's names. */}}
+{{- define "leadership.webhookName" -}}
+{{ include "leadership.fullname" . }}-injector
+{{- end }}
+{{- define "leadership.webhookService" -}}
+{{ include "leadership.fullname" . }}-webhook
+{{- end }}
+{{- define "leadership.webhookSecret" -}}
+{{ include "leadership.fullname" . }}-webhook-tls
+{{- end }}
+
+{{/* The alert rules (the PrometheusRule's spec; also a plain rules file for promtool). */}}
+{{- define "leadership.alertGroups" -}}
+{{- $rules := .Values.metrics.prometheusRule -}}
+groups:
+  - name: leadership
+    rules:
+      - alert: LeadershipNoLeader
+        expr: max by (namespace, application) (leadership_operator_lease_held) == 0
+        for: {{ $rules.noLeaderFor }}
+        labels:
+          severity: {{ $rules.severity }}
+        annotations:
+          summary: "{{ "{{ $labels.namespace }}/{{ $labels.application }}" }} has had no leader for {{ $rules.noLeaderFor }}"
+          description: "No unit holds the LeadershipLease {{ "{{ $labels.application }}" }}: are its pods running and their sidecars ready? kubectl describe leadershiplease {{ "{{ $labels.application }}" }} -n {{ "{{ $labels.namespace }}" }}"
+      - alert: LeadershipFlapping
+        expr: sum by (namespace, application) (increase(leadership_operator_transitions_total[{{ $rules.flappingWindow }}])) > {{ $rules.flappingTransitions }}
+        labels:
+          severity: {{ $rules.severity }}
+        annotations:
+          summary: "{{ "{{ $labels.namespace }}/{{ $labels.application }}" }} changed leader more than {{ $rules.flappingTransitions }} times in {{ $rules.flappingWindow }}"
+          description: "Leaders keep losing their lease: look for renewal errors, pods restarting, or a claim duration too short for the API server's latency."
+      - alert: LeadershipOperatorNotLeading
+        expr: (max(leadership_operator_active{namespace="{{ .Release.Namespace }}"}) or vector(0)) < 1
+        for: {{ $rules.operatorNotLeadingFor }}
+        labels:
+          severity: {{ $rules.severity }}
+        annotations:
+          summary: "No leadership-operator replica in {{ .Release.Namespace }} has led for {{ $rules.operatorNotLeadingFor }}"
+          description: "Run-out claims are not cleared and revocations, handovers and leader labels wait until an operator leads: kubectl logs -n {{ .Release.Namespace }} deploy/{{ include "leadership.fullname" . }}-operator"
+      - alert: LeadershipRenewalErrors
+        expr: sum by (namespace, pod) (increase(leadership_sidecar_claims_total{kind="renew", result="error"}[5m])) > 0
+        for: {{ $rules.renewalErrorsFor }}
+        labels:
+          severity: {{ $rules.severity }}
+        annotations:
+          summary: "The sidecar of {{ "{{ $labels.namespace }}/{{ $labels.pod }}" }} fails to renew its lease"
+          description: "Renewals get no answer (API server unreachable or forbidden): the leader steps down when its guarantee runs out. See the sidecar's log and /readyz."
+      - alert: LeadershipOperatorReconcileErrors
+        expr: sum by (kind) (increase(leadership_operator_reconcile_errors_total[5m])) > 0
+        for: {{ $rules.renewalErrorsFor }}
+        labels:
+          severity: {{ $rules.severity }}
+        annotations:
+          summary: "The leadership operator fails to {{ "{{ $labels.kind }}" }}"
+          description: "Its writes are refused or the API server cannot be reached; see its log."
+      - alert: LeadershipWebhookCertificateExpiring
+        expr: min(leadership_operator_webhook_certificate_expiry_timestamp_seconds) - time() < {{ $rules.certificateExpiryDays }} * 86400
+        labels:
+          severity: {{ $rules.severity }}
+        annotations:
+          summary: "The sidecar injection webhook's certificate expires in less than {{ $rules.certificateExpiryDays }} days"
+          description: "Its renewal is not happening (the operator renews with a third of its validity left; cert-manager when webhook.certManager.enabled)."
+{{- end }}

@@ -1,0 +1,303 @@
+//! The pod annotations that ask for the sidecar, and what each one sets. Pure: annotations in,
+//! the sidecar's settings (environment variables) or a refusal naming the annotation out.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use leadership::validate;
+
+/// The annotation that asks for the sidecar: the application whose leadership the pod takes part in.
+pub const APPLICATION: &str = "leadership.dev/application";
+/// Set by the webhook on every pod it injected (the value names the sidecar image).
+pub const INJECTED: &str = "leadership.dev/injected";
+/// The prefix of every annotation of this project.
+pub const PREFIX: &str = "leadership.dev/";
+
+/// The sidecar's default claim duration, when `leadership.dev/claim-duration` is not given.
+pub const DEFAULT_CLAIM_DURATION: Duration = Duration::from_secs(10);
+
+/// One optional annotation: its name, the sidecar environment variable it sets, what it means.
+#[derive(Clone, Copy, Debug)]
+pub struct Setting {
+    /// The annotation.
+    pub annotation: &'static str,
+    /// The sidecar's environment variable it sets.
+    pub env: &'static str,
+    /// What it means, for the documentation and error messages.
+    pub meaning: &'static str,
+}
+
+/// The optional annotations, in the order their variables appear in the sidecar's environment.
+pub const SETTINGS: [Setting; 5] = [
+    Setting {
+        annotation: "leadership.dev/claim-duration",
+        env: "LEADERSHIP_CLAIM_DURATION",
+        meaning: "the guarantee d of every \"leader\" answer, 1s to 5m (default 10s)",
+    },
+    Setting {
+        annotation: "leadership.dev/lease-length",
+        env: "LEADERSHIP_LEASE_LENGTH",
+        meaning: "the lease length L asked for at each claim, at least twice the claim duration (default 2d)",
+    },
+    Setting {
+        annotation: "leadership.dev/on-elected",
+        env: "LEADERSHIP_ON_ELECTED",
+        meaning: "a command (sh -c) run when the pod becomes leader",
+    },
+    Setting {
+        annotation: "leadership.dev/on-deposed",
+        env: "LEADERSHIP_ON_DEPOSED",
+        meaning: "a command (sh -c) run when the pod stops being leader",
+    },
+    Setting {
+        annotation: "leadership.dev/hook-timeout",
+        env: "LEADERSHIP_HOOK_TIMEOUT",
+        meaning: "how long a hook may run before it is killed (default 30s)",
+    },
+];
+
+const CLAIM_DURATION: usize = 0;
+const LEASE_LENGTH: usize = 1;
+const HOOK_TIMEOUT: usize = 4;
+
+/// The environment variable that names the application.
+pub const APPLICATION_ENV: &str = "LEADERSHIP_APPLICATION";
+
+/// A refusal: an annotation whose value cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("annotation {annotation}: {reason}")]
+pub struct AnnotationError {
+    /// The annotation.
+    pub annotation: String,
+    /// Why its value is refused.
+    pub reason: String,
+}
+
+fn refuse(annotation: &str, reason: impl Into<String>) -> AnnotationError {
+    AnnotationError {
+        annotation: annotation.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// What the annotations ask for: the application, and the sidecar's environment in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Requested {
+    /// The application.
+    pub application: String,
+    /// The sidecar's environment variables set by annotations (the application's first).
+    pub env: Vec<(&'static str, String)>,
+}
+
+fn duration(annotation: &str, text: &str) -> Result<Duration, AnnotationError> {
+    validate::parse_duration(text).map_err(|_| {
+        refuse(
+            annotation,
+            format!("{text:?} is not a duration like 10s, 500ms, 2m or 1m30s"),
+        )
+    })
+}
+
+/// Reads the annotations of a pod. `Ok(None)`: the pod does not ask for the sidecar. A value that
+/// the sidecar would refuse, or an unknown `leadership.dev/` annotation (a typo would otherwise be
+/// ignored), is an error naming the annotation.
+pub fn requested(annotations: &BTreeMap<String, String>) -> Result<Option<Requested>, AnnotationError> {
+    let Some(application) = annotations.get(APPLICATION) else {
+        return Ok(None);
+    };
+    let application = application.trim();
+    validate::application_name(application).map_err(|err| {
+        refuse(
+            APPLICATION,
+            format!("{application:?} is not an application name: {err}"),
+        )
+    })?;
+    for name in annotations.keys().filter(|k| k.starts_with(PREFIX)) {
+        let known = name == APPLICATION || name == INJECTED || SETTINGS.iter().any(|s| s.annotation == name);
+        if !known {
+            let names: Vec<&str> = std::iter::once(APPLICATION)
+                .chain(SETTINGS.iter().map(|s| s.annotation))
+                .collect();
+            return Err(refuse(
+                name,
+                format!("unknown annotation; the known ones are {}", names.join(", ")),
+            ));
+        }
+    }
+    let value = |i: usize| annotations.get(SETTINGS[i].annotation).map(|v| v.trim());
+
+    let claim = match value(CLAIM_DURATION) {
+        Some(text) => {
+            let claim = duration(SETTINGS[CLAIM_DURATION].annotation, text)?;
+            if claim < Duration::from_secs(1) || claim > Duration::from_secs(300) {
+                return Err(refuse(
+                    SETTINGS[CLAIM_DURATION].annotation,
+                    format!("{text} is outside 1s to 5m"),
+                ));
+            }
+            claim
+        }
+        None => DEFAULT_CLAIM_DURATION,
+    };
+    if let Some(text) = value(LEASE_LENGTH) {
+        let length = duration(SETTINGS[LEASE_LENGTH].annotation, text)?;
+        if length < claim * 2 {
+            return Err(refuse(
+                SETTINGS[LEASE_LENGTH].annotation,
+                format!("{text} is shorter than twice the claim duration ({claim:?})"),
+            ));
+        }
+    }
+    if let Some(text) = value(HOOK_TIMEOUT)
+        && duration(SETTINGS[HOOK_TIMEOUT].annotation, text)?.is_zero()
+    {
+        return Err(refuse(
+            SETTINGS[HOOK_TIMEOUT].annotation,
+            "a hook timeout must be above zero",
+        ));
+    }
+    let mut env = vec![(APPLICATION_ENV, application.to_owned())];
+    for setting in &SETTINGS {
+        let Some(raw) = annotations.get(setting.annotation) else {
+            continue;
+        };
+        if raw.trim().is_empty() {
+            return Err(refuse(setting.annotation, "the value is empty"));
+        }
+        // Commands are passed as written; durations without surrounding blanks.
+        let is_command = setting.env.starts_with("LEADERSHIP_ON_");
+        env.push((
+            setting.env,
+            if is_command {
+                raw.clone()
+            } else {
+                raw.trim().to_owned()
+            },
+        ));
+    }
+    Ok(Some(Requested {
+        application: application.to_owned(),
+        env,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn a_pod_without_the_application_annotation_asks_for_nothing() {
+        let none = annotations(&[("leadership.dev/claim-duration", "soon"), ("other", "x")]);
+        assert_eq!(requested(&none), Ok(None));
+    }
+
+    #[test]
+    fn every_setting_becomes_the_sidecars_environment_in_order() {
+        let all = annotations(&[
+            ("leadership.dev/hook-timeout", "5s"),
+            ("leadership.dev/on-deposed", "echo bye"),
+            ("leadership.dev/on-elected", "echo hi"),
+            ("leadership.dev/lease-length", " 30s "),
+            ("leadership.dev/claim-duration", "4s"),
+            (APPLICATION, "web"),
+            ("app.kubernetes.io/name", "web"),
+        ]);
+        let got = requested(&all).unwrap().unwrap();
+        assert_eq!(got.application, "web");
+        assert_eq!(
+            got.env,
+            vec![
+                ("LEADERSHIP_APPLICATION", "web".to_owned()),
+                ("LEADERSHIP_CLAIM_DURATION", "4s".to_owned()),
+                ("LEADERSHIP_LEASE_LENGTH", "30s".to_owned()),
+                ("LEADERSHIP_ON_ELECTED", "echo hi".to_owned()),
+                ("LEADERSHIP_ON_DEPOSED", "echo bye".to_owned()),
+                ("LEADERSHIP_HOOK_TIMEOUT", "5s".to_owned()),
+            ]
+        );
+    }
+
+    /// Annotations, the one refused, and words of the reason.
+    type Case = (
+        &'static [(&'static str, &'static str)],
+        &'static str,
+        &'static str,
+    );
+
+    #[test]
+    fn bad_values_are_refused_naming_the_annotation() {
+        let cases: &[Case] = &[
+            (&[(APPLICATION, "Web_1")], APPLICATION, "not an application name"),
+            (&[(APPLICATION, "")], APPLICATION, "not an application name"),
+            (
+                &[(APPLICATION, "web"), ("leadership.dev/claim-duration", "soon")],
+                "leadership.dev/claim-duration",
+                "not a duration",
+            ),
+            (
+                &[(APPLICATION, "web"), ("leadership.dev/claim-duration", "10m")],
+                "leadership.dev/claim-duration",
+                "outside 1s to 5m",
+            ),
+            (
+                &[(APPLICATION, "web"), ("leadership.dev/claim-duration", "500ms")],
+                "leadership.dev/claim-duration",
+                "outside 1s to 5m",
+            ),
+            (
+                &[(APPLICATION, "web"), ("leadership.dev/lease-length", "15s")],
+                "leadership.dev/lease-length",
+                "shorter than twice the claim duration (10s)",
+            ),
+            (
+                &[
+                    (APPLICATION, "web"),
+                    ("leadership.dev/claim-duration", "4s"),
+                    ("leadership.dev/lease-length", "7s"),
+                ],
+                "leadership.dev/lease-length",
+                "shorter than twice",
+            ),
+            (
+                &[(APPLICATION, "web"), ("leadership.dev/hook-timeout", "0s")],
+                "leadership.dev/hook-timeout",
+                "above zero",
+            ),
+            (
+                &[(APPLICATION, "web"), ("leadership.dev/on-elected", "  ")],
+                "leadership.dev/on-elected",
+                "empty",
+            ),
+            (
+                &[(APPLICATION, "web"), ("leadership.dev/claim-durration", "4s")],
+                "leadership.dev/claim-durration",
+                "unknown annotation",
+            ),
+        ];
+        for (pairs, annotation, reason) in cases {
+            let err = requested(&annotations(pairs)).unwrap_err();
+            assert_eq!(err.annotation, *annotation, "{pairs:?}");
+            assert!(err.to_string().contains(reason), "{pairs:?}: {err}");
+            assert!(
+                err.to_string().starts_with(&format!("annotation {annotation}: ")),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_lease_of_exactly_twice_the_claim_duration_is_accepted() {
+        let ok = annotations(&[
+            (APPLICATION, "web"),
+            ("leadership.dev/claim-duration", "4s"),
+            ("leadership.dev/lease-length", "8s"),
+        ]);
+        assert!(requested(&ok).unwrap().is_some());
+    }
+}

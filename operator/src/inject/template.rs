@@ -1,0 +1,241 @@
+//! The sidecar the webhook injects, as the chart renders it: one container spec (the same helper
+//! renders the chart's example StatefulSet's sidecar), read from a file the chart mounts from a
+//! ConfigMap, and checked once at start-up.
+
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::Container;
+use serde::Deserialize;
+
+/// The file the chart renders (`--sidecar-template`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TemplateFile {
+    /// The sidecar container: image, ports, probes, resources, securityContext, the socket's
+    /// volume mount and the environment shared by every pod (`LEADERSHIP_SOCKET`, the downward API).
+    pub container: Container,
+    /// The ServiceAccount given to a pod that runs as its namespace's `default` one (or names
+    /// none); absent: the pod's ServiceAccount is never changed.
+    #[serde(default)]
+    pub service_account_name: Option<String>,
+}
+
+/// A template that is fit to inject.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SidecarTemplate {
+    /// The sidecar container, without the per-pod environment.
+    pub container: Container,
+    /// The socket's path, announced to every container as `LEADERSHIP_SOCKET`.
+    pub socket: String,
+    /// The emptyDir volume that holds the socket.
+    pub volume: String,
+    /// Where the volume is mounted (the socket's folder).
+    pub mount_path: String,
+    /// The sidecar's group, which owns the socket (mode 0660): every container of the pod gets it
+    /// as a supplemental group.
+    pub group: i64,
+    /// See [`TemplateFile::service_account_name`].
+    pub service_account_name: Option<String>,
+}
+
+/// Why a template cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    /// The file cannot be read or parsed.
+    #[error("cannot read the sidecar template {path}: {reason}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A field is missing or wrong.
+    #[error("sidecar template: {field}: {reason}")]
+    Invalid {
+        /// The field, as a path in the file.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// The environment variable that announces the socket.
+pub const SOCKET_ENV: &str = "LEADERSHIP_SOCKET";
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> TemplateError {
+    TemplateError::Invalid {
+        field,
+        reason: reason.into(),
+    }
+}
+
+impl SidecarTemplate {
+    /// Reads and checks the file the chart renders.
+    pub fn load(path: &Path) -> Result<Self, TemplateError> {
+        let read = |reason: String| TemplateError::Read {
+            path: path.to_owned(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| read(e.to_string()))?;
+        let file: TemplateFile = serde_yaml::from_str(&text).map_err(|e| read(e.to_string()))?;
+        Self::new(file)
+    }
+
+    /// Checks a template: a native sidecar (`restartPolicy: Always`) with a literal
+    /// `LEADERSHIP_SOCKET`, a volume mounted on the socket's folder, and a `runAsGroup`.
+    pub fn new(file: TemplateFile) -> Result<Self, TemplateError> {
+        let container = file.container;
+        if container.name.is_empty() {
+            return Err(invalid("container.name", "must not be empty"));
+        }
+        if container.image.as_deref().is_none_or(str::is_empty) {
+            return Err(invalid("container.image", "must not be empty"));
+        }
+        if container.restart_policy.as_deref() != Some("Always") {
+            return Err(invalid(
+                "container.restartPolicy",
+                "must be Always (a native sidecar: an init container that keeps running)",
+            ));
+        }
+        let socket = container
+            .env
+            .iter()
+            .flatten()
+            .find(|e| e.name == SOCKET_ENV)
+            .and_then(|e| e.value.clone())
+            .filter(|s| s.starts_with('/'))
+            .ok_or_else(|| {
+                invalid(
+                    "container.env",
+                    format!("needs {SOCKET_ENV} with an absolute path"),
+                )
+            })?;
+        let mount_path = Path::new(&socket)
+            .parent()
+            .map(|p| p.display().to_string())
+            .filter(|p| p != "/")
+            .ok_or_else(|| {
+                invalid(
+                    "container.env",
+                    format!("{SOCKET_ENV} must be in a folder of its own"),
+                )
+            })?;
+        let volume = container
+            .volume_mounts
+            .iter()
+            .flatten()
+            .find(|m| m.mount_path.trim_end_matches('/') == mount_path)
+            .map(|m| m.name.clone())
+            .ok_or_else(|| {
+                invalid(
+                    "container.volumeMounts",
+                    format!("needs a volume mounted on {mount_path}"),
+                )
+            })?;
+        let group = container
+            .security_context
+            .as_ref()
+            .and_then(|s| s.run_as_group)
+            .ok_or_else(|| {
+                invalid(
+                    "container.securityContext.runAsGroup",
+                    "needed: the socket belongs to this group, which every container of the pod gets",
+                )
+            })?;
+        if let Some(name) = &file.service_account_name {
+            leadership::validate::unit_name(name)
+                .map_err(|e| invalid("serviceAccountName", e.to_string()))?;
+        }
+        Ok(SidecarTemplate {
+            container,
+            socket,
+            volume,
+            mount_path,
+            group,
+            service_account_name: file.service_account_name,
+        })
+    }
+
+    /// The sidecar's image.
+    pub fn image(&self) -> &str {
+        self.container.image.as_deref().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A template like the chart's.
+    pub(crate) const CHART_LIKE: &str = r#"
+container:
+  name: leadership
+  image: ghcr.io/leadership-dev/leadership-sidecar:0.1.0
+  restartPolicy: Always
+  env:
+    - name: LEADERSHIP_SOCKET
+      value: /run/leadership/leadership.sock
+    - name: POD_NAME
+      valueFrom: {fieldRef: {fieldPath: metadata.name}}
+    - name: POD_NAMESPACE
+      valueFrom: {fieldRef: {fieldPath: metadata.namespace}}
+  ports: [{name: leadership, containerPort: 8080}]
+  readinessProbe: {httpGet: {path: /readyz, port: leadership}}
+  livenessProbe: {httpGet: {path: /healthz, port: leadership}}
+  securityContext: {runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532}
+  volumeMounts: [{name: leadership, mountPath: /run/leadership}]
+serviceAccountName: leadership-sidecar
+"#;
+
+    pub(crate) fn chart_like() -> SidecarTemplate {
+        SidecarTemplate::new(serde_yaml::from_str(CHART_LIKE).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn the_socket_volume_and_group_come_from_the_container() {
+        let template = chart_like();
+        assert_eq!(template.socket, "/run/leadership/leadership.sock");
+        assert_eq!(template.volume, "leadership");
+        assert_eq!(template.mount_path, "/run/leadership");
+        assert_eq!(template.group, 65532);
+        assert_eq!(
+            template.service_account_name.as_deref(),
+            Some("leadership-sidecar")
+        );
+    }
+
+    #[test]
+    fn a_template_that_cannot_work_is_refused_naming_the_field() {
+        let cases = [
+            (
+                "restartPolicy: Always",
+                "restartPolicy: OnFailure",
+                "container.restartPolicy",
+            ),
+            ("runAsGroup: 65532", "fsGroupX: 1", "container.securityContext"),
+            (
+                "mountPath: /run/leadership}",
+                "mountPath: /elsewhere}",
+                "container.volumeMounts",
+            ),
+            (
+                "value: /run/leadership/leadership.sock",
+                "value: leadership.sock",
+                "container.env",
+            ),
+            (
+                "serviceAccountName: leadership-sidecar",
+                "serviceAccountName: Bad_Name",
+                "serviceAccountName",
+            ),
+        ];
+        for (from, to, field) in cases {
+            let text = CHART_LIKE.replace(from, to);
+            let err = match serde_yaml::from_str::<TemplateFile>(&text) {
+                Ok(file) => SidecarTemplate::new(file).unwrap_err().to_string(),
+                Err(err) => err.to_string(),
+            };
+            assert!(err.contains(field), "{to}: {err}");
+        }
+    }
+}

@@ -64,6 +64,14 @@ env:
   - name: {{ .name }}
     value: {{ .value | quote }}
   {{- end }}
+  {{- with .root.Values.sidecar.claimDuration }}
+  - name: LEADERSHIP_CLAIM_DURATION
+    value: {{ . | quote }}
+  {{- end }}
+  {{- with .root.Values.sidecar.leaseLength }}
+  - name: LEADERSHIP_LEASE_LENGTH
+    value: {{ . | quote }}
+  {{- end }}
   - name: LEADERSHIP_SOCKET
     value: /run/leadership/leadership.sock
   - name: POD_NAME

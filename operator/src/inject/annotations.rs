@@ -12,7 +12,8 @@ pub const INJECTED: &str = "leadership.dev/injected";
 /// The prefix of every annotation of this project.
 pub const PREFIX: &str = "leadership.dev/";
 
-/// The sidecar's default claim duration, when `leadership.dev/claim-duration` is not given.
+/// The sidecar's own default claim duration, when neither `leadership.dev/claim-duration` nor the
+/// chart's `sidecar.claimDuration` gives one.
 pub const DEFAULT_CLAIM_DURATION: Duration = Duration::from_secs(10);
 
 /// One optional annotation: its name, the sidecar environment variable it sets, what it means.
@@ -99,8 +100,12 @@ fn duration(annotation: &str, text: &str) -> Result<Duration, AnnotationError> {
 
 /// Reads the annotations of a pod. `Ok(None)`: the pod does not ask for the sidecar. A value that
 /// the sidecar would refuse, or an unknown `leadership.dev/` annotation (a typo would otherwise be
-/// ignored), is an error naming the annotation.
-pub fn requested(annotations: &BTreeMap<String, String>) -> Result<Option<Requested>, AnnotationError> {
+/// ignored), is an error naming the annotation. `default_claim` is the claim duration the sidecar
+/// has without the annotation (the template's), against which a lease length is checked.
+pub fn requested(
+    annotations: &BTreeMap<String, String>,
+    default_claim: Duration,
+) -> Result<Option<Requested>, AnnotationError> {
     let Some(application) = annotations.get(APPLICATION) else {
         return Ok(None);
     };
@@ -136,7 +141,7 @@ pub fn requested(annotations: &BTreeMap<String, String>) -> Result<Option<Reques
             }
             claim
         }
-        None => DEFAULT_CLAIM_DURATION,
+        None => default_claim,
     };
     if let Some(text) = value(LEASE_LENGTH) {
         let length = duration(SETTINGS[LEASE_LENGTH].annotation, text)?;
@@ -144,6 +149,12 @@ pub fn requested(annotations: &BTreeMap<String, String>) -> Result<Option<Reques
             return Err(refuse(
                 SETTINGS[LEASE_LENGTH].annotation,
                 format!("{text} is shorter than twice the claim duration ({claim:?})"),
+            ));
+        }
+        if length > Duration::from_secs(600) {
+            return Err(refuse(
+                SETTINGS[LEASE_LENGTH].annotation,
+                format!("{text} is longer than 10m"),
             ));
         }
     }
@@ -194,7 +205,7 @@ mod tests {
     #[test]
     fn a_pod_without_the_application_annotation_asks_for_nothing() {
         let none = annotations(&[("leadership.dev/claim-duration", "soon"), ("other", "x")]);
-        assert_eq!(requested(&none), Ok(None));
+        assert_eq!(requested(&none, DEFAULT_CLAIM_DURATION), Ok(None));
     }
 
     #[test]
@@ -208,7 +219,7 @@ mod tests {
             (APPLICATION, "web"),
             ("app.kubernetes.io/name", "web"),
         ]);
-        let got = requested(&all).unwrap().unwrap();
+        let got = requested(&all, DEFAULT_CLAIM_DURATION).unwrap().unwrap();
         assert_eq!(got.application, "web");
         assert_eq!(
             got.env,
@@ -265,6 +276,11 @@ mod tests {
                 "shorter than twice",
             ),
             (
+                &[(APPLICATION, "web"), ("leadership.dev/lease-length", "11m")],
+                "leadership.dev/lease-length",
+                "longer than 10m",
+            ),
+            (
                 &[(APPLICATION, "web"), ("leadership.dev/hook-timeout", "0s")],
                 "leadership.dev/hook-timeout",
                 "above zero",
@@ -281,7 +297,7 @@ mod tests {
             ),
         ];
         for (pairs, annotation, reason) in cases {
-            let err = requested(&annotations(pairs)).unwrap_err();
+            let err = requested(&annotations(pairs), DEFAULT_CLAIM_DURATION).unwrap_err();
             assert_eq!(err.annotation, *annotation, "{pairs:?}");
             assert!(err.to_string().contains(reason), "{pairs:?}: {err}");
             assert!(
@@ -298,6 +314,6 @@ mod tests {
             ("leadership.dev/claim-duration", "4s"),
             ("leadership.dev/lease-length", "8s"),
         ]);
-        assert!(requested(&ok).unwrap().is_some());
+        assert!(requested(&ok, DEFAULT_CLAIM_DURATION).unwrap().is_some());
     }
 }

@@ -90,7 +90,7 @@ pub fn sidecar_container(template: &SidecarTemplate, env: &[(&'static str, Strin
 pub fn inject(pod: &Pod, template: &SidecarTemplate) -> Result<Injection, InjectError> {
     let empty = Default::default();
     let pod_annotations = pod.metadata.annotations.as_ref().unwrap_or(&empty);
-    let Some(requested) = annotations::requested(pod_annotations)? else {
+    let Some(requested) = annotations::requested(pod_annotations, template.claim_duration())? else {
         return Ok(Injection::NotRequested);
     };
     let spec = pod.spec.clone().unwrap_or_default();

@@ -2,10 +2,16 @@
 //! renders the chart's example StatefulSet's sidecar), read from a file the chart mounts from a
 //! ConfigMap, and checked once at start-up.
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use k8s_openapi::api::core::v1::Container;
+use leadership::validate;
 use serde::Deserialize;
+
+use super::annotations::DEFAULT_CLAIM_DURATION;
 
 /// The file the chart renders (`--sidecar-template`).
 #[derive(Clone, Debug, Deserialize)]
@@ -154,6 +160,19 @@ impl SidecarTemplate {
             group,
             service_account_name: file.service_account_name,
         })
+    }
+
+    /// The claim duration the template's sidecar runs with: its `LEADERSHIP_CLAIM_DURATION`
+    /// (the chart's `sidecar.claimDuration`), or the sidecar's default.
+    pub fn claim_duration(&self) -> Duration {
+        self.container
+            .env
+            .iter()
+            .flatten()
+            .find(|e| e.name == "LEADERSHIP_CLAIM_DURATION")
+            .and_then(|e| e.value.as_deref())
+            .and_then(|text| validate::parse_duration(text).ok())
+            .unwrap_or(DEFAULT_CLAIM_DURATION)
     }
 
     /// The sidecar's image.

@@ -19,7 +19,7 @@ use std::{
 };
 
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, Node, ServiceAccount};
 use kube::{
     Api, Client,
     config::{KubeConfigOptions, Kubeconfig},
@@ -31,13 +31,14 @@ use nix::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, certs::Certificates, tools::Tools};
+use crate::{Error, certs::Certificates, node, tools::Tools};
 
 /// The file in a control plane's folder that describes it to other processes.
 pub const STATE_FILE: &str = "cluster.json";
 
 /// Runs the component, and stops it when the owner process is gone (owner 0: no owner); then
-/// removes the control plane's folder.
+/// takes the node's traces away (if it has one) and removes the control plane's folder. A component that ends by itself while its owner lives
+/// leaves the folder alone, so that its log can say why.
 const WATCHDOG: &str = r#"
 owner=$1; shift
 [ "$owner" = 0 ] && exec "$@"
@@ -45,10 +46,13 @@ owner=$1; shift
 child=$!
 trap 'kill -TERM "$child" 2>/dev/null; wait "$child"; exit 0' TERM INT HUP
 while kill -0 "$owner" 2>/dev/null && kill -0 "$child" 2>/dev/null; do sleep 0.5 & wait $!; done
+if kill -0 "$owner" 2>/dev/null; then wait "$child"; exit $?; fi
 kill -TERM "$child" 2>/dev/null
 for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$child" 2>/dev/null || break; sleep 0.5; done
 kill -KILL "$child" 2>/dev/null
 wait "$child" 2>/dev/null
+node="$LEADERSHIP_E2E_DIR/node.sh"
+[ -f "$node" ] && flock "$node" bash "$node" down "$LEADERSHIP_E2E_DIR"
 rm -rf "$LEADERSHIP_E2E_DIR"
 "#;
 
@@ -89,6 +93,8 @@ pub struct StartOptions {
     pub dir: Option<PathBuf>,
     /// A process whose exit stops everything (tests pass their own pid).
     pub owner: Option<u32>,
+    /// Start a node as well (kubelet, containerd, kube-proxy, kube-scheduler): pods run.
+    pub node: Option<node::NodeOptions>,
 }
 
 impl StartOptions {
@@ -97,6 +103,7 @@ impl StartOptions {
         StartOptions {
             dir: None,
             owner: Some(std::process::id()),
+            node: None,
         }
     }
 }
@@ -135,13 +142,13 @@ fn new_temp_dir() -> Result<PathBuf, Error> {
     Ok(dir)
 }
 
-/// An admin kubeconfig for `server`, with the certificates inline.
-fn kubeconfig(server: &str, certs: &Certificates) -> String {
+/// A kubeconfig for `server` as `user`, with the certificates inline.
+fn kubeconfig(server: &str, ca: &str, client: &crate::certs::Pem, user: &str) -> String {
     format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: leadership-e2e\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: admin\n  user:\n    client-certificate-data: {cert}\n    client-key-data: {key}\ncontexts:\n- name: leadership-e2e\n  context:\n    cluster: leadership-e2e\n    user: admin\n    namespace: default\ncurrent-context: leadership-e2e\n",
-        ca = B64.encode(&certs.ca.cert),
-        cert = B64.encode(&certs.admin.cert),
-        key = B64.encode(&certs.admin.key),
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: leadership-e2e\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: {user}\n  user:\n    client-certificate-data: {cert}\n    client-key-data: {key}\ncontexts:\n- name: leadership-e2e\n  context:\n    cluster: leadership-e2e\n    user: {user}\n    namespace: default\ncurrent-context: leadership-e2e\n",
+        ca = B64.encode(ca),
+        cert = B64.encode(&client.cert),
+        key = B64.encode(&client.key),
     )
 }
 
@@ -165,7 +172,9 @@ fn etcd_healthy(port: u16) -> bool {
 impl ControlPlane {
     /// Generates certificates, starts etcd, kube-apiserver and kube-controller-manager on free
     /// loopback ports, and waits until the API is ready, the `default` namespace exists and the
-    /// controller manager has made its first ServiceAccount. Progress goes to stderr.
+    /// controller manager has made its first ServiceAccount. With [`StartOptions::node`], the API
+    /// server serves on the node's bridge address instead and a node joins (see [`crate::node`]).
+    /// Progress goes to stderr.
     pub async fn start(tools: &Tools, options: StartOptions) -> Result<ControlPlane, Error> {
         let started = Instant::now();
         let dir = match options.dir {
@@ -178,7 +187,26 @@ impl ControlPlane {
         let pki = dir.join("pki");
         fs::create_dir_all(&pki).map_err(|e| Error::io("create pki folder", e))?;
         fs::create_dir_all(dir.join("logs")).map_err(|e| Error::io("create logs folder", e))?;
-        let certs = Certificates::generate()?;
+        let layout = match &options.node {
+            Some(node) => {
+                let layout = node::prepare_host(&dir, node);
+                if layout.is_err() {
+                    node::clean_host(&dir);
+                }
+                Some(layout?)
+            }
+            None => None,
+        };
+        let address = if layout.is_some() {
+            node::config::NODE_IP
+        } else {
+            Ipv4Addr::LOCALHOST
+        };
+        let certs = if layout.is_some() {
+            Certificates::generate(&node::apiserver_addresses())?
+        } else {
+            Certificates::generate(&[])?
+        };
         let file = |name: &str, contents: &str| -> Result<String, Error> {
             let path = pki.join(name);
             write(&path, contents)?;
@@ -189,12 +217,17 @@ impl ControlPlane {
         let server_key = file("apiserver.key", &certs.apiserver.key)?;
         let sa_key = file("sa.key", &certs.service_account_key)?;
         let sa_pub = file("sa.pub", &certs.service_account_public_key)?;
+        if let Some(layout) = &layout {
+            node::write_certificates(&pki, layout, &certs)?;
+        }
 
-        let (etcd_port, peer_port, api_port, kcm_port) =
-            (free_port()?, free_port()?, free_port()?, free_port()?);
-        let server = format!("https://127.0.0.1:{api_port}");
+        let (etcd_port, peer_port, api_port) = (free_port()?, free_port()?, free_port()?);
+        let server = format!("https://{address}:{api_port}");
         let kubeconfig_path = dir.join("admin.kubeconfig");
-        write(&kubeconfig_path, &kubeconfig(&server, &certs))?;
+        write(
+            &kubeconfig_path,
+            &kubeconfig(&server, &certs.ca.cert, &certs.admin, "admin"),
+        )?;
         let kubeconfig_arg = kubeconfig_path.display().to_string();
 
         let etcd_url = format!("http://127.0.0.1:{etcd_port}");
@@ -211,11 +244,9 @@ impl ControlPlane {
             "--unsafe-no-fsync".into(),
             "--log-level=warn".into(),
         ];
-        let apiserver = vec![
+        let mut apiserver = vec![
             tools.path("kube-apiserver"),
             format!("--etcd-servers={etcd_url}"),
-            "--bind-address=127.0.0.1".into(),
-            "--advertise-address=127.0.0.1".into(),
             format!("--secure-port={api_port}"),
             format!("--cert-dir={}", dir.join("apiserver").display()),
             format!("--tls-cert-file={server_crt}"),
@@ -224,22 +255,31 @@ impl ControlPlane {
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
             format!("--service-account-key-file={sa_pub}"),
             format!("--service-account-signing-key-file={sa_key}"),
-            "--service-cluster-ip-range=10.0.0.0/24".into(),
-            "--authorization-mode=RBAC".into(),
-            "--endpoint-reconciler-type=none".into(),
             "--allow-privileged=true".into(),
-            // No kubelet runs pods here; the plugin would only race namespace creation.
-            "--disable-admission-plugins=ServiceAccount".into(),
             "--profiling=false".into(),
         ];
+        if layout.is_some() {
+            apiserver.extend(node::apiserver_flags(&pki));
+        } else {
+            apiserver.extend([
+                "--bind-address=127.0.0.1".into(),
+                "--advertise-address=127.0.0.1".into(),
+                "--service-cluster-ip-range=10.0.0.0/24".into(),
+                "--authorization-mode=RBAC".into(),
+                "--endpoint-reconciler-type=none".into(),
+                // No kubelet runs pods here; the plugin would only race namespace creation.
+                "--disable-admission-plugins=ServiceAccount".into(),
+            ]);
+        }
         let controller_manager = vec![
             tools.path("kube-controller-manager"),
             format!("--kubeconfig={kubeconfig_arg}"),
             format!("--authentication-kubeconfig={kubeconfig_arg}"),
             format!("--authorization-kubeconfig={kubeconfig_arg}"),
             "--leader-elect=false".into(),
-            "--bind-address=127.0.0.1".into(),
-            format!("--secure-port={kcm_port}"),
+            // Nothing reads its HTTPS port (readiness is its first ServiceAccount), and a port
+            // picked in advance can be taken by the time it binds.
+            "--secure-port=0".into(),
             format!("--service-account-private-key-file={sa_key}"),
             format!("--root-ca-file={ca}"),
             "--use-service-account-credentials=false".into(),
@@ -283,6 +323,11 @@ impl ControlPlane {
                 "[controlplane {}] kube-controller-manager ready",
                 elapsed(started)
             );
+            if let (Some(layout), Some(node)) = (&layout, &options.node) {
+                plane
+                    .start_node(layout, node, &certs, &pki, &client, started)
+                    .await?;
+            }
             plane.state.version = client
                 .apiserver_version()
                 .await
@@ -296,6 +341,66 @@ impl ControlPlane {
             return Err(err);
         }
         Ok(plane)
+    }
+
+    /// Starts the node's components on a running control plane and waits until the node is Ready
+    /// and kube-proxy has written its rules.
+    async fn start_node(
+        &mut self,
+        layout: &node::config::Layout,
+        options: &node::NodeOptions,
+        certs: &Certificates,
+        pki: &Path,
+        client: &Client,
+        started: Instant,
+    ) -> Result<(), Error> {
+        let server = self.state.server.clone();
+        let dir = self.state.dir.clone();
+        let kubeconfig_of = |user: &str| -> Result<PathBuf, Error> {
+            let read = |ext: &str| {
+                let path = pki.join(format!("{user}.{ext}"));
+                fs::read_to_string(&path).map_err(|e| Error::io(format!("read {}", path.display()), e))
+            };
+            let pem = crate::certs::Pem {
+                cert: read("crt")?,
+                key: read("key")?,
+            };
+            let path = dir.join(format!("{user}.kubeconfig"));
+            write(&path, &kubeconfig(&server, &certs.ca.cert, &pem, user))?;
+            Ok(path)
+        };
+        let components = node::components(layout, pki, &kubeconfig_of, &free_port)?;
+        self.launch("containerd", components.containerd)?;
+        self.wait("containerd", Duration::from_secs(60), || async {
+            Ok(node::containerd_ready(layout))
+        })
+        .await?;
+        let imported = node::import_images(layout, &options.images)?;
+        eprintln!(
+            "[controlplane {}] containerd ready, {imported} images imported from {}",
+            elapsed(started),
+            options.images.display()
+        );
+        self.launch("kube-scheduler", components.scheduler)?;
+        self.launch("kubelet", components.kubelet)?;
+        let nodes: Api<Node> = Api::all(client.clone());
+        self.wait("kubelet", Duration::from_secs(180), || async {
+            Ok(node::node_ready(&nodes).await)
+        })
+        .await?;
+        eprintln!(
+            "[controlplane {}] kubelet ready: node {} is Ready",
+            elapsed(started),
+            node::config::NODE_NAME
+        );
+        self.launch("kube-proxy", components.proxy)?;
+        let port = components.proxy_healthz;
+        self.wait("kube-proxy", Duration::from_secs(60), || async {
+            Ok(node::proxy_ready(port))
+        })
+        .await?;
+        eprintln!("[controlplane {}] kube-proxy ready", elapsed(started));
+        Ok(())
     }
 
     /// Reads the state of a control plane started by another process.
@@ -362,6 +467,7 @@ impl ControlPlane {
             self.terminate(component);
         }
         self.state.components.clear();
+        node::clean_host(&self.state.dir);
         let _ = fs::remove_dir_all(&self.state.dir);
     }
 

@@ -5,8 +5,10 @@
 //! - [`controlplane`]: starts and stops them on 127.0.0.1 with their own CA;
 //! - [`testenv`]: one control plane per test run, a client and a fresh namespace per test;
 //! - [`chart`]: helm, the rendered chart, and a release per test;
+//! - [`images`]: container images written as OCI archives without Docker (`e2e/images`);
 //! - [`units`]: sidecars and operators as local processes, one sidecar per Pod object;
 //! - [`mod@bench`]: the benchmark behind `e2e/bench`: candidates, measurements, statistics, report;
+//! - [`node`]: a real node (containerd, runc, CNI, kubelet, kube-proxy, kube-scheduler) that runs pods;
 //! - [`link`]: a TCP link to the API server that a test can cut or slow down;
 //! - [`chaos`]: the fault checker behind `e2e/chaos`.
 #![forbid(unsafe_code)]
@@ -16,7 +18,9 @@ pub mod certs;
 pub mod chaos;
 pub mod chart;
 pub mod controlplane;
+pub mod images;
 pub mod link;
+pub mod node;
 pub mod testenv;
 pub mod tools;
 pub mod units;

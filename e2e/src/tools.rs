@@ -4,33 +4,47 @@ use std::{path::PathBuf, process::Command};
 
 use crate::Error;
 
-/// The folder holding etcd, kube-apiserver, kube-controller-manager, kubectl and helm.
+/// A folder of pinned binaries: the control plane's (etcd, kube-apiserver,
+/// kube-controller-manager, kubectl, helm) or the node's (kubelet, kube-scheduler, kube-proxy,
+/// containerd and its shim, ctr, crictl, and the CNI plugins under `cni/`).
 #[derive(Clone, Debug)]
 pub struct Tools {
     bin: PathBuf,
 }
 
-/// The build script, in this crate's folder.
+/// The build scripts, in this crate's folder.
 const BUILD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/build");
+const BUILD_NODE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/node");
 
 impl Tools {
-    /// Finds the tools: `LEADERSHIP_TOOLS_BIN` if set, else the cache, building what is missing
-    /// (which can take many minutes on a cold machine; the script shows its progress).
+    /// Finds the control plane's tools: `LEADERSHIP_TOOLS_BIN` if set, else the cache, building
+    /// what is missing (which can take many minutes on a cold machine; the script shows its
+    /// progress).
     pub fn locate() -> Result<Tools, Error> {
-        if let Some(bin) = std::env::var_os("LEADERSHIP_TOOLS_BIN") {
+        Tools::locate_with("LEADERSHIP_TOOLS_BIN", BUILD)
+    }
+
+    /// Finds the node's tools: `LEADERSHIP_NODE_BIN` if set, else the cache, building what is
+    /// missing and installing the Debian packages the node needs.
+    pub fn locate_node() -> Result<Tools, Error> {
+        Tools::locate_with("LEADERSHIP_NODE_BIN", BUILD_NODE)
+    }
+
+    fn locate_with(variable: &str, script: &str) -> Result<Tools, Error> {
+        if let Some(bin) = std::env::var_os(variable) {
             return Ok(Tools { bin: bin.into() });
         }
-        let output = Command::new(BUILD)
+        let output = Command::new(script)
             .stderr(std::process::Stdio::inherit())
             .output()
-            .map_err(|e| Error::io(format!("run {BUILD}"), e))?;
+            .map_err(|e| Error::io(format!("run {script}"), e))?;
         if !output.status.success() {
-            return Err(Error::Tools(format!("{BUILD} failed with {}", output.status)));
+            return Err(Error::Tools(format!("{script} failed with {}", output.status)));
         }
         let stdout = String::from_utf8_lossy(&output.stdout);
         let bin = stdout.lines().last().unwrap_or_default().trim();
         if bin.is_empty() {
-            return Err(Error::Tools(format!("{BUILD} printed no folder")));
+            return Err(Error::Tools(format!("{script} printed no folder")));
         }
         Ok(Tools { bin: bin.into() })
     }
@@ -38,5 +52,10 @@ impl Tools {
     /// The path of one tool, as a string for command lines.
     pub fn path(&self, name: &str) -> String {
         self.bin.join(name).display().to_string()
+    }
+
+    /// The folder itself.
+    pub fn bin(&self) -> &std::path::Path {
+        &self.bin
     }
 }

@@ -1,7 +1,9 @@
 //! `controlplane up|down|status`: the control plane for people (run through `e2e/cluster`).
 //!
-//! `up [--owner PID]` starts it (or finds it running) and prints the admin kubeconfig's path as its
-//! last line; with `--owner`, it stops by itself when that process ends. `down` stops it and
+//! `up [--node] [--owner PID]` starts it (or finds it running) and prints the admin kubeconfig's
+//! path as its last line; with `--owner`, it stops by itself when that process ends. With `--node`
+//! a node joins (kubelet, containerd, kube-proxy, kube-scheduler) and pods run, from the images in
+//! `$LEADERSHIP_IMAGES` (default `target/images`, written by `e2e/images`). `down` stops it and
 //! removes its folder; `status` says what runs. The folder is `$LEADERSHIP_CLUSTER_DIR`, by default
 //! `$TMPDIR/leadership-e2e-cluster`.
 
@@ -10,10 +12,11 @@ use std::{path::PathBuf, process::ExitCode};
 use anyhow::Context;
 use leadership_e2e::{
     controlplane::{ControlPlane, STATE_FILE, StartOptions},
+    node::NodeOptions,
     tools::Tools,
 };
 
-const USAGE: &str = "usage: e2e/cluster up [--owner PID] | down | status";
+const USAGE: &str = "usage: e2e/cluster up [--node] [--owner PID] | down | status";
 
 fn cluster_dir() -> PathBuf {
     std::env::var_os("LEADERSHIP_CLUSTER_DIR")
@@ -24,18 +27,17 @@ fn cluster_dir() -> PathBuf {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
-        ["up"] => up(None).await,
-        ["up", "--owner", pid] => match pid.parse() {
-            Ok(pid) => up(Some(pid)).await,
-            Err(_) => {
-                eprintln!("--owner takes a process id, not {pid:?}");
+    let result = match args.first().map(String::as_str) {
+        Some("up") => match parse_up(&args[1..]) {
+            Ok((node, owner)) => up(node, owner).await,
+            Err(message) => {
+                eprintln!("{message}\n{USAGE}");
                 return ExitCode::from(2);
             }
         },
-        ["down"] => down(),
-        ["status"] => status().await,
-        ["-h" | "--help" | "help"] => {
+        Some("down") if args.len() == 1 => down(),
+        Some("status") if args.len() == 1 => status().await,
+        Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(true)
         }
@@ -54,13 +56,33 @@ async fn main() -> ExitCode {
     }
 }
 
+/// `up`'s flags: whether to start a node, and the owner process.
+fn parse_up(args: &[String]) -> Result<(bool, Option<u32>), String> {
+    let (mut node, mut owner) = (false, None);
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--node" => node = true,
+            "--owner" => {
+                let pid = args.next().ok_or("--owner takes a process id")?;
+                owner = Some(
+                    pid.parse()
+                        .map_err(|_| format!("--owner takes a process id, not {pid:?}"))?,
+                );
+            }
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok((node, owner))
+}
+
 fn running() -> Option<ControlPlane> {
     let dir = cluster_dir();
     let plane = ControlPlane::attach(&dir).ok()?;
     (plane.running().len() == plane.state().components.len()).then_some(plane)
 }
 
-async fn up(owner: Option<u32>) -> anyhow::Result<bool> {
+async fn up(node: bool, owner: Option<u32>) -> anyhow::Result<bool> {
     if let Some(plane) = running() {
         eprintln!("the control plane is already running ({})", plane.state().server);
         println!("{}", plane.kubeconfig().display());
@@ -73,11 +95,19 @@ async fn up(owner: Option<u32>) -> anyhow::Result<bool> {
     }
     let _ = std::fs::remove_dir_all(&dir);
     let tools = Tools::locate()?;
+    let node = if node {
+        let images = std::env::var_os("LEADERSHIP_IMAGES")
+            .map_or_else(|| PathBuf::from("target/images"), PathBuf::from);
+        Some(NodeOptions::new(images)?)
+    } else {
+        None
+    };
     let plane = ControlPlane::start(
         &tools,
         StartOptions {
             dir: Some(dir),
             owner,
+            node,
         },
     )
     .await

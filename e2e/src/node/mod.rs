@@ -1,0 +1,306 @@
+//! A real node for the test control plane: containerd (with runc), the CNI bridge, kubelet,
+//! kube-proxy and kube-scheduler, on one bridge of this machine's own ([`config::BRIDGE`], with
+//! addresses reserved for benchmarking networks), running pods from images built here
+//! (`e2e/images`) and imported into containerd.
+//!
+//! The host side (bridge, routes, sysctls, an iptables guard, cgroups) is `node.sh`, copied into
+//! the cluster's folder: `up` before the API server starts (it binds the node's address), `down`
+//! when the cluster stops, and from every component's watchdog when its owner process is gone, so
+//! that containers, mounts, network namespaces, rules and cgroups never outlive a run.
+
+pub mod config;
+
+use std::{
+    fs,
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use k8s_openapi::api::core::v1::Node;
+use kube::Api;
+
+use self::config::{KubeletPorts, Layout, NODE_IP, NODE_NAME};
+use crate::{Error, certs::Certificates, tools::Tools};
+
+/// The host-side script, written into the cluster's folder as `node.sh`.
+const NODE_SCRIPT: &str = include_str!("node.sh");
+
+/// The node's part of a control plane's start.
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    /// The folder of image archives to import (`e2e/images` writes them; it must hold the pause
+    /// image).
+    pub images: PathBuf,
+    /// The node's tools.
+    pub tools: Tools,
+}
+
+impl NodeOptions {
+    /// The node's tools from the cache (built if missing) and the images in `images`.
+    pub fn new(images: impl Into<PathBuf>) -> Result<NodeOptions, Error> {
+        Ok(NodeOptions {
+            images: images.into(),
+            tools: Tools::locate_node()?,
+        })
+    }
+}
+
+/// The addresses the API server's certificate names in node mode.
+pub fn apiserver_addresses() -> [Ipv4Addr; 2] {
+    [NODE_IP, config::KUBERNETES_SERVICE_IP]
+}
+
+/// The node's script in `dir`, if the cluster there has a node.
+pub fn script(dir: &Path) -> Option<PathBuf> {
+    let path = dir.join("node.sh");
+    path.exists().then_some(path)
+}
+
+/// Prepares the host before the control plane starts: writes the script and its environment and
+/// runs `node.sh up` (bridge, routes, sysctls, guard rules, cgroups).
+pub fn prepare_host(dir: &Path, options: &NodeOptions) -> Result<Layout, Error> {
+    let layout = Layout {
+        dir: dir.to_owned(),
+        bin: options.tools.bin().to_owned(),
+    };
+    if !options.images.join("pause.tar").exists() {
+        return Err(Error::State(format!(
+            "no pause image in {}: run e2e/images first",
+            options.images.display()
+        )));
+    }
+    write(&dir.join("node.env"), &config::node_env(&layout))?;
+    write(&dir.join("node.sh"), NODE_SCRIPT)?;
+    run(
+        "node.sh up",
+        Command::new("bash").arg(dir.join("node.sh")).arg("up").arg(dir),
+    )?;
+    Ok(layout)
+}
+
+/// Runs `node.sh down` for the cluster in `dir` (every container, mount, rule, link and cgroup).
+pub fn clean_host(dir: &Path) {
+    if let Some(script) = script(dir) {
+        let _ = Command::new("bash").arg(script).arg("down").arg(dir).status();
+    }
+}
+
+/// The API server's flags that differ on a node: the node's address, the Service range, the Node
+/// authorizer, ServiceAccount admission, and how to reach kubelets.
+pub fn apiserver_flags(pki: &Path) -> Vec<String> {
+    vec![
+        format!("--bind-address={NODE_IP}"),
+        format!("--advertise-address={NODE_IP}"),
+        format!("--service-cluster-ip-range={}", config::SERVICE_CIDR),
+        "--authorization-mode=Node,RBAC".into(),
+        "--enable-admission-plugins=NodeRestriction".into(),
+        format!(
+            "--kubelet-client-certificate={}",
+            pki.join("apiserver-kubelet-client.crt").display()
+        ),
+        format!(
+            "--kubelet-client-key={}",
+            pki.join("apiserver-kubelet-client.key").display()
+        ),
+        format!("--kubelet-certificate-authority={}", pki.join("ca.crt").display()),
+        "--kubelet-preferred-address-types=InternalIP".into(),
+    ]
+}
+
+/// Writes the certificates of the node's components: the API server's client certificate for
+/// kubelets, the kubelet's serving and client certificates, kube-proxy's and kube-scheduler's.
+pub fn write_certificates(pki: &Path, layout: &Layout, certs: &Certificates) -> Result<(), Error> {
+    let pair = |name: &str, pem: crate::certs::Pem| -> Result<(), Error> {
+        write(&pki.join(format!("{name}.crt")), &pem.cert)?;
+        write(&pki.join(format!("{name}.key")), &pem.key)
+    };
+    pair(
+        "apiserver-kubelet-client",
+        certs.client("kube-apiserver-kubelet-client", Some("system:masters"))?,
+    )?;
+    pair(
+        "kubelet-client",
+        certs.client(&format!("system:node:{NODE_NAME}"), Some("system:nodes"))?,
+    )?;
+    pair("kube-proxy", certs.client("system:kube-proxy", None)?)?;
+    pair("kube-scheduler", certs.client("system:kube-scheduler", None)?)?;
+    let kubelet_pki = layout.kubelet().join("pki");
+    fs::create_dir_all(&kubelet_pki).map_err(|e| Error::io("create the kubelet's pki folder", e))?;
+    let serving = certs.server(NODE_NAME, &[NODE_NAME], &[NODE_IP])?;
+    write(&kubelet_pki.join("kubelet.crt"), &serving.cert)?;
+    write(&kubelet_pki.join("kubelet.key"), &serving.key)
+}
+
+/// The commands of the node's components, in start order, with the files they read written.
+pub struct Components {
+    /// containerd.
+    pub containerd: Vec<String>,
+    /// kube-scheduler.
+    pub scheduler: Vec<String>,
+    /// The kubelet.
+    pub kubelet: Vec<String>,
+    /// kube-proxy.
+    pub proxy: Vec<String>,
+    /// kube-proxy's `/healthz` port on 127.0.0.1 (ready once its rules are written).
+    pub proxy_healthz: u16,
+}
+
+/// Writes the configuration files and returns the components' command lines; `kubeconfig` makes a
+/// kubeconfig for a user from its certificate files.
+pub fn components(
+    layout: &Layout,
+    pki: &Path,
+    kubeconfig: &dyn Fn(&str) -> Result<PathBuf, Error>,
+    free_port: &dyn Fn() -> Result<u16, Error>,
+) -> Result<Components, Error> {
+    let tool = |name: &str| layout.bin.join(name).display().to_string();
+    fs::create_dir_all(layout.containerd()).map_err(|e| Error::io("create containerd's folder", e))?;
+    let containerd_config = layout.containerd().join("config.toml");
+    write(&containerd_config, &config::containerd_toml(layout))?;
+    write(
+        &layout.cni_conf().join("10-leadership.conflist"),
+        &config::cni_network(layout),
+    )?;
+    let ports = KubeletPorts {
+        api: free_port()?,
+        healthz: free_port()?,
+    };
+    let kubelet_config = layout.kubelet().join("config.yaml");
+    write(
+        &kubelet_config,
+        &config::kubelet_yaml(layout, ports, &pki.join("ca.crt")),
+    )?;
+    let proxy_healthz = free_port()?;
+    // containerd finds its shim and runc on PATH.
+    let path = format!(
+        "PATH={}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        layout.bin.display()
+    );
+    Ok(Components {
+        containerd: vec![
+            "env".into(),
+            path,
+            tool("containerd"),
+            format!("--config={}", containerd_config.display()),
+            "--log-level=warn".into(),
+        ],
+        scheduler: vec![
+            tool("kube-scheduler"),
+            format!("--kubeconfig={}", kubeconfig("kube-scheduler")?.display()),
+            "--leader-elect=false".into(),
+            "--secure-port=0".into(),
+        ],
+        kubelet: vec![
+            tool("kubelet"),
+            format!("--config={}", kubelet_config.display()),
+            format!("--kubeconfig={}", kubeconfig("kubelet-client")?.display()),
+            format!("--root-dir={}", layout.kubelet().display()),
+            format!("--hostname-override={NODE_NAME}"),
+            format!("--node-ip={NODE_IP}"),
+            "--v=1".into(),
+        ],
+        proxy: vec![
+            tool("kube-proxy"),
+            format!("--kubeconfig={}", kubeconfig("kube-proxy")?.display()),
+            format!("--hostname-override={NODE_NAME}"),
+            "--proxy-mode=iptables".into(),
+            format!("--cluster-cidr={}", config::CLUSTER_CIDR),
+            format!("--healthz-bind-address=127.0.0.1:{proxy_healthz}"),
+            format!("--metrics-bind-address=127.0.0.1:{}", free_port()?),
+            // Leave the machine's conntrack settings alone.
+            "--conntrack-max-per-core=0".into(),
+            "--conntrack-tcp-timeout-established=0".into(),
+            "--conntrack-tcp-timeout-close-wait=0".into(),
+        ],
+        proxy_healthz,
+    })
+}
+
+/// Whether containerd answers on its socket.
+pub fn containerd_ready(layout: &Layout) -> bool {
+    Command::new(layout.bin.join("ctr"))
+        .arg(format!("--address={}", layout.containerd_socket().display()))
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Imports every image archive of `images` into containerd's `k8s.io` namespace (where the
+/// kubelet's images live); returns how many.
+pub fn import_images(layout: &Layout, images: &Path) -> Result<usize, Error> {
+    let mut archives: Vec<PathBuf> = fs::read_dir(images)
+        .map_err(|e| Error::io(format!("read {}", images.display()), e))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "tar"))
+        .collect();
+    archives.sort();
+    for archive in &archives {
+        run(
+            &format!("import {}", archive.display()),
+            Command::new(layout.bin.join("ctr"))
+                .arg(format!("--address={}", layout.containerd_socket().display()))
+                .args(["--namespace=k8s.io", "images", "import"])
+                .arg(archive),
+        )?;
+    }
+    Ok(archives.len())
+}
+
+/// Whether kube-proxy has written its rules (its `/healthz` answers 200).
+pub fn proxy_ready(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if stream
+        .write_all(b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut reply = String::new();
+    let _ = stream.read_to_string(&mut reply);
+    reply.starts_with("HTTP/1.0 200") || reply.starts_with("HTTP/1.1 200")
+}
+
+/// Whether the node is registered and Ready.
+pub async fn node_ready(nodes: &Api<Node>) -> bool {
+    let Ok(Some(node)) = nodes.get_opt(NODE_NAME).await else {
+        return false;
+    };
+    node.status
+        .and_then(|s| s.conditions)
+        .unwrap_or_default()
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True")
+}
+
+/// How long since `started`, for progress lines.
+pub fn since(started: Instant) -> String {
+    format!("{:5.1}s", started.elapsed().as_secs_f64())
+}
+
+fn write(path: &Path, contents: &str) -> Result<(), Error> {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(|e| Error::io(format!("create {}", parent.display()), e))?;
+    }
+    fs::write(path, contents).map_err(|e| Error::io(format!("write {}", path.display()), e))
+}
+
+fn run(what: &str, command: &mut Command) -> Result<(), Error> {
+    let output = command.output().map_err(|e| Error::io(what, e))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(Error::Start {
+        component: what.to_owned(),
+        log: format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    })
+}

@@ -3,14 +3,18 @@
 
 use std::process::Output;
 
-use crate::testenv::{self, TestNamespace};
+use crate::testenv::{self, TestEnv, TestNamespace};
 
 /// The chart's folder.
 pub const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/leadership");
 
 /// Runs `helm` with the test cluster's kubeconfig.
 pub fn helm(args: &[&str]) -> Output {
-    let env = testenv::shared();
+    helm_in(testenv::shared(), args)
+}
+
+/// Runs `helm` with the kubeconfig of `env`.
+pub fn helm_in(env: &TestEnv, args: &[&str]) -> Output {
     std::process::Command::new(env.tools().path("helm"))
         .args(args)
         .arg("--kubeconfig")
@@ -53,6 +57,7 @@ pub fn document<'a>(documents: &'a [serde_yaml::Value], kind: &str, name: &str) 
 pub struct Release {
     /// The release's name (the namespace's).
     pub name: String,
+    env: &'static TestEnv,
 }
 
 impl Release {
@@ -60,7 +65,7 @@ impl Release {
     pub fn install(ns: &TestNamespace, args: &[&str]) -> Release {
         let mut all = vec!["install", &ns.name, CHART, "--namespace", &ns.name];
         all.extend_from_slice(args);
-        let installed = helm(&all);
+        let installed = helm_in(ns.env(), &all);
         assert!(installed.status.success(), "{}", text(&installed));
         assert!(
             text(&installed).contains("kubectl get leadershipleases"),
@@ -68,6 +73,7 @@ impl Release {
         );
         Release {
             name: ns.name.clone(),
+            env: ns.env(),
         }
     }
 
@@ -84,7 +90,7 @@ impl Release {
 
 impl Drop for Release {
     fn drop(&mut self) {
-        let _ = helm(&["uninstall", &self.name, "--namespace", &self.name]);
+        let _ = helm_in(self.env, &["uninstall", &self.name, "--namespace", &self.name]);
     }
 }
 

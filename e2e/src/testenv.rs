@@ -4,6 +4,10 @@
 //! If `LEADERSHIP_E2E_KUBECONFIG` names a kubeconfig (the README's test command starts one control
 //! plane and sets it), tests use that cluster. Otherwise the first test in a test binary starts a
 //! private control plane that stops by itself when the binary exits, however it exits.
+//!
+//! Tests that run pods use [`node`] instead: the cluster of `LEADERSHIP_E2E_NODE_KUBECONFIG`, or a
+//! private one with a node (root only), with the images of `LEADERSHIP_IMAGES` (default
+//! `target/images`, built by `e2e/images` if missing).
 
 use std::{
     path::{Path, PathBuf},
@@ -27,11 +31,14 @@ use kube::{
 use crate::{
     Error,
     controlplane::{ControlPlane, StartOptions, admin_client},
+    node::NodeOptions,
     tools::Tools,
 };
 
 /// The environment variable naming a running test cluster's admin kubeconfig.
 pub const KUBECONFIG_ENV: &str = "LEADERSHIP_E2E_KUBECONFIG";
+/// The environment variable naming a running test cluster with a node.
+pub const NODE_KUBECONFIG_ENV: &str = "LEADERSHIP_E2E_NODE_KUBECONFIG";
 
 /// The path of one of the workspace's binaries, built (once per test process) if needed, for
 /// tests in one crate that run another crate's binary.
@@ -68,15 +75,44 @@ pub struct TestEnv {
 }
 
 static ENV: OnceLock<Result<TestEnv, String>> = OnceLock::new();
+static NODE_ENV: OnceLock<Result<TestEnv, String>> = OnceLock::new();
 static NAMESPACES: AtomicU32 = AtomicU32::new(0);
 
 /// The test cluster, started on first use. Panics with the reason if it cannot start: a test that
 /// needs a control plane must not pass without one.
 pub fn shared() -> &'static TestEnv {
-    match ENV.get_or_init(|| TestEnv::connect().map_err(|err| err.to_string())) {
+    match ENV.get_or_init(|| TestEnv::connect(false).map_err(|err| err.to_string())) {
         Ok(env) => env,
         Err(err) => panic!("no test control plane: {err}"),
     }
+}
+
+/// The test cluster with a node, started on first use. Panics with the reason if it cannot start.
+pub fn node() -> &'static TestEnv {
+    match NODE_ENV.get_or_init(|| TestEnv::connect(true).map_err(|err| err.to_string())) {
+        Ok(env) => env,
+        Err(err) => panic!("no test cluster with a node: {err}"),
+    }
+}
+
+/// The image archives for a node: `LEADERSHIP_IMAGES`, else `target/images`, built by
+/// `e2e/images` when its pause image is missing.
+fn node_images() -> Result<PathBuf, Error> {
+    if let Some(dir) = std::env::var_os("LEADERSHIP_IMAGES") {
+        return Ok(dir.into());
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = root.join("target").join("images");
+    if !dir.join("pause.tar").exists() {
+        let status = Command::new(root.join("e2e").join("images"))
+            .stdout(std::process::Stdio::null())
+            .status()
+            .map_err(|e| Error::io("run e2e/images", e))?;
+        if !status.success() {
+            return Err(Error::State(format!("e2e/images failed with {status}")));
+        }
+    }
+    Ok(dir)
 }
 
 /// Makes [`shared`] use the cluster of `kubeconfig` (for programs such as the demo that start their
@@ -91,9 +127,14 @@ pub fn use_cluster(kubeconfig: &Path, tools: Tools) -> bool {
 }
 
 impl TestEnv {
-    fn connect() -> Result<TestEnv, Error> {
+    fn connect(with_node: bool) -> Result<TestEnv, Error> {
         let tools = Tools::locate()?;
-        if let Some(path) = std::env::var_os(KUBECONFIG_ENV) {
+        let variable = if with_node {
+            NODE_KUBECONFIG_ENV
+        } else {
+            KUBECONFIG_ENV
+        };
+        if let Some(path) = std::env::var_os(variable) {
             return Ok(TestEnv {
                 kubeconfig: path.into(),
                 tools,
@@ -101,6 +142,11 @@ impl TestEnv {
             });
         }
         let starter = tools.clone();
+        let node = if with_node {
+            Some(NodeOptions::new(node_images()?)?)
+        } else {
+            None
+        };
         // Started on a runtime of its own: each test has its own runtime, and this one must outlive
         // the first test.
         let plane = std::thread::spawn(move || {
@@ -110,7 +156,10 @@ impl TestEnv {
                 .map_err(|e| Error::io("start a runtime", e))?;
             runtime.block_on(ControlPlane::start(
                 &starter,
-                StartOptions::owned_by_this_process(),
+                StartOptions {
+                    node,
+                    ..StartOptions::owned_by_this_process()
+                },
             ))
         })
         .join()
@@ -156,6 +205,21 @@ impl TestEnv {
     pub fn kubectl(&self) -> Command {
         let mut command = Command::new(self.tools.path("kubectl"));
         command.arg("--kubeconfig").arg(&self.kubeconfig);
+        command
+    }
+
+    /// `crictl` talking to the node's containerd (a cluster with a node only).
+    pub fn crictl(&self) -> Command {
+        let dir = self.kubeconfig.parent().expect("the cluster's folder");
+        let layout = crate::node::config::Layout {
+            dir: dir.to_owned(),
+            bin: Tools::locate_node().expect("the node's tools").bin().to_owned(),
+        };
+        let mut command = Command::new(layout.bin.join("crictl"));
+        command.arg(format!(
+            "--runtime-endpoint=unix://{}",
+            layout.containerd_socket().display()
+        ));
         command
     }
 
@@ -229,6 +293,11 @@ pub struct TestNamespace {
 }
 
 impl TestNamespace {
+    /// The cluster this namespace is in.
+    pub fn env(&self) -> &'static TestEnv {
+        self.env
+    }
+
     /// An API for namespaced resources of type `K` in this namespace.
     pub fn api<K>(&self) -> Api<K>
     where

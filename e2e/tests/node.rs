@@ -1,0 +1,687 @@
+//! The product as users run it: the chart installed with `helm install` on a cluster with a real
+//! node (kubelet, containerd, runc, CNI, kube-proxy), pods running the images `e2e/images` builds,
+//! the kubelet reporting every status. Nothing here writes a Pod status or stands in for a
+//! container. The tests run one at a time: each installs the chart with its own operator pair.
+
+use std::{
+    collections::BTreeMap,
+    process::Output,
+    time::{Duration, Instant},
+};
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::{
+    apps::v1::StatefulSet,
+    core::v1::{Pod, Service},
+};
+use kube::{
+    Api,
+    api::{DeleteParams, ListParams, PostParams},
+    runtime::{WatchStreamExt, watcher},
+};
+use leadership_e2e::{
+    chart::{Release, text, webhook_in},
+    testenv::{self, TestNamespace},
+};
+use leadership_kube::crd::LeadershipLease;
+use serde_json::Value;
+
+/// The example app's image (busybox and curl), built by `e2e/images`.
+const APP_IMAGE: &str = "leadership.local/example-app:1.0";
+/// The chart's images, under their default names and tags.
+const SIDECAR_IMAGE: &str = "ghcr.io/leadership-dev/leadership-sidecar:0.1.0";
+const OPERATOR_IMAGE: &str = "ghcr.io/leadership-dev/leadership-operator:0.1.0";
+/// The operator's own lease in its namespace.
+const OPERATOR_LEASE: &str = "leadership-operator";
+/// Generous: two cores run the control plane, the node and every pod.
+const SETTLE: Duration = Duration::from_secs(120);
+
+/// Held by each test for its whole run.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Polls `check` every 100 ms until it gives a value, or panics after `limit` with `what`.
+async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "not within {limit:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Installs the chart with the example application (3 replicas) and waits until every pod is
+/// Ready; the webhook only sees this namespace.
+fn install(ns: &TestNamespace, extra: &[&str]) -> Release {
+    let webhook = webhook_in(ns);
+    let image = format!("example.image={APP_IMAGE}");
+    let mut args = vec![
+        "--set",
+        "example.enabled=true",
+        "--set",
+        &image,
+        "--set-json",
+        &webhook,
+        "--wait",
+        "--timeout",
+        "5m",
+    ];
+    args.extend_from_slice(extra);
+    Release::install(ns, &args)
+}
+
+fn is_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// The pods whose names start with `prefix`, once `count` of them are Ready.
+async fn ready_pods(ns: &TestNamespace, prefix: &str, count: usize) -> Vec<Pod> {
+    let pods: Api<Pod> = ns.api();
+    eventually(SETTLE, &format!("{count} Ready pods named {prefix}*"), || async {
+        let list = pods.list(&ListParams::default()).await.ok()?;
+        let ready: Vec<Pod> = list
+            .items
+            .into_iter()
+            .filter(|p| p.metadata.name.as_deref().is_some_and(|n| n.starts_with(prefix)))
+            .filter(|p| p.metadata.deletion_timestamp.is_none() && is_ready(p))
+            .collect();
+        (ready.len() == count).then_some(ready)
+    })
+    .await
+}
+
+/// The lease's holder and term, once it has a holder that `accept` takes.
+async fn holder(ns: &TestNamespace, lease: &str, accept: impl Fn(&str) -> bool) -> (String, i64) {
+    let leases: Api<LeadershipLease> = ns.api();
+    eventually(SETTLE, &format!("a holder of {lease}"), || async {
+        let object = leases.get_opt(lease).await.ok()??;
+        let status = object.status?;
+        let holder = status.holder?;
+        accept(&holder).then_some((holder, status.term))
+    })
+    .await
+}
+
+/// `sh -c script` in a container, through the API server and the kubelet (`kubectl exec`).
+fn exec(ns: &TestNamespace, pod: &str, container: &str, script: &str) -> Output {
+    ns.env()
+        .kubectl()
+        .args([
+            "exec", "-n", &ns.name, pod, "-c", container, "--", "sh", "-c", script,
+        ])
+        .output()
+        .expect("run kubectl exec")
+}
+
+/// The socket's `/v1/status`, asked from a pod's app container with curl.
+fn socket_status(ns: &TestNamespace, pod: &str) -> Value {
+    let out = exec(
+        ns,
+        pod,
+        "app",
+        r#"curl -sf --unix-socket "$LEADERSHIP_SOCKET" http://localhost/v1/status"#,
+    );
+    assert!(out.status.success(), "curl in {pod}: {}", text(&out));
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("status JSON from {pod}: {e}: {}", text(&out)))
+}
+
+fn container_id(pod: &Pod, name: &str) -> String {
+    let status = pod.status.as_ref().expect("a pod status");
+    status
+        .init_container_statuses
+        .iter()
+        .chain(status.container_statuses.iter())
+        .flatten()
+        .find(|c| c.name == name)
+        .and_then(|c| c.container_id.clone())
+        .unwrap_or_else(|| panic!("no running container {name}"))
+        .trim_start_matches("containerd://")
+        .to_owned()
+}
+
+fn restarts(pod: &Pod, name: &str) -> i32 {
+    let status = pod.status.as_ref().expect("a pod status");
+    status
+        .init_container_statuses
+        .iter()
+        .chain(status.container_statuses.iter())
+        .flatten()
+        .find(|c| c.name == name)
+        .map_or(0, |c| c.restart_count)
+}
+
+/// SIGKILLs the main process of containers (found with crictl), in one `kill` call.
+fn kill_containers(ns: &TestNamespace, ids: &[String]) {
+    let mut pids = Vec::new();
+    for id in ids {
+        let out = ns
+            .env()
+            .crictl()
+            .args([
+                "inspect",
+                "--output",
+                "go-template",
+                "--template",
+                "{{.info.pid}}",
+                id,
+            ])
+            .output()
+            .expect("run crictl inspect");
+        assert!(out.status.success(), "crictl inspect {id}: {}", text(&out));
+        pids.push(String::from_utf8_lossy(&out.stdout).trim().to_owned());
+    }
+    let out = std::process::Command::new("kill")
+        .arg("-KILL")
+        .args(&pids)
+        .output()
+        .expect("run kill");
+    assert!(out.status.success(), "kill {pids:?}: {}", text(&out));
+}
+
+/// Watches the pod `name` with `uid` until it is gone (or [`SETTLE`] passes): every version of it.
+fn watch_until_gone(pods: &Api<Pod>, name: &str, uid: &str) -> tokio::task::JoinHandle<Vec<Pod>> {
+    let (pods, name, uid) = (pods.clone(), name.to_owned(), uid.to_owned());
+    tokio::spawn(async move {
+        let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+        let mut stream = watcher(pods, config).applied_objects().boxed();
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + SETTLE;
+        while Instant::now() < deadline {
+            match tokio::time::timeout(Duration::from_secs(1), stream.try_next()).await {
+                Ok(Ok(Some(pod))) if pod.metadata.uid.as_deref() == Some(&uid) => seen.push(pod),
+                // A new pod of the same name (a StatefulSet's): the old one is gone.
+                Ok(Ok(Some(_)) | Ok(None)) => break,
+                Ok(Err(_)) | Err(_) => {}
+            }
+        }
+        seen
+    })
+}
+
+/// The last terminated state the kubelet reported for the container `name` among `versions`.
+fn last_terminated(
+    versions: &[Pod],
+    name: &str,
+) -> Option<k8s_openapi::api::core::v1::ContainerStateTerminated> {
+    versions.iter().rev().find_map(|pod| {
+        let status = pod.status.as_ref()?;
+        status
+            .init_container_statuses
+            .iter()
+            .chain(status.container_statuses.iter())
+            .flatten()
+            .find(|c| c.name == name)?
+            .state
+            .as_ref()?
+            .terminated
+            .clone()
+    })
+}
+
+/// Which unit answered a request to the leader Service's ClusterIP (the sidecar's admin port:
+/// its info metric names the unit).
+async fn service_answer(http: &reqwest_lite::Client, url: &str) -> Option<String> {
+    let body = http.get(url).await?;
+    body.lines()
+        .find(|l| l.starts_with("leadership_sidecar_info{"))
+        .and_then(|l| l.split("unit=\"").nth(1))
+        .and_then(|rest| rest.split('"').next())
+        .map(str::to_owned)
+}
+
+/// A plain HTTP/1.1 GET with a short timeout, for polling the Service.
+mod reqwest_lite {
+    use std::time::Duration;
+
+    use http_body_util::{BodyExt, Empty};
+    use hyper::body::Bytes;
+    use hyper_util::{client::legacy::Client as Hyper, rt::TokioExecutor};
+
+    pub struct Client(Hyper<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>);
+
+    impl Client {
+        pub fn new() -> Client {
+            let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            connector.set_connect_timeout(Some(Duration::from_millis(500)));
+            Client(
+                Hyper::builder(TokioExecutor::new())
+                    .pool_max_idle_per_host(0)
+                    .build(connector),
+            )
+        }
+
+        pub async fn get(&self, url: &str) -> Option<String> {
+            let request = self.0.get(url.parse().ok()?);
+            let response = tokio::time::timeout(Duration::from_secs(2), request)
+                .await
+                .ok()?
+                .ok()?;
+            let body = tokio::time::timeout(Duration::from_secs(2), response.into_body().collect())
+                .await
+                .ok()?
+                .ok()?;
+            String::from_utf8(body.to_bytes().to_vec()).ok()
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_chart_runs_in_real_pods_with_its_own_images_and_an_app_can_use_the_socket() {
+    let _serial = SERIAL.lock().await;
+    let ns = testenv::node().namespace().await;
+    let release = install(&ns, &[]);
+    let example = format!("{}-example", release.fullname());
+    let operators = ready_pods(&ns, &format!("{}-operator-", release.fullname()), 2).await;
+    let units = ready_pods(&ns, &example, 3).await;
+
+    // The chart's own images, probes and users.
+    for pod in &operators {
+        let spec = pod.spec.as_ref().unwrap();
+        assert_eq!(spec.containers[0].image.as_deref(), Some(OPERATOR_IMAGE));
+        assert!(spec.containers[0].readiness_probe.is_some());
+    }
+    for pod in &units {
+        let spec = pod.spec.as_ref().unwrap();
+        let sidecar = &spec.init_containers.as_ref().unwrap()[0];
+        assert_eq!(sidecar.image.as_deref(), Some(SIDECAR_IMAGE));
+        assert_eq!(
+            sidecar.restart_policy.as_deref(),
+            Some("Always"),
+            "a native sidecar"
+        );
+        assert!(sidecar.readiness_probe.is_some() && sidecar.liveness_probe.is_some());
+    }
+
+    // The application's lease and the operator's own both have a holder among the pods.
+    let names: Vec<String> = units.iter().map(|p| p.metadata.name.clone().unwrap()).collect();
+    let (leader, term) = holder(&ns, &example, |h| names.iter().any(|n| n == h)).await;
+    let operator_names: Vec<String> = operators
+        .iter()
+        .map(|p| p.metadata.name.clone().unwrap())
+        .collect();
+    holder(&ns, OPERATOR_LEASE, |h| operator_names.iter().any(|n| n == h)).await;
+
+    // The app container runs as another user than the sidecar (1000, not 65532) and uses the
+    // socket (mode 0660, group 65532) through the pod's supplemental group.
+    for name in &names {
+        let id = exec(
+            &ns,
+            name,
+            "app",
+            "id -u; stat -c '%a %g' /run/leadership/leadership.sock",
+        );
+        assert!(id.status.success(), "{}", text(&id));
+        assert_eq!(String::from_utf8_lossy(&id.stdout), "1000\n660 65532\n");
+        let status = socket_status(&ns, name);
+        assert_eq!(status["unit"], name.as_str());
+        assert_eq!(status["holder"], leader.as_str());
+        assert_eq!(status["leader"], *name == leader, "{name}: {status}");
+        if *name == leader {
+            assert_eq!(status["term"], term);
+            assert!(status["guaranteedForMs"].as_i64().unwrap() > 0);
+        }
+    }
+
+    // The operator labels the leader's pod, and only it.
+    let pods: Api<Pod> = ns.api();
+    eventually(SETTLE, "the leader label on the leader only", || async {
+        let list = pods
+            .list(&ListParams::default().labels("leadership.dev/leader=true"))
+            .await
+            .ok()?;
+        let labelled: Vec<String> = list
+            .items
+            .iter()
+            .filter_map(|p| p.metadata.name.clone())
+            .collect();
+        labelled
+            .iter()
+            .filter(|n| n.starts_with(&example))
+            .eq([&leader])
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_leader_service_follows_the_leader_through_kube_proxy_when_its_pod_is_deleted() {
+    let _serial = SERIAL.lock().await;
+    let ns = testenv::node().namespace().await;
+    let release = install(&ns, &[]);
+    let example = format!("{}-example", release.fullname());
+    let units = ready_pods(&ns, &example, 3).await;
+    let names: Vec<String> = units.iter().map(|p| p.metadata.name.clone().unwrap()).collect();
+    let (leader, term) = holder(&ns, &example, |h| names.iter().any(|n| n == h)).await;
+
+    let pods: Api<Pod> = ns.api();
+    // Poll the leader Service's ClusterIP while the leader changes.
+    let services: Api<Service> = ns.api();
+    let ip = services
+        .get(&format!("{example}-leader"))
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .cluster_ip
+        .unwrap();
+    let url = format!("http://{ip}/metrics");
+    let http = reqwest_lite::Client::new();
+    let first = eventually(SETTLE, "the Service answers", || service_answer(&http, &url)).await;
+    assert_eq!(first, leader, "the Service routes to the leader");
+
+    let deleted = Instant::now();
+    pods.delete(&leader, &DeleteParams::default()).await.unwrap();
+    let (next, next_term) = holder(&ns, &example, |h| h != leader).await;
+    let handover = deleted.elapsed();
+    assert!(next_term > term, "a new term: {term} -> {next_term}");
+    assert!(handover < Duration::from_secs(30), "handover took {handover:?}");
+
+    let mut answers = vec![first];
+    let settled = Instant::now();
+    while settled.elapsed() < Duration::from_secs(60) {
+        if let Some(unit) = service_answer(&http, &url).await
+            && answers.last() != Some(&unit)
+        {
+            answers.push(unit);
+        }
+        if answers.last() == Some(&next) && settled.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        answers,
+        [leader.clone(), next.clone()],
+        "the Service answered from the old leader, then only the new one"
+    );
+
+    eprintln!("handover after deleting the leader's pod: {handover:?}; Service answers: {answers:?}");
+}
+
+/// A StatefulSet whose pods get the sidecar from the webhook, with an app container that, when
+/// told to stop, writes what the socket says into its termination message.
+fn injected_workload(name: &str, replicas: i32, claim_duration: &str) -> StatefulSet {
+    serde_json::from_value(serde_json::json!({
+        "metadata": { "name": name },
+        "spec": {
+            "replicas": replicas,
+            "serviceName": name,
+            "selector": { "matchLabels": { "app": name } },
+            "template": {
+                "metadata": {
+                    "labels": { "app": name },
+                    "annotations": {
+                        "leadership.dev/application": name,
+                        "leadership.dev/claim-duration": claim_duration,
+                    },
+                },
+                "spec": {
+                    "terminationGracePeriodSeconds": 20,
+                    "containers": [{
+                        "name": "app",
+                        "image": APP_IMAGE,
+                        "command": ["sh", "-c",
+                            "trap 'curl -s --unix-socket \"$LEADERSHIP_SOCKET\" http://localhost/v1/status > /dev/termination-log; exit 0' TERM; while true; do sleep 0.2; done"],
+                        "securityContext": { "runAsUser": 1000, "runAsNonRoot": true },
+                    }],
+                },
+            },
+        },
+    }))
+    .expect("a StatefulSet")
+}
+
+#[tokio::test]
+async fn injected_pods_elect_a_leader_a_killed_sidecar_rejoins_as_a_minion_and_a_deleted_leader_hands_over_after_its_app()
+ {
+    let _serial = SERIAL.lock().await;
+    let ns = testenv::node().namespace().await;
+    let _release = install(&ns, &["--set", "example.replicas=1"]);
+    let sets: Api<StatefulSet> = ns.api();
+    sets.create(&PostParams::default(), &injected_workload("web", 3, "5s"))
+        .await
+        .unwrap();
+    let units = ready_pods(&ns, "web-", 3).await;
+    for pod in &units {
+        let spec = pod.spec.as_ref().unwrap();
+        let sidecar = &spec.init_containers.as_ref().expect("an injected sidecar")[0];
+        assert_eq!(sidecar.name, "leadership");
+        assert_eq!(sidecar.image.as_deref(), Some(SIDECAR_IMAGE));
+    }
+    let names: Vec<String> = units.iter().map(|p| p.metadata.name.clone().unwrap()).collect();
+    let (leader, term) = holder(&ns, "web", |h| names.iter().any(|n| n == h)).await;
+    let minion = names.iter().find(|n| **n != leader).unwrap().clone();
+
+    let pods: Api<Pod> = ns.api();
+    let before = pods.get(&minion).await.unwrap();
+    let restarts_before = restarts(&before, "leadership");
+    kill_containers(&ns, &[container_id(&before, "leadership")]);
+    // The kubelet restarts it; it becomes Ready again and answers as a minion of the same leader.
+    eventually(
+        SETTLE,
+        "the sidecar restarted by the kubelet and Ready",
+        || async {
+            let pod = pods.get(&minion).await.ok()?;
+            (restarts(&pod, "leadership") > restarts_before && is_ready(&pod)).then_some(())
+        },
+    )
+    .await;
+    let status = eventually(SETTLE, "the restarted sidecar answers", || async {
+        let status = socket_status(&ns, &minion);
+        (status["holder"] == leader.as_str()).then_some(status)
+    })
+    .await;
+    assert_eq!(status["leader"], false, "{status}");
+    let (still, same_term) = holder(&ns, "web", |_| true).await;
+    assert_eq!((&still, same_term), (&leader, term), "the leader never changed");
+
+    // Deleting the leader's pod: the kubelet stops the app container first (its stop trap asks
+    // the socket, which still says "leader"), then the sidecar, which releases; another unit
+    // takes over in a new term.
+    let uid = pods.get(&leader).await.unwrap().metadata.uid.unwrap();
+    let versions = watch_until_gone(&pods, &leader, &uid);
+    let deleted = Instant::now();
+    pods.delete(&leader, &DeleteParams::default()).await.unwrap();
+    let (next, next_term) = holder(&ns, "web", |h| h != leader).await;
+    let handover = deleted.elapsed();
+    assert!(next_term > term);
+    assert!(handover < Duration::from_secs(30), "handover took {handover:?}");
+    let versions = versions.await.unwrap();
+    let app = last_terminated(&versions, "app").expect("the kubelet reported the app container terminated");
+    let said: Value = serde_json::from_str(app.message.as_deref().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("the app's termination message is the socket's status: {e}: {app:?}"));
+    assert_eq!(
+        said["leader"], true,
+        "the sidecar still led while the app stopped: {said}"
+    );
+    assert_eq!(said["unit"], leader.as_str());
+    if let Some(sidecar) = last_terminated(&versions, "leadership") {
+        assert!(
+            sidecar.finished_at >= app.finished_at,
+            "the sidecar stopped after the app"
+        );
+        assert_eq!(sidecar.exit_code, 0, "the sidecar stopped cleanly: {sidecar:?}");
+    }
+    eprintln!("handover from {leader} to {next} after deleting its pod: {handover:?}");
+}
+
+#[tokio::test]
+async fn the_operator_releases_a_lost_pods_lease_on_what_the_kubelet_reports() {
+    let _serial = SERIAL.lock().await;
+    let ns = testenv::node().namespace().await;
+    let _release = install(&ns, &["--set", "example.replicas=1"]);
+    // One pod that is never restarted, with a long claim: only the pod-loss rule can free its
+    // lease soon after both its containers die at once.
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {
+            "name": "batch-0",
+            "annotations": {
+                "leadership.dev/application": "batch",
+                "leadership.dev/claim-duration": "60s",
+            },
+        },
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [{
+                "name": "app",
+                "image": APP_IMAGE,
+                "command": ["sh", "-c", "while true; do sleep 1; done"],
+                "securityContext": { "runAsUser": 1000, "runAsNonRoot": true },
+            }],
+        },
+    }))
+    .unwrap();
+    let pods: Api<Pod> = ns.api();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let running = ready_pods(&ns, "batch-0", 1).await.remove(0);
+    let (holder_name, term) = holder(&ns, "batch", |h| h == "batch-0").await;
+
+    let killed = Instant::now();
+    kill_containers(
+        &ns,
+        &[
+            container_id(&running, "leadership"),
+            container_id(&running, "app"),
+        ],
+    );
+    let leases: Api<LeadershipLease> = ns.api();
+    let released = eventually(
+        Duration::from_secs(90),
+        "the lease released after the pod's loss",
+        || async {
+            let status = leases.get("batch").await.ok()?.status?;
+            status.holder.is_none().then_some(status)
+        },
+    )
+    .await;
+    let took = killed.elapsed();
+    let last = released.history.last().expect("a transition");
+    assert_eq!(
+        last.reason, "PodGone",
+        "released by the operator's pod-loss rule: {:?}",
+        released.history
+    );
+    assert_eq!(released.term, term, "a release keeps the term");
+    assert!(
+        took < Duration::from_secs(60),
+        "well before the 120 s lease ran out: {took:?}"
+    );
+    let reported = pods.get("batch-0").await.unwrap();
+    let states: BTreeMap<String, bool> = ["leadership", "app"]
+        .iter()
+        .map(|name| {
+            (
+                name.to_string(),
+                last_terminated(std::slice::from_ref(&reported), name).is_some(),
+            )
+        })
+        .collect();
+    assert!(
+        states.values().all(|t| *t),
+        "the kubelet reports every container terminated: {states:?}"
+    );
+    eprintln!("{holder_name}'s lease released by the operator {took:?} after its containers were killed");
+}
+
+#[tokio::test]
+async fn the_operator_fails_over_as_pods_and_uninstalling_leaves_only_the_crd() {
+    let _serial = SERIAL.lock().await;
+    let ns = testenv::node().namespace().await;
+    let release = install(&ns, &["--set", "example.replicas=2"]);
+    let lease = OPERATOR_LEASE;
+    let operators = ready_pods(&ns, &format!("{}-operator-", release.fullname()), 2).await;
+    let names: Vec<String> = operators
+        .iter()
+        .map(|p| p.metadata.name.clone().unwrap())
+        .collect();
+    let (leading, term) = holder(&ns, lease, |h| names.iter().any(|n| n == h)).await;
+    let pods: Api<Pod> = ns.api();
+    pods.delete(&leading, &DeleteParams::default()).await.unwrap();
+    let (next, next_term) = holder(&ns, lease, |h| h != leading).await;
+    assert!(next_term > term);
+    assert!(names.contains(&next) || next.starts_with(&format!("{}-operator-", release.fullname())));
+
+    // The new leader works: it moves the leader label when the example's leader goes.
+    let example = format!("{}-example", release.fullname());
+    let (app_leader, _) = holder(&ns, &example, |h| h.starts_with(&example)).await;
+    pods.delete(&app_leader, &DeleteParams::default()).await.unwrap();
+    let (app_next, _) = holder(&ns, &example, |h| h != app_leader).await;
+    eventually(
+        SETTLE,
+        "the new operator leader labels the new application leader",
+        || async {
+            let pod = pods.get(&app_next).await.ok()?;
+            (pod.metadata
+                .labels?
+                .get("leadership.dev/leader")
+                .map(String::as_str)
+                == Some("true"))
+            .then_some(())
+        },
+    )
+    .await;
+
+    // helm uninstall: what the chart made goes; leases stay as application data, the CRD stays.
+    let name = release.name.clone();
+    drop(release);
+    let env = ns.env();
+    eventually(SETTLE, "nothing of the release left in its namespace", || async {
+        let out = env
+            .kubectl()
+            .args([
+                "get",
+                "-n",
+                &name,
+                "deployments,statefulsets,pods,services,configmaps,secrets,serviceaccounts,roles,rolebindings,podmonitors",
+                "-o",
+                "name",
+            ])
+            .output()
+            .ok()?;
+        let left: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !matches!(*l, "configmap/kube-root-ca.crt" | "serviceaccount/default"))
+            .map(str::to_owned)
+            .collect();
+        left.is_empty().then_some(())
+    })
+    .await;
+    let cluster = env
+        .kubectl()
+        .args([
+            "get",
+            "clusterroles,clusterrolebindings,mutatingwebhookconfigurations,validatingadmissionpolicies,validatingadmissionpolicybindings",
+            "-o",
+            "name",
+        ])
+        .output()
+        .unwrap();
+    let left: Vec<String> = String::from_utf8_lossy(&cluster.stdout)
+        .lines()
+        .filter(|l| l.contains(&name))
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        left.is_empty(),
+        "cluster-wide objects of the release left: {left:?}"
+    );
+    let crd = env
+        .kubectl()
+        .args(["get", "crd", "leadershipleases.leadership.dev", "-o", "name"])
+        .output()
+        .unwrap();
+    assert!(
+        crd.status.success(),
+        "the CRD stays, as Helm leaves CRDs: {}",
+        text(&crd)
+    );
+}

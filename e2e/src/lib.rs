@@ -9,6 +9,7 @@
 //! - [`units`]: sidecars and operators as local processes, one sidecar per Pod object;
 //! - [`mod@bench`]: the benchmark behind `e2e/bench`: candidates, measurements, statistics, report;
 //! - [`node`]: a real node (containerd, runc, CNI, kubelet, kube-proxy, kube-scheduler) that runs pods;
+//! - [`pods`]: pods on the node for tests and the demo: readiness, holders, exec, containers' pids;
 //! - [`link`]: a TCP link to the API server that a test can cut or slow down;
 //! - [`chaos`]: the fault checker behind `e2e/chaos`.
 #![forbid(unsafe_code)]
@@ -21,6 +22,7 @@ pub mod controlplane;
 pub mod images;
 pub mod link;
 pub mod node;
+pub mod pods;
 pub mod testenv;
 pub mod tools;
 pub mod units;

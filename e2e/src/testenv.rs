@@ -115,15 +115,16 @@ fn node_images() -> Result<PathBuf, Error> {
     Ok(dir)
 }
 
-/// Makes [`shared`] use the cluster of `kubeconfig` (for programs such as the demo that start their
-/// own control plane). False if the environment was already set up.
-pub fn use_cluster(kubeconfig: &Path, tools: Tools) -> bool {
-    ENV.set(Ok(TestEnv {
-        kubeconfig: kubeconfig.to_owned(),
-        tools,
-        _plane: None,
-    }))
-    .is_ok()
+/// Makes [`node`] use the cluster of `kubeconfig` (the demo starts its own). False if it was
+/// already set up.
+pub fn use_node_cluster(kubeconfig: &Path, tools: Tools) -> bool {
+    NODE_ENV
+        .set(Ok(TestEnv {
+            kubeconfig: kubeconfig.to_owned(),
+            tools,
+            _plane: None,
+        }))
+        .is_ok()
 }
 
 impl TestEnv {

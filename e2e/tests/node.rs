@@ -5,22 +5,23 @@
 
 use std::{
     collections::BTreeMap,
-    process::Output,
     time::{Duration, Instant},
 };
 
-use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::{
-    apps::v1::StatefulSet,
+    apps::v1::{Deployment, StatefulSet},
     core::v1::{Pod, Service},
 };
 use kube::{
     Api,
     api::{DeleteParams, ListParams, PostParams},
-    runtime::{WatchStreamExt, watcher},
 };
 use leadership_e2e::{
     chart::{Release, text, webhook_in},
+    pods::{
+        AdminClient, SETTLE, container_id, eventually, exec, holder, is_ready, last_terminated, ready_pods,
+        restarts, signal_containers, socket_status, watch_until_gone,
+    },
     testenv::{self, TestNamespace},
 };
 use leadership_kube::crd::LeadershipLease;
@@ -33,27 +34,9 @@ const SIDECAR_IMAGE: &str = "ghcr.io/leadership-dev/leadership-sidecar:0.1.0";
 const OPERATOR_IMAGE: &str = "ghcr.io/leadership-dev/leadership-operator:0.1.0";
 /// The operator's own lease in its namespace.
 const OPERATOR_LEASE: &str = "leadership-operator";
-/// Generous: two cores run the control plane, the node and every pod.
-const SETTLE: Duration = Duration::from_secs(120);
 
 /// Held by each test for its whole run.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Polls `check` every 100 ms until it gives a value, or panics after `limit` with `what`.
-async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "not within {limit:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// Installs the chart with the example application (3 replicas) and waits until every pod is
 /// Ready; the webhook only sees this namespace.
@@ -73,205 +56,6 @@ fn install(ns: &TestNamespace, extra: &[&str]) -> Release {
     ];
     args.extend_from_slice(extra);
     Release::install(ns, &args)
-}
-
-fn is_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
-/// The pods whose names start with `prefix`, once `count` of them are Ready.
-async fn ready_pods(ns: &TestNamespace, prefix: &str, count: usize) -> Vec<Pod> {
-    let pods: Api<Pod> = ns.api();
-    eventually(SETTLE, &format!("{count} Ready pods named {prefix}*"), || async {
-        let list = pods.list(&ListParams::default()).await.ok()?;
-        let ready: Vec<Pod> = list
-            .items
-            .into_iter()
-            .filter(|p| p.metadata.name.as_deref().is_some_and(|n| n.starts_with(prefix)))
-            .filter(|p| p.metadata.deletion_timestamp.is_none() && is_ready(p))
-            .collect();
-        (ready.len() == count).then_some(ready)
-    })
-    .await
-}
-
-/// The lease's holder and term, once it has a holder that `accept` takes.
-async fn holder(ns: &TestNamespace, lease: &str, accept: impl Fn(&str) -> bool) -> (String, i64) {
-    let leases: Api<LeadershipLease> = ns.api();
-    eventually(SETTLE, &format!("a holder of {lease}"), || async {
-        let object = leases.get_opt(lease).await.ok()??;
-        let status = object.status?;
-        let holder = status.holder?;
-        accept(&holder).then_some((holder, status.term))
-    })
-    .await
-}
-
-/// `sh -c script` in a container, through the API server and the kubelet (`kubectl exec`).
-fn exec(ns: &TestNamespace, pod: &str, container: &str, script: &str) -> Output {
-    ns.env()
-        .kubectl()
-        .args([
-            "exec", "-n", &ns.name, pod, "-c", container, "--", "sh", "-c", script,
-        ])
-        .output()
-        .expect("run kubectl exec")
-}
-
-/// The socket's `/v1/status`, asked from a pod's app container with curl.
-fn socket_status(ns: &TestNamespace, pod: &str) -> Value {
-    let out = exec(
-        ns,
-        pod,
-        "app",
-        r#"curl -sf --unix-socket "$LEADERSHIP_SOCKET" http://localhost/v1/status"#,
-    );
-    assert!(out.status.success(), "curl in {pod}: {}", text(&out));
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("status JSON from {pod}: {e}: {}", text(&out)))
-}
-
-fn container_id(pod: &Pod, name: &str) -> String {
-    let status = pod.status.as_ref().expect("a pod status");
-    status
-        .init_container_statuses
-        .iter()
-        .chain(status.container_statuses.iter())
-        .flatten()
-        .find(|c| c.name == name)
-        .and_then(|c| c.container_id.clone())
-        .unwrap_or_else(|| panic!("no running container {name}"))
-        .trim_start_matches("containerd://")
-        .to_owned()
-}
-
-fn restarts(pod: &Pod, name: &str) -> i32 {
-    let status = pod.status.as_ref().expect("a pod status");
-    status
-        .init_container_statuses
-        .iter()
-        .chain(status.container_statuses.iter())
-        .flatten()
-        .find(|c| c.name == name)
-        .map_or(0, |c| c.restart_count)
-}
-
-/// SIGKILLs the main process of containers (found with crictl), in one `kill` call.
-fn kill_containers(ns: &TestNamespace, ids: &[String]) {
-    let mut pids = Vec::new();
-    for id in ids {
-        let out = ns
-            .env()
-            .crictl()
-            .args([
-                "inspect",
-                "--output",
-                "go-template",
-                "--template",
-                "{{.info.pid}}",
-                id,
-            ])
-            .output()
-            .expect("run crictl inspect");
-        assert!(out.status.success(), "crictl inspect {id}: {}", text(&out));
-        pids.push(String::from_utf8_lossy(&out.stdout).trim().to_owned());
-    }
-    let out = std::process::Command::new("kill")
-        .arg("-KILL")
-        .args(&pids)
-        .output()
-        .expect("run kill");
-    assert!(out.status.success(), "kill {pids:?}: {}", text(&out));
-}
-
-/// Watches the pod `name` with `uid` until it is gone (or [`SETTLE`] passes): every version of it.
-fn watch_until_gone(pods: &Api<Pod>, name: &str, uid: &str) -> tokio::task::JoinHandle<Vec<Pod>> {
-    let (pods, name, uid) = (pods.clone(), name.to_owned(), uid.to_owned());
-    tokio::spawn(async move {
-        let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-        let mut stream = watcher(pods, config).applied_objects().boxed();
-        let mut seen = Vec::new();
-        let deadline = Instant::now() + SETTLE;
-        while Instant::now() < deadline {
-            match tokio::time::timeout(Duration::from_secs(1), stream.try_next()).await {
-                Ok(Ok(Some(pod))) if pod.metadata.uid.as_deref() == Some(&uid) => seen.push(pod),
-                // A new pod of the same name (a StatefulSet's): the old one is gone.
-                Ok(Ok(Some(_)) | Ok(None)) => break,
-                Ok(Err(_)) | Err(_) => {}
-            }
-        }
-        seen
-    })
-}
-
-/// The last terminated state the kubelet reported for the container `name` among `versions`.
-fn last_terminated(
-    versions: &[Pod],
-    name: &str,
-) -> Option<k8s_openapi::api::core::v1::ContainerStateTerminated> {
-    versions.iter().rev().find_map(|pod| {
-        let status = pod.status.as_ref()?;
-        status
-            .init_container_statuses
-            .iter()
-            .chain(status.container_statuses.iter())
-            .flatten()
-            .find(|c| c.name == name)?
-            .state
-            .as_ref()?
-            .terminated
-            .clone()
-    })
-}
-
-/// Which unit answered a request to the leader Service's ClusterIP (the sidecar's admin port:
-/// its info metric names the unit).
-async fn service_answer(http: &reqwest_lite::Client, url: &str) -> Option<String> {
-    let body = http.get(url).await?;
-    body.lines()
-        .find(|l| l.starts_with("leadership_sidecar_info{"))
-        .and_then(|l| l.split("unit=\"").nth(1))
-        .and_then(|rest| rest.split('"').next())
-        .map(str::to_owned)
-}
-
-/// A plain HTTP/1.1 GET with a short timeout, for polling the Service.
-mod reqwest_lite {
-    use std::time::Duration;
-
-    use http_body_util::{BodyExt, Empty};
-    use hyper::body::Bytes;
-    use hyper_util::{client::legacy::Client as Hyper, rt::TokioExecutor};
-
-    pub struct Client(Hyper<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>);
-
-    impl Client {
-        pub fn new() -> Client {
-            let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
-            connector.set_connect_timeout(Some(Duration::from_millis(500)));
-            Client(
-                Hyper::builder(TokioExecutor::new())
-                    .pool_max_idle_per_host(0)
-                    .build(connector),
-            )
-        }
-
-        pub async fn get(&self, url: &str) -> Option<String> {
-            let request = self.0.get(url.parse().ok()?);
-            let response = tokio::time::timeout(Duration::from_secs(2), request)
-                .await
-                .ok()?
-                .ok()?;
-            let body = tokio::time::timeout(Duration::from_secs(2), response.into_body().collect())
-                .await
-                .ok()?
-                .ok()?;
-            String::from_utf8(body.to_bytes().to_vec()).ok()
-        }
-    }
 }
 
 #[tokio::test]
@@ -373,9 +157,10 @@ async fn the_leader_service_follows_the_leader_through_kube_proxy_when_its_pod_i
         .unwrap()
         .cluster_ip
         .unwrap();
-    let url = format!("http://{ip}/metrics");
-    let http = reqwest_lite::Client::new();
-    let first = eventually(SETTLE, "the Service answers", || service_answer(&http, &url)).await;
+    let address = format!("{ip}:80");
+    let http = AdminClient::new(Duration::from_secs(2));
+    let answer = || async { http.unit(&address).await.map(|(unit, _)| unit) };
+    let first = eventually(SETTLE, "the Service answers", answer).await;
     assert_eq!(first, leader, "the Service routes to the leader");
 
     let deleted = Instant::now();
@@ -388,7 +173,7 @@ async fn the_leader_service_follows_the_leader_through_kube_proxy_when_its_pod_i
     let mut answers = vec![first];
     let settled = Instant::now();
     while settled.elapsed() < Duration::from_secs(60) {
-        if let Some(unit) = service_answer(&http, &url).await
+        if let Some(unit) = answer().await
             && answers.last() != Some(&unit)
         {
             answers.push(unit);
@@ -440,14 +225,32 @@ fn injected_workload(name: &str, replicas: i32, claim_duration: &str) -> Statefu
     .expect("a StatefulSet")
 }
 
+/// The documented one-annotation Deployment (`docs/examples/injected-deployment.yaml`), with the
+/// app image built here.
+fn documented_deployment() -> Deployment {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/examples/injected-deployment.yaml"
+    );
+    let text = std::fs::read_to_string(path).expect("read the documented Deployment");
+    let mut deployment: Deployment = serde_yaml::from_str(&text).expect("a Deployment");
+    let spec = deployment
+        .spec
+        .as_mut()
+        .and_then(|s| s.template.spec.as_mut())
+        .expect("a pod spec");
+    spec.containers[0].image = Some(APP_IMAGE.to_owned());
+    deployment
+}
+
 #[tokio::test]
-async fn injected_pods_elect_a_leader_a_killed_sidecar_rejoins_as_a_minion_and_a_deleted_leader_hands_over_after_its_app()
- {
+async fn the_documented_deployment_is_injected_elects_a_leader_and_a_killed_sidecar_rejoins_as_a_minion() {
     let _serial = SERIAL.lock().await;
     let ns = testenv::node().namespace().await;
     let _release = install(&ns, &["--set", "example.replicas=1"]);
-    let sets: Api<StatefulSet> = ns.api();
-    sets.create(&PostParams::default(), &injected_workload("web", 3, "5s"))
+    let deployments: Api<Deployment> = ns.api();
+    deployments
+        .create(&PostParams::default(), &documented_deployment())
         .await
         .unwrap();
     let units = ready_pods(&ns, "web-", 3).await;
@@ -464,7 +267,8 @@ async fn injected_pods_elect_a_leader_a_killed_sidecar_rejoins_as_a_minion_and_a
     let pods: Api<Pod> = ns.api();
     let before = pods.get(&minion).await.unwrap();
     let restarts_before = restarts(&before, "leadership");
-    kill_containers(&ns, &[container_id(&before, "leadership")]);
+    let sidecar = container_id(&before, "leadership").expect("a running sidecar");
+    signal_containers(&ns, &[sidecar], "KILL").unwrap();
     // The kubelet restarts it; it becomes Ready again and answers as a minion of the same leader.
     eventually(
         SETTLE,
@@ -482,11 +286,25 @@ async fn injected_pods_elect_a_leader_a_killed_sidecar_rejoins_as_a_minion_and_a
     .await;
     assert_eq!(status["leader"], false, "{status}");
     let (still, same_term) = holder(&ns, "web", |_| true).await;
-    assert_eq!((&still, same_term), (&leader, term), "the leader never changed");
+    assert_eq!((still, same_term), (leader, term), "the leader never changed");
+}
 
-    // Deleting the leader's pod: the kubelet stops the app container first (its stop trap asks
-    // the socket, which still says "leader"), then the sidecar, which releases; another unit
-    // takes over in a new term.
+#[tokio::test]
+async fn a_deleted_leaders_pod_hands_over_only_after_its_app_container_stopped() {
+    let _serial = SERIAL.lock().await;
+    let ns = testenv::node().namespace().await;
+    let _release = install(&ns, &["--set", "example.replicas=1"]);
+    let sets: Api<StatefulSet> = ns.api();
+    sets.create(&PostParams::default(), &injected_workload("web", 2, "5s"))
+        .await
+        .unwrap();
+    let units = ready_pods(&ns, "web-", 2).await;
+    let names: Vec<String> = units.iter().map(|p| p.metadata.name.clone().unwrap()).collect();
+    let (leader, term) = holder(&ns, "web", |h| names.iter().any(|n| n == h)).await;
+
+    // The kubelet stops the app container first (its stop trap asks the socket, which still says
+    // "leader"), then the sidecar, which releases; the other unit takes over in a new term.
+    let pods: Api<Pod> = ns.api();
     let uid = pods.get(&leader).await.unwrap().metadata.uid.unwrap();
     let versions = watch_until_gone(&pods, &leader, &uid);
     let deleted = Instant::now();
@@ -546,13 +364,8 @@ async fn the_operator_releases_a_lost_pods_lease_on_what_the_kubelet_reports() {
     let (holder_name, term) = holder(&ns, "batch", |h| h == "batch-0").await;
 
     let killed = Instant::now();
-    kill_containers(
-        &ns,
-        &[
-            container_id(&running, "leadership"),
-            container_id(&running, "app"),
-        ],
-    );
+    let ids = ["leadership", "app"].map(|c| container_id(&running, c).expect("a running container"));
+    signal_containers(&ns, &ids, "KILL").unwrap();
     let leases: Api<LeadershipLease> = ns.api();
     let released = eventually(
         Duration::from_secs(90),

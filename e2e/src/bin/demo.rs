@@ -1,35 +1,53 @@
-//! `e2e/demo`: the quick start's live demo. It starts a real control plane, installs the chart with
-//! helm, runs the operator and three sidecars of one application as local processes (with the
-//! chart's ServiceAccounts, each sidecar's token bound to its Pod object), shows `kubectl get
-//! leadershipleases`, hands leadership over with SIGTERM, kills the leader with SIGKILL, draws the
-//! timeline of who led when, and cleans up.
+//! `e2e/demo`: the quick start's live demo, in real pods. It starts a control plane with a node
+//! (kubelet, containerd, kube-proxy), `helm install`s the chart with the example application (three
+//! pods, each with the sidecar as a native sidecar) from the images built here, shows `kubectl get
+//! leadershipleases` and `kubectl get pods -L leadership.dev/leader`, asks a pod's app container
+//! with `curl --unix-socket`, then deletes the leader's pod (a graceful handover through the
+//! kubelet's real termination order), hangs the next leader's sidecar past its lease (a failover by
+//! expiry) and kills a leader's containers (the kubelet restarts them). All along it polls every
+//! sidecar and the leader Service's ClusterIP, draws the timeline, and cleans up.
 
 use std::{
-    path::PathBuf,
+    collections::BTreeMap,
     process::{Command, ExitCode},
     sync::{Arc, Mutex},
     time::Duration,
 };
 
 use anyhow::{Context, bail};
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::{Api, api::DeleteParams};
 use leadership_e2e::{
     controlplane::{ControlPlane, StartOptions},
+    node::NodeOptions,
+    pods::{self, AdminClient},
     testenv::{self, TestNamespace},
     tools::Tools,
-    units::{self, Sidecar},
 };
-use nix::sys::signal::Signal;
 use tokio::time::{Instant, sleep};
 
 const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/leadership");
-const APP: &str = "web";
 const NAMESPACE: &str = "demo";
-/// The demo's claim duration: leases of 4 s, so a crash failover is quick to watch.
+/// The example application's name and its pods (the release is called `leadership`).
+const APP: &str = "leadership-example";
+const UNITS: [&str; 3] = [
+    "leadership-example-0",
+    "leadership-example-1",
+    "leadership-example-2",
+];
+/// The demo's claim duration: leases of 4 s, so a failover by expiry is quick to watch.
 const CLAIM: &str = "2s";
-const UNITS: [&str; 3] = ["web-0", "web-1", "web-2"];
+const APP_IMAGE: &str = "leadership.local/example-app:1.0";
 
-/// One unit's spans of leadership, in time since the demo's clock started.
-type Spans = Arc<Mutex<Vec<Vec<(Duration, Option<Duration>)>>>>;
+/// What the pollers saw, in time since the demo's clock started: each unit's spans of
+/// leadership, and which unit answered each request to the leader Service.
+#[derive(Default)]
+struct Seen {
+    spans: Vec<Vec<(Duration, Option<Duration>)>>,
+    service: Vec<(Duration, Option<usize>)>,
+}
+
+type Shared = Arc<Mutex<Seen>>;
 
 /// The demo's clock and its captions for the timeline.
 struct Show {
@@ -88,210 +106,313 @@ async fn main() -> ExitCode {
 
 async fn demo(show: &mut Show) -> anyhow::Result<()> {
     let tools = Tools::locate()?;
-    show.say("starting a control plane: etcd, kube-apiserver, kube-controller-manager on 127.0.0.1");
-    let mut plane = ControlPlane::start(&tools, StartOptions::owned_by_this_process()).await?;
-    testenv::use_cluster(plane.kubeconfig(), tools);
+    let images =
+        std::env::var_os("LEADERSHIP_IMAGES").context("LEADERSHIP_IMAGES is not set: run e2e/demo")?;
+    show.say("starting a cluster: etcd, kube-apiserver, kube-controller-manager, and a node (containerd, kubelet, kube-proxy, kube-scheduler)");
+    let node = NodeOptions::new(images)?;
+    let mut plane = ControlPlane::start(
+        &tools,
+        StartOptions {
+            node: Some(node),
+            ..StartOptions::owned_by_this_process()
+        },
+    )
+    .await?;
+    testenv::use_node_cluster(plane.kubeconfig(), tools);
     let result = scenes(show).await;
-    show.say("cleaning up: stopping the processes and the control plane");
+    show.say("cleaning up: helm uninstall, then the node (containers, mounts, rules) and the control plane");
     plane.stop();
     result
 }
 
-fn kubectl_get() -> anyhow::Result<String> {
-    run(testenv::shared()
-        .kubectl()
-        .args(["get", "leadershipleases", "-n", NAMESPACE]))
-}
-
-async fn token_config(
-    ns: &TestNamespace,
-    account: &str,
-    pod: Option<(&str, &str)>,
-    dir: &std::path::Path,
-) -> anyhow::Result<PathBuf> {
-    let token = ns.token(account, pod).await;
-    let path = dir.join(format!("{}.kubeconfig", pod.map_or(account, |(name, _)| name)));
-    testenv::shared().token_kubeconfig(&token, &path)?;
-    Ok(path)
+fn kubectl(args: &[&str]) -> anyhow::Result<String> {
+    run(testenv::node().kubectl().args(args))
 }
 
 async fn scenes(show: &mut Show) -> anyhow::Result<()> {
-    let env = testenv::shared();
+    let env = testenv::node();
     let ns = env.namespace_named(NAMESPACE).await;
-    show.say("helm install leadership charts/leadership (CRD, operator, RBAC, admission policy)");
+    show.say("helm install leadership charts/leadership --set example.enabled=true --wait (CRD, operator, webhook, RBAC, admission policy, a 3-pod example)");
     let helm = env.tools().path("helm");
+    let claim = format!("sidecar.claimDuration={CLAIM}");
+    let image = format!("example.image={APP_IMAGE}");
     let installed = run(Command::new(&helm)
         .args(["install", "leadership", CHART, "--namespace", NAMESPACE])
+        .args(["--set", "example.enabled=true", "--set", &image, "--set", &claim])
+        .args(["--wait", "--timeout", "5m"])
         .arg("--kubeconfig")
         .arg(env.kubeconfig()))?;
     let status_line = installed
         .lines()
         .find(|l| l.starts_with("STATUS"))
         .unwrap_or("STATUS: deployed");
-    show.say(format!("helm: {status_line}"));
-
-    // No kubelet runs pods here: the operator and the sidecars run as local processes, with tokens
-    // of the chart's ServiceAccounts (the sidecars' bound to their Pod objects), as in a pod.
-    let dir = std::env::temp_dir().join(format!("leadership-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let operator_config = token_config(&ns, "leadership", None, &dir).await?;
-    let _operator = units::operator(&ns, "operator-0", &operator_config);
-    show.say("started leadership-operator with the chart's operator ServiceAccount");
-    let mut sidecars: Vec<Option<Sidecar>> = Vec::new();
-    for unit in UNITS {
-        sidecars.push(Some(start_sidecar(&ns, unit, &dir).await?));
-    }
     show.say(format!(
-        "started 3 sidecars of application {APP:?} ({}), claim duration {CLAIM} (lease 4 s)",
-        UNITS.join(", ")
+        "helm: {status_line}; every pod runs an image built by e2e/images"
     ));
 
-    let spans: Spans = Arc::new(Mutex::new(vec![Vec::new(); UNITS.len()]));
-    let sockets: Vec<PathBuf> = sidecars.iter().flatten().map(|s| s.socket.clone()).collect();
-    let recorder = tokio::spawn(record(sockets, spans.clone(), show.started));
-
-    let first = wait_leader(&sidecars, None, Duration::from_secs(30)).await?;
-    show.mark(format!("{} elected", UNITS[first]));
+    let first = wait_leader(&ns, None).await?;
+    show.mark(format!("{} elected", short(first)));
     show.say(format!(
-        "{} leads. kubectl get leadershipleases -n {NAMESPACE}:",
-        UNITS[first]
+        "kubectl get pods -n {NAMESPACE} -L leadership.dev/leader:"
     ));
-    print!("{}", indent(&kubectl_get()?));
-    sleep(Duration::from_secs(3)).await;
-
-    show.say(format!(
-        "SIGTERM to {} (a graceful stop: it releases the lease)",
-        UNITS[first]
-    ));
-    let stopped_at = Instant::now();
-    show.mark(format!("SIGTERM {}", UNITS[first]));
-    if let Some(sidecar) = sidecars[first].as_ref() {
-        sidecar.signal(Signal::SIGTERM);
-    }
-    let second = wait_leader(&sidecars, Some(first), Duration::from_secs(30)).await?;
-    let handover = stopped_at.elapsed();
-    show.say(format!(
-        "{} took over {:.0} ms after the SIGTERM: no waiting for the lease to run out",
-        UNITS[second],
-        handover.as_secs_f64() * 1000.0
-    ));
-    sleep(Duration::from_secs(1)).await;
-    show.say(format!(
-        "{} comes back (as a restarted pod would) and stands by",
-        UNITS[first]
-    ));
-    sidecars[first] = Some(start_sidecar(&ns, UNITS[first], &dir).await?);
-    sleep(Duration::from_secs(3)).await;
-
-    show.say(format!(
-        "SIGKILL to {} (a crash: nobody releases the lease)",
-        UNITS[second]
-    ));
-    let killed_at = Instant::now();
-    show.mark(format!("SIGKILL {}", UNITS[second]));
-    if let Some(mut sidecar) = sidecars[second].take() {
-        sidecar.signal(Signal::SIGKILL);
-        let _ = sidecar.process.exit_code().await;
-    }
-    let third = wait_leader(&sidecars, Some(second), Duration::from_secs(30)).await?;
-    let failover = killed_at.elapsed();
-    show.say(format!(
-        "{} took over {:.1} s after the crash: the 4 s lease, timed from the last renewal, plus the margin",
-        UNITS[third],
-        failover.as_secs_f64()
-    ));
-    sleep(Duration::from_secs(2)).await;
-    show.say(format!("kubectl get leadershipleases -n {NAMESPACE}:"));
-    print!("{}", indent(&kubectl_get()?));
-    let cli = testenv::binary("kubectl-leadership");
-    show.say(format!("kubectl leadership status {APP} -n {NAMESPACE}:"));
     print!(
         "{}",
-        indent(&run(Command::new(cli)
-            .arg("--kubeconfig")
-            .arg(env.kubeconfig())
-            .args(["status", APP, "-n", NAMESPACE]))?)
+        indent(&kubectl(&[
+            "get",
+            "pods",
+            "-n",
+            NAMESPACE,
+            "-L",
+            "leadership.dev/leader"
+        ])?)
+    );
+    show.say(format!("kubectl get leadershipleases -n {NAMESPACE}:"));
+    print!(
+        "{}",
+        indent(&kubectl(&["get", "leadershipleases", "-n", NAMESPACE])?)
+    );
+    let minion = UNITS.iter().find(|u| **u != first).copied().unwrap_or(UNITS[0]);
+    show.say(format!(
+        "kubectl exec {minion} -c app -- curl --unix-socket $LEADERSHIP_SOCKET http://localhost/v1/status   (the app runs as uid 1000)"
+    ));
+    let status = kubectl(&[
+        "exec",
+        "-n",
+        NAMESPACE,
+        minion,
+        "-c",
+        "app",
+        "--",
+        "sh",
+        "-c",
+        r#"curl -s --unix-socket "$LEADERSHIP_SOCKET" http://localhost/v1/status"#,
+    ])?;
+    print!("{}", indent(&status));
+
+    let services: Api<Service> = ns.api();
+    let ip = services
+        .get(&format!("{APP}-leader"))
+        .await?
+        .spec
+        .and_then(|s| s.cluster_ip)
+        .context("the leader Service's ClusterIP")?;
+    show.say(format!(
+        "polling every sidecar and the Service {APP}-leader ({ip}, through kube-proxy) every 20 ms"
+    ));
+    let seen: Shared = Arc::new(Mutex::new(Seen {
+        spans: vec![Vec::new(); UNITS.len()],
+        service: Vec::new(),
+    }));
+    let poller = tokio::spawn(poll(ns.api(), ip, seen.clone(), show.started));
+    sleep(Duration::from_secs(3)).await;
+
+    // A graceful stop: the kubelet stops the app container, then the sidecar, which releases.
+    show.say(format!(
+        "kubectl delete pod {first} (the kubelet stops the app container, then the sidecar, which releases)"
+    ));
+    let pods: Api<Pod> = ns.api();
+    show.mark(format!("delete pod {}", short(first)));
+    let deleted_at = Instant::now();
+    pods.delete(first, &DeleteParams::default()).await?;
+    let second = wait_leader(&ns, Some(first)).await?;
+    let handover = deleted_at.elapsed();
+    show.say(format!(
+        "{second} took over {:.0} ms after the delete: no waiting for the lease to run out; the StatefulSet brings {first} back as a standby",
+        handover.as_secs_f64() * 1000.0
+    ));
+    sleep(Duration::from_secs(4)).await;
+
+    // A hang: the leader's sidecar stops answering and renewing (SIGSTOP) past its lease.
+    let pid = container_pid(&ns, &pods, second, "leadership").await?;
+    show.say(format!(
+        "SIGSTOP to {second}'s sidecar (a hung process: it renews no more)"
+    ));
+    show.mark(format!("SIGSTOP {}", short(second)));
+    let hung_at = Instant::now();
+    signal(&pid, "STOP")?;
+    let third = wait_leader(&ns, Some(second)).await?;
+    let failover = hung_at.elapsed();
+    show.say(format!(
+        "{third} took over {:.1} s after the hang: the 4 s lease, timed from the last renewal, plus the margin",
+        failover.as_secs_f64()
+    ));
+    signal(&pid, "CONT")?;
+    show.say(format!(
+        "SIGCONT to {second}'s sidecar: it had stepped down when its guarantee ran out, and stands by"
+    ));
+    sleep(Duration::from_secs(3)).await;
+
+    // A crash: both containers of the leader's pod are killed; the kubelet restarts them.
+    let app_pid = container_pid(&ns, &pods, third, "app").await?;
+    let sidecar_pid = container_pid(&ns, &pods, third, "leadership").await?;
+    show.say(format!(
+        "SIGKILL to every container of {third} (a crash; the kubelet restarts them)"
+    ));
+    show.mark(format!("SIGKILL {}", short(third)));
+    let crashed_at = Instant::now();
+    signal(&format!("{app_pid} {sidecar_pid}"), "KILL")?;
+    let after_crash = wait_leader(&ns, None).await?;
+    let back = crashed_at.elapsed();
+    if after_crash == third {
+        show.say(format!(
+            "{third}'s restarted sidecar leads again {:.1} s after the crash: its unit still held the lease, and nobody else may take it before it runs out",
+            back.as_secs_f64()
+        ));
+    } else {
+        show.say(format!(
+            "{after_crash} leads {:.1} s after the crash",
+            back.as_secs_f64()
+        ));
+    }
+    sleep(Duration::from_secs(3)).await;
+    show.say(format!("kubectl get leadershipleases -n {NAMESPACE} -o wide:"));
+    print!(
+        "{}",
+        indent(&kubectl(&[
+            "get",
+            "leadershipleases",
+            "-n",
+            NAMESPACE,
+            "-o",
+            "wide"
+        ])?)
+    );
+    show.say(format!(
+        "kubectl get pods -n {NAMESPACE} -L leadership.dev/leader:"
+    ));
+    print!(
+        "{}",
+        indent(&kubectl(&[
+            "get",
+            "pods",
+            "-n",
+            NAMESPACE,
+            "-L",
+            "leadership.dev/leader"
+        ])?)
     );
 
-    recorder.abort();
-    print_timeline(show, &spans);
+    poller.abort();
+    let seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+    print_timeline(show, &seen);
     println!(
-        "\n  graceful handover (SIGTERM): {:>7.0} ms\n  crash failover (SIGKILL):    {:>7.0} ms  (lease 4000 ms + margin)\n",
+        "\n  graceful handover (kubectl delete pod): {:>7.0} ms\n  failover after a hang (SIGSTOP):        {:>7.0} ms  (lease 4000 ms + margin)\n  leader again after a crash (SIGKILL):   {:>7.0} ms  (the kubelet's restart)\n",
         handover.as_secs_f64() * 1000.0,
-        failover.as_secs_f64() * 1000.0
+        failover.as_secs_f64() * 1000.0,
+        back.as_secs_f64() * 1000.0,
     );
-    drop(sidecars);
+    drop(seen);
     let _ = run(Command::new(&helm)
-        .args(["uninstall", "leadership", "--namespace", NAMESPACE])
+        .args(["uninstall", "leadership", "--namespace", NAMESPACE, "--wait"])
         .arg("--kubeconfig")
         .arg(env.kubeconfig()));
     Ok(())
 }
 
-async fn start_sidecar(ns: &TestNamespace, unit: &str, dir: &std::path::Path) -> anyhow::Result<Sidecar> {
-    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> = ns.api();
-    let pod = match pods.get_opt(unit).await? {
-        Some(pod) => pod,
-        None => units::pod_as(ns, unit, Some("leadership-sidecar")).await,
-    };
-    let uid = pod.metadata.uid.context("the pod has a uid")?;
-    let config = token_config(ns, "leadership-sidecar", Some((unit, &uid)), dir).await?;
-    Ok(Sidecar::start_with(ns, APP, unit, &config, CLAIM, &[]).await)
+/// `leadership-example-1` as `web-1` would be too long for the timeline's captions: the ordinal.
+fn short(unit: &str) -> String {
+    format!("unit {}", unit.rsplit('-').next().unwrap_or(unit))
 }
 
-/// Waits until a sidecar other than `except` leads; its index.
-async fn wait_leader(
-    sidecars: &[Option<Sidecar>],
-    except: Option<usize>,
-    within: Duration,
-) -> anyhow::Result<usize> {
-    let deadline = Instant::now() + within;
+/// Waits until the lease has a holder other than `except` whose sidecar says it leads.
+async fn wait_leader(ns: &TestNamespace, except: Option<&str>) -> anyhow::Result<&'static str> {
+    let leases: Api<leadership_kube::crd::LeadershipLease> = ns.api();
+    let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        for (i, sidecar) in sidecars.iter().enumerate() {
-            if Some(i) != except
-                && let Some(sidecar) = sidecar
-                && sidecar.status().await.is_some_and(|s| s.leader)
-            {
-                return Ok(i);
-            }
+        if let Some(holder) = leases
+            .get_opt(APP)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|l| l.status?.holder)
+            && Some(holder.as_str()) != except
+            && let Some(unit) = UNITS.iter().find(|u| **u == holder)
+        {
+            return Ok(unit);
         }
         if Instant::now() >= deadline {
-            bail!("no leader within {within:?}");
+            bail!("no new leader of {APP} within 120 s");
         }
         sleep(Duration::from_millis(10)).await;
     }
 }
 
-/// Asks every sidecar every 20 ms whether it leads, and records the spans.
-async fn record(sockets: Vec<PathBuf>, spans: Spans, started: Instant) {
-    let clients: Vec<_> = sockets
-        .iter()
-        .map(leadership::client::SocketClient::new)
-        .collect();
+/// The host pid of a pod's container.
+async fn container_pid(
+    ns: &TestNamespace,
+    pods: &Api<Pod>,
+    pod: &str,
+    container: &str,
+) -> anyhow::Result<String> {
+    let object = pods.get(pod).await?;
+    let id = pods::container_id(&object, container)
+        .with_context(|| format!("{pod} has no running {container} container"))?;
+    pods::container_pid(ns, &id).map_err(anyhow::Error::msg)
+}
+
+fn signal(pids: &str, name: &str) -> anyhow::Result<()> {
+    run(Command::new("kill")
+        .arg(format!("-{name}"))
+        .args(pids.split_whitespace()))
+    .map(drop)
+}
+
+/// Every 20 ms: asks each unit's sidecar (its admin port, at the pod's address) whether it leads,
+/// and which unit the leader Service's ClusterIP answers from.
+async fn poll(pods: Api<Pod>, service_ip: String, seen: Shared, started: Instant) {
+    let http = AdminClient::new(Duration::from_millis(300));
+    let mut addresses: BTreeMap<usize, String> = BTreeMap::new();
+    let mut refreshed = None::<Instant>;
     loop {
-        for (i, client) in clients.iter().enumerate() {
-            let leader = client.status().await.is_ok_and(|s| s.leader);
+        if refreshed.is_none_or(|t| t.elapsed() > Duration::from_millis(500)) {
+            if let Ok(list) = pods.list(&Default::default()).await {
+                addresses = list
+                    .items
+                    .iter()
+                    .filter_map(|p| {
+                        let unit = UNITS
+                            .iter()
+                            .position(|u| Some(*u) == p.metadata.name.as_deref())?;
+                        Some((unit, p.status.as_ref()?.pod_ip.clone()?))
+                    })
+                    .collect();
+            }
+            refreshed = Some(Instant::now());
+        }
+        for unit in 0..UNITS.len() {
+            let leads = match addresses.get(&unit) {
+                Some(ip) => http.unit(&format!("{ip}:8080")).await.is_some_and(|m| m.1),
+                None => false,
+            };
             let now = started.elapsed();
-            let mut spans = spans.lock().unwrap_or_else(|p| p.into_inner());
-            let open = spans[i].last().is_some_and(|(_, end)| end.is_none());
-            match (leader, open) {
-                (true, false) => spans[i].push((now, None)),
+            let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+            let spans = &mut seen.spans[unit];
+            let open = spans.last().is_some_and(|(_, end)| end.is_none());
+            match (leads, open) {
+                (true, false) => spans.push((now, None)),
                 (false, true) => {
-                    if let Some(last) = spans[i].last_mut() {
+                    if let Some(last) = spans.last_mut() {
                         last.1 = Some(now);
                     }
                 }
                 _ => {}
             }
         }
+        let answer = http
+            .unit(&format!("{service_ip}:80"))
+            .await
+            .and_then(|m| UNITS.iter().position(|u| *u == m.0));
+        seen.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .service
+            .push((started.elapsed(), answer));
         sleep(Duration::from_millis(20)).await;
     }
 }
 
-/// Draws who led when: one row per unit, a column per slice of time, and the events below.
-fn print_timeline(show: &Show, spans: &Spans) {
-    let spans = spans.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let Some(begin) = spans.iter().flatten().map(|(start, _)| *start).min() else {
+/// Draws who led when (one row per unit), which unit the Service answered from, and the events.
+fn print_timeline(show: &Show, seen: &Seen) {
+    let Some(begin) = seen.spans.iter().flatten().map(|(start, _)| *start).min() else {
         return;
     };
     let end = show.started.elapsed();
@@ -304,17 +425,31 @@ fn print_timeline(show: &Show, spans: &Spans) {
         total,
         total * 1000.0 / width as f64
     );
-    for (unit, unit_spans) in UNITS.iter().zip(&spans) {
+    for (unit, spans) in UNITS.iter().zip(&seen.spans) {
         let mut row = vec![' '; width + 1];
-        for (start, stop) in unit_spans {
+        for (start, stop) in spans {
             let (a, b) = (column(*start), column(stop.unwrap_or(end)));
             for cell in row.iter_mut().take(b.max(a + 1).min(width + 1)).skip(a) {
                 *cell = '█';
             }
         }
-        println!("  {unit:>6} |{}|", row.into_iter().collect::<String>());
+        println!("  {:>7} |{}|", short(unit), row.into_iter().collect::<String>());
     }
+    // The Service row: the ordinal of the unit that answered, '·' where nothing answered.
+    let mut row = vec![' '; width + 1];
+    for (at, answer) in &seen.service {
+        if *at < begin {
+            continue;
+        }
+        let cell = &mut row[column(*at).min(width)];
+        *cell = match answer {
+            Some(unit) => char::from_digit(*unit as u32, 10).unwrap_or('?'),
+            None if *cell == ' ' => '·',
+            None => *cell,
+        };
+    }
+    println!("  {:>7} |{}|", "Service", row.into_iter().collect::<String>());
     for (at, text) in &show.marks {
-        println!("  {:>6}  {}^ {text}", "", " ".repeat(column(*at)));
+        println!("  {:>7}  {}^ {text}", "", " ".repeat(column(*at)));
     }
 }

@@ -129,6 +129,13 @@ fn kubectl(args: &[&str]) -> anyhow::Result<String> {
     run(testenv::node().kubectl().args(args))
 }
 
+/// Says `kubectl ARGS:` and shows what it prints.
+fn show_kubectl(show: &Show, args: &[&str]) -> anyhow::Result<()> {
+    show.say(format!("kubectl {}:", args.join(" ")));
+    print!("{}", indent(&kubectl(args)?));
+    Ok(())
+}
+
 async fn scenes(show: &mut Show) -> anyhow::Result<()> {
     let env = testenv::node();
     let ns = env.namespace_named(NAMESPACE).await;
@@ -152,25 +159,11 @@ async fn scenes(show: &mut Show) -> anyhow::Result<()> {
 
     let first = wait_leader(&ns, None).await?;
     show.mark(format!("{} elected", short(first)));
-    show.say(format!(
-        "kubectl get pods -n {NAMESPACE} -L leadership.dev/leader:"
-    ));
-    print!(
-        "{}",
-        indent(&kubectl(&[
-            "get",
-            "pods",
-            "-n",
-            NAMESPACE,
-            "-L",
-            "leadership.dev/leader"
-        ])?)
-    );
-    show.say(format!("kubectl get leadershipleases -n {NAMESPACE}:"));
-    print!(
-        "{}",
-        indent(&kubectl(&["get", "leadershipleases", "-n", NAMESPACE])?)
-    );
+    show_kubectl(
+        show,
+        &["get", "pods", "-n", NAMESPACE, "-L", "leadership.dev/leader"],
+    )?;
+    show_kubectl(show, &["get", "leadershipleases", "-n", NAMESPACE])?;
     let minion = UNITS.iter().find(|u| **u != first).copied().unwrap_or(UNITS[0]);
     show.say(format!(
         "kubectl exec {minion} -c app -- curl --unix-socket $LEADERSHIP_SOCKET http://localhost/v1/status   (the app runs as uid 1000)"
@@ -265,32 +258,11 @@ async fn scenes(show: &mut Show) -> anyhow::Result<()> {
         ));
     }
     sleep(Duration::from_secs(3)).await;
-    show.say(format!("kubectl get leadershipleases -n {NAMESPACE} -o wide:"));
-    print!(
-        "{}",
-        indent(&kubectl(&[
-            "get",
-            "leadershipleases",
-            "-n",
-            NAMESPACE,
-            "-o",
-            "wide"
-        ])?)
-    );
-    show.say(format!(
-        "kubectl get pods -n {NAMESPACE} -L leadership.dev/leader:"
-    ));
-    print!(
-        "{}",
-        indent(&kubectl(&[
-            "get",
-            "pods",
-            "-n",
-            NAMESPACE,
-            "-L",
-            "leadership.dev/leader"
-        ])?)
-    );
+    show_kubectl(show, &["get", "leadershipleases", "-n", NAMESPACE, "-o", "wide"])?;
+    show_kubectl(
+        show,
+        &["get", "pods", "-n", NAMESPACE, "-L", "leadership.dev/leader"],
+    )?;
 
     poller.abort();
     let seen = seen.lock().unwrap_or_else(|p| p.into_inner());

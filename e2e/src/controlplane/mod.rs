@@ -118,21 +118,21 @@ fn kubeconfig(server: &str, ca: &str, client: &crate::certs::Pem, user: &str) ->
     )
 }
 
-/// Whether etcd at `port` answers its health check.
-fn etcd_healthy(port: u16) -> bool {
-    let Ok(mut stream) = TcpStream::connect((Ipv4Addr::LOCALHOST, port)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    if stream
-        .write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
+/// `GET path` on 127.0.0.1:`port` (HTTP/1.0, 2 s read timeout): the whole reply, if any.
+pub(crate) fn local_get(port: u16, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
+        .ok()?;
     let mut reply = String::new();
     let _ = stream.read_to_string(&mut reply);
-    reply.contains("\"health\":\"true\"")
+    Some(reply)
+}
+
+/// Whether etcd at `port` answers its health check.
+fn etcd_healthy(port: u16) -> bool {
+    local_get(port, "/health").is_some_and(|reply| reply.contains("\"health\":\"true\""))
 }
 
 impl ControlPlane {

@@ -15,7 +15,6 @@ use std::{
     net::Ipv4Addr,
     path::{Path, PathBuf},
     process::Command,
-    time::{Duration, Instant},
 };
 
 use k8s_openapi::api::core::v1::Node;
@@ -250,20 +249,8 @@ pub fn import_images(layout: &Layout, images: &Path) -> Result<usize, Error> {
 
 /// Whether kube-proxy has written its rules (its `/healthz` answers 200).
 pub fn proxy_ready(port: u16) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut stream) = std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    if stream
-        .write_all(b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
-    let mut reply = String::new();
-    let _ = stream.read_to_string(&mut reply);
-    reply.starts_with("HTTP/1.0 200") || reply.starts_with("HTTP/1.1 200")
+    crate::controlplane::local_get(port, "/healthz")
+        .is_some_and(|reply| reply.starts_with("HTTP/1.0 200") || reply.starts_with("HTTP/1.1 200"))
 }
 
 /// Whether the node is registered and Ready.
@@ -276,11 +263,6 @@ pub async fn node_ready(nodes: &Api<Node>) -> bool {
         .unwrap_or_default()
         .iter()
         .any(|c| c.type_ == "Ready" && c.status == "True")
-}
-
-/// How long since `started`, for progress lines.
-pub fn since(started: Instant) -> String {
-    format!("{:5.1}s", started.elapsed().as_secs_f64())
 }
 
 fn write(path: &Path, contents: &str) -> Result<(), Error> {

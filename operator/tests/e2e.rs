@@ -1,6 +1,8 @@
 //! The operator on the real control plane, with sidecars as local processes: expiry of a killed
 //! holder, pins that stop expiry, revocations, pod loss, HA failover and restarts, and the story
 //! told by `kubectl describe`.
+//!
+//! Over 500 lines on purpose: one scenario per operator rule, sharing their setup in this file.
 
 use std::{process::Output, time::Duration};
 

@@ -3,6 +3,9 @@
 //! MutatingWebhookConfiguration pointed at it by URL (no kubelet runs pods here, so the API server
 //! reaches the webhook on 127.0.0.1). The controller manager creates the Pods of Deployments, and
 //! the API server calls the webhook for each.
+//!
+//! Over 500 lines on purpose: one scenario per injection rule (annotations, refusals, failure
+//! policy, certificate rotation), sharing the chart and operator setup in this file.
 
 use std::{
     collections::BTreeMap,

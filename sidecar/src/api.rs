@@ -1,6 +1,9 @@
 //! The socket API (HTTP/1.1 + JSON): the unit's tickets, token, release, the namespace's leaders
 //! and pins. Every error is `{"error":{"code","message"}}` with a stable code; bad input never
 //! panics and never changes state.
+//!
+//! Over 500 lines on purpose: one short handler per route beside the route list that the router
+//! and the OpenAPI document are both made from, so a route and its handler are read together.
 
 use std::{convert::Infallible, sync::Arc, time::Duration};
 

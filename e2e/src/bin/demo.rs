@@ -2,7 +2,8 @@
 //! (kubelet, containerd, kube-proxy), `helm install`s the chart with the example application (three
 //! pods, each with the sidecar as a native sidecar) from the images built here, shows `kubectl get
 //! leadershipleases` and `kubectl get pods -L leadership.dev/leader`, asks a pod's app container
-//! with `curl --unix-socket`, then deletes the leader's pod (a graceful handover through the
+//! with `curl --unix-socket`, applies the documented one-annotation Deployment (the webhook adds
+//! its sidecars), then deletes the leader's pod (a graceful handover through the
 //! kubelet's real termination order), hangs the next leader's sidecar past its lease (a failover by
 //! expiry) and kills a leader's containers (the kubelet restarts them). All along it polls every
 //! sidecar and the leader Service's ClusterIP, draws the timeline, and cleans up.
@@ -38,6 +39,10 @@ const UNITS: [&str; 3] = [
 /// The demo's claim duration: leases of 4 s, so a failover by expiry is quick to watch.
 const CLAIM: &str = "2s";
 const APP_IMAGE: &str = "leadership.local/example-app:1.0";
+const INJECTED_DEPLOYMENT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../docs/examples/injected-deployment.yaml"
+);
 
 /// What the pollers saw, in time since the demo's clock started: each unit's spans of
 /// leadership, and which unit answered each request to the leader Service.
@@ -157,8 +162,8 @@ async fn scenes(show: &mut Show) -> anyhow::Result<()> {
         "helm: {status_line}; every pod runs an image built by e2e/images"
     ));
 
-    let (first, term) = wait_leader(&ns, 0).await?;
-    show.mark(format!("{} elected", short(first)));
+    let (first, term) = wait_leader(&ns, APP, 0).await?;
+    show.mark(format!("{} elected", short(&first)));
     show_kubectl(
         show,
         &["get", "pods", "-n", NAMESPACE, "-L", "leadership.dev/leader"],
@@ -182,6 +187,34 @@ async fn scenes(show: &mut Show) -> anyhow::Result<()> {
     ])?;
     print!("{}", indent(&status));
 
+    // One annotation: the documented Deployment gets the sidecar from the operator's webhook.
+    show.say("kubectl apply -f docs/examples/injected-deployment.yaml (one annotation: leadership.dev/application: web)");
+    let manifest = std::fs::read_to_string(INJECTED_DEPLOYMENT)
+        .context("read docs/examples/injected-deployment.yaml")?
+        .replace("curlimages/curl:8.10.1", APP_IMAGE);
+    let manifest_path = std::env::temp_dir().join(format!("leadership-demo-{}.yaml", std::process::id()));
+    std::fs::write(&manifest_path, manifest)?;
+    let path = manifest_path.display().to_string();
+    let applied = kubectl(&["apply", "-n", NAMESPACE, "-f", &path]);
+    let _ = std::fs::remove_file(&manifest_path);
+    print!("{}", indent(&applied?));
+    wait_leader(&ns, "web", 0).await?;
+    show_kubectl(
+        show,
+        &[
+            "get",
+            "pods",
+            "-n",
+            NAMESPACE,
+            "-l",
+            "app=web",
+            "-o",
+            "custom-columns=NAME:.metadata.name,READY:.status.containerStatuses[0].ready,INJECTED:.spec.initContainers[0].name,IMAGE:.spec.initContainers[0].image",
+        ],
+    )?;
+    show_kubectl(show, &["get", "leadershipleases", "web", "-n", NAMESPACE])?;
+    kubectl(&["delete", "deployment", "web", "-n", NAMESPACE, "--wait=false"])?;
+
     let services: Api<Service> = ns.api();
     let ip = services
         .get(&format!("{APP}-leader"))
@@ -204,10 +237,10 @@ async fn scenes(show: &mut Show) -> anyhow::Result<()> {
         "kubectl delete pod {first} (the kubelet stops the app container, then the sidecar, which releases)"
     ));
     let pods: Api<Pod> = ns.api();
-    show.mark(format!("delete pod {}", short(first)));
+    show.mark(format!("delete pod {}", short(&first)));
     let deleted_at = Instant::now();
-    pods.delete(first, &DeleteParams::default()).await?;
-    let (second, term) = wait_leader(&ns, term).await?;
+    pods.delete(&first, &DeleteParams::default()).await?;
+    let (second, term) = wait_leader(&ns, APP, term).await?;
     let handover = deleted_at.elapsed();
     show.say(format!(
         "{second} took over {:.0} ms after the delete: no waiting for the lease to run out; the StatefulSet brings {first} back as a standby",
@@ -216,14 +249,14 @@ async fn scenes(show: &mut Show) -> anyhow::Result<()> {
     sleep(Duration::from_secs(4)).await;
 
     // A hang: the leader's sidecar stops answering and renewing (SIGSTOP) past its lease.
-    let pid = container_pid(&ns, &pods, second, "leadership").await?;
+    let pid = container_pid(&ns, &pods, &second, "leadership").await?;
     show.say(format!(
         "SIGSTOP to {second}'s sidecar (a hung process: it renews no more)"
     ));
-    show.mark(format!("SIGSTOP {}", short(second)));
+    show.mark(format!("SIGSTOP {}", short(&second)));
     let hung_at = Instant::now();
     signal(&pid, "STOP")?;
-    let (third, term) = wait_leader(&ns, term).await?;
+    let (third, term) = wait_leader(&ns, APP, term).await?;
     let failover = hung_at.elapsed();
     show.say(format!(
         "{third} took over {:.1} s after the hang: the 4 s lease ran out, timed from its last renewal (before the hang), plus the margin",
@@ -236,15 +269,15 @@ async fn scenes(show: &mut Show) -> anyhow::Result<()> {
     sleep(Duration::from_secs(3)).await;
 
     // A crash: both containers of the leader's pod are killed; the kubelet restarts them.
-    let app_pid = container_pid(&ns, &pods, third, "app").await?;
-    let sidecar_pid = container_pid(&ns, &pods, third, "leadership").await?;
+    let app_pid = container_pid(&ns, &pods, &third, "app").await?;
+    let sidecar_pid = container_pid(&ns, &pods, &third, "leadership").await?;
     show.say(format!(
         "SIGKILL to every container of {third} (a crash; the kubelet will restart them)"
     ));
-    show.mark(format!("SIGKILL {}", short(third)));
+    show.mark(format!("SIGKILL {}", short(&third)));
     let crashed_at = Instant::now();
     signal(&format!("{app_pid} {sidecar_pid}"), "KILL")?;
-    let (after_crash, _) = wait_leader(&ns, term).await?;
+    let (after_crash, _) = wait_leader(&ns, APP, term).await?;
     let back = crashed_at.elapsed();
     // Why the crashed unit's claim ended: the last transition to no holder.
     let leases: Api<leadership_kube::crd::LeadershipLease> = ns.api();
@@ -298,20 +331,25 @@ fn short(unit: &str) -> String {
     format!("unit {}", unit.rsplit('-').next().unwrap_or(unit))
 }
 
-/// Waits until the lease has a holder in a term after `after` (0: any holder); the holder and
-/// its term.
-async fn wait_leader(ns: &TestNamespace, after: i64) -> anyhow::Result<(&'static str, i64)> {
+/// Waits until `application`'s lease has a holder in a term after `after` (0: any holder); the
+/// holder and its term.
+async fn wait_leader(ns: &TestNamespace, application: &str, after: i64) -> anyhow::Result<(String, i64)> {
     let leases: Api<leadership_kube::crd::LeadershipLease> = ns.api();
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        if let Some(status) = leases.get_opt(APP).await.ok().flatten().and_then(|l| l.status)
+        if let Some(status) = leases
+            .get_opt(application)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|l| l.status)
             && status.term > after
-            && let Some(unit) = status.holder.and_then(|h| UNITS.iter().find(|u| **u == h))
+            && let Some(holder) = status.holder
         {
-            return Ok((unit, status.term));
+            return Ok((holder, status.term));
         }
         if Instant::now() >= deadline {
-            bail!("no new leader of {APP} within 120 s");
+            bail!("no new leader of {application} within 120 s");
         }
         sleep(Duration::from_millis(10)).await;
     }

@@ -81,6 +81,17 @@ pub async fn holder(ns: &TestNamespace, lease: &str, accept: impl Fn(&str) -> bo
     .await
 }
 
+/// The pods' names.
+pub fn names(pods: &[Pod]) -> Vec<String> {
+    pods.iter().filter_map(|p| p.metadata.name.clone()).collect()
+}
+
+/// The lease's holder and term, once one of `pods` holds it.
+pub async fn holder_among(ns: &TestNamespace, lease: &str, pods: &[Pod]) -> (String, i64) {
+    let names = names(pods);
+    holder(ns, lease, |h| names.iter().any(|n| n == h)).await
+}
+
 /// `sh -c script` in a container, through the API server and the kubelet (`kubectl exec`).
 pub fn exec(ns: &TestNamespace, pod: &str, container: &str, script: &str) -> Output {
     ns.env()

@@ -211,10 +211,13 @@ impl TestEnv {
 
     /// `crictl` talking to the node's containerd (a cluster with a node only).
     pub fn crictl(&self) -> Command {
+        // The node's tools are located once (the build script answers in a second when cached).
+        static NODE_BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+        let bin = NODE_BIN.get_or_init(|| Tools::locate_node().expect("the node's tools").bin().to_owned());
         let dir = self.kubeconfig.parent().expect("the cluster's folder");
         let layout = crate::node::config::Layout {
             dir: dir.to_owned(),
-            bin: Tools::locate_node().expect("the node's tools").bin().to_owned(),
+            bin: bin.clone(),
         };
         let mut command = Command::new(layout.bin.join("crictl"));
         command.arg(format!(

@@ -19,8 +19,8 @@ use kube::{
 use leadership_e2e::{
     chart::{Release, text, webhook_in},
     pods::{
-        AdminClient, SETTLE, container_id, eventually, exec, holder, is_ready, last_terminated, ready_pods,
-        restarts, signal_containers, socket_status, watch_until_gone,
+        AdminClient, SETTLE, container_id, eventually, exec, holder, holder_among, is_ready, last_terminated,
+        names, ready_pods, restarts, signal_containers, socket_status, watch_until_gone,
     },
     testenv::{self, TestNamespace},
 };
@@ -86,13 +86,9 @@ async fn the_chart_runs_in_real_pods_with_its_own_images_and_an_app_can_use_the_
     }
 
     // The application's lease and the operator's own both have a holder among the pods.
-    let names: Vec<String> = units.iter().map(|p| p.metadata.name.clone().unwrap()).collect();
-    let (leader, term) = holder(&ns, &example, |h| names.iter().any(|n| n == h)).await;
-    let operator_names: Vec<String> = operators
-        .iter()
-        .map(|p| p.metadata.name.clone().unwrap())
-        .collect();
-    holder(&ns, OPERATOR_LEASE, |h| operator_names.iter().any(|n| n == h)).await;
+    let names = names(&units);
+    let (leader, term) = holder_among(&ns, &example, &units).await;
+    holder_among(&ns, OPERATOR_LEASE, &operators).await;
 
     // The app container runs as another user than the sidecar (1000, not 65532) and uses the
     // socket (mode 0660, group 65532) through the pod's supplemental group.
@@ -143,8 +139,7 @@ async fn the_leader_service_follows_the_leader_through_kube_proxy_when_its_pod_i
     let release = install(&ns, &[]);
     let example = format!("{}-example", release.fullname());
     let units = ready_pods(&ns, &example, 3).await;
-    let names: Vec<String> = units.iter().map(|p| p.metadata.name.clone().unwrap()).collect();
-    let (leader, term) = holder(&ns, &example, |h| names.iter().any(|n| n == h)).await;
+    let (leader, term) = holder_among(&ns, &example, &units).await;
 
     let pods: Api<Pod> = ns.api();
     // Poll the leader Service's ClusterIP while the leader changes.
@@ -260,8 +255,8 @@ async fn the_documented_deployment_is_injected_elects_a_leader_and_a_killed_side
         assert_eq!(sidecar.name, "leadership");
         assert_eq!(sidecar.image.as_deref(), Some(SIDECAR_IMAGE));
     }
-    let names: Vec<String> = units.iter().map(|p| p.metadata.name.clone().unwrap()).collect();
-    let (leader, term) = holder(&ns, "web", |h| names.iter().any(|n| n == h)).await;
+    let names = names(&units);
+    let (leader, term) = holder_among(&ns, "web", &units).await;
     let minion = names.iter().find(|n| **n != leader).unwrap().clone();
 
     let pods: Api<Pod> = ns.api();
@@ -299,8 +294,7 @@ async fn a_deleted_leaders_pod_hands_over_only_after_its_app_container_stopped()
         .await
         .unwrap();
     let units = ready_pods(&ns, "web-", 2).await;
-    let names: Vec<String> = units.iter().map(|p| p.metadata.name.clone().unwrap()).collect();
-    let (leader, term) = holder(&ns, "web", |h| names.iter().any(|n| n == h)).await;
+    let (leader, term) = holder_among(&ns, "web", &units).await;
 
     // The kubelet stops the app container first (its stop trap asks the socket, which still says
     // "leader"), then the sidecar, which releases; the other unit takes over in a new term.
@@ -412,11 +406,8 @@ async fn the_operator_fails_over_as_pods_and_uninstalling_leaves_only_the_crd() 
     let release = install(&ns, &["--set", "example.replicas=2"]);
     let lease = OPERATOR_LEASE;
     let operators = ready_pods(&ns, &format!("{}-operator-", release.fullname()), 2).await;
-    let names: Vec<String> = operators
-        .iter()
-        .map(|p| p.metadata.name.clone().unwrap())
-        .collect();
-    let (leading, term) = holder(&ns, lease, |h| names.iter().any(|n| n == h)).await;
+    let names = names(&operators);
+    let (leading, term) = holder_among(&ns, lease, &operators).await;
     let pods: Api<Pod> = ns.api();
     pods.delete(&leading, &DeleteParams::default()).await.unwrap();
     let (next, next_term) = holder(&ns, lease, |h| h != leading).await;

@@ -249,34 +249,37 @@ async fn scenes(show: &mut Show) -> anyhow::Result<()> {
     sleep(Duration::from_secs(4)).await;
 
     // A hang: the leader's sidecar stops answering and renewing (SIGSTOP) past its lease.
-    let pid = container_pid(&ns, &pods, &second, "leadership").await?;
+    let sidecar = [container(&pods, &second, "leadership").await?];
     show.say(format!(
         "SIGSTOP to {second}'s sidecar (a hung process: it renews no more)"
     ));
     show.mark(format!("SIGSTOP {}", short(&second)));
+    // Timed from the signal's delivery (the container's process is looked up first).
+    pods::signal_containers(&ns, &sidecar, "STOP").map_err(anyhow::Error::msg)?;
     let hung_at = Instant::now();
-    signal(&pid, "STOP")?;
     let (third, term) = wait_leader(&ns, APP, term).await?;
     let failover = hung_at.elapsed();
     show.say(format!(
         "{third} took over {:.1} s after the hang: the 4 s lease ran out, timed from its last renewal (before the hang), plus the margin",
         failover.as_secs_f64()
     ));
-    signal(&pid, "CONT")?;
+    pods::signal_containers(&ns, &sidecar, "CONT").map_err(anyhow::Error::msg)?;
     show.say(format!(
         "SIGCONT to {second}'s sidecar: it had stepped down when its guarantee ran out, and stands by"
     ));
     sleep(Duration::from_secs(3)).await;
 
     // A crash: both containers of the leader's pod are killed; the kubelet restarts them.
-    let app_pid = container_pid(&ns, &pods, &third, "app").await?;
-    let sidecar_pid = container_pid(&ns, &pods, &third, "leadership").await?;
+    let both = [
+        container(&pods, &third, "app").await?,
+        container(&pods, &third, "leadership").await?,
+    ];
     show.say(format!(
         "SIGKILL to every container of {third} (a crash; the kubelet will restart them)"
     ));
     show.mark(format!("SIGKILL {}", short(&third)));
+    pods::signal_containers(&ns, &both, "KILL").map_err(anyhow::Error::msg)?;
     let crashed_at = Instant::now();
-    signal(&format!("{app_pid} {sidecar_pid}"), "KILL")?;
     let (after_crash, _) = wait_leader(&ns, APP, term).await?;
     let back = crashed_at.elapsed();
     // Why the crashed unit's claim ended: the last transition to no holder.
@@ -356,23 +359,11 @@ async fn wait_leader(ns: &TestNamespace, application: &str, after: i64) -> anyho
 }
 
 /// The host pid of a pod's container.
-async fn container_pid(
-    ns: &TestNamespace,
-    pods: &Api<Pod>,
-    pod: &str,
-    container: &str,
-) -> anyhow::Result<String> {
+/// The id of the running `container` of `pod`.
+async fn container(pods: &Api<Pod>, pod: &str, container: &str) -> anyhow::Result<String> {
     let object = pods.get(pod).await?;
-    let id = pods::container_id(&object, container)
-        .with_context(|| format!("{pod} has no running {container} container"))?;
-    pods::container_pid(ns, &id).map_err(anyhow::Error::msg)
-}
-
-fn signal(pids: &str, name: &str) -> anyhow::Result<()> {
-    run(Command::new("kill")
-        .arg(format!("-{name}"))
-        .args(pids.split_whitespace()))
-    .map(drop)
+    pods::container_id(&object, container)
+        .with_context(|| format!("{pod} has no running {container} container"))
 }
 
 /// Every 20 ms: asks each unit's sidecar (its admin port, at the pod's address) whether it leads,

@@ -4,6 +4,7 @@
 //! leadership. Also home of the `kubectl-leadership` CLI.
 //!
 //! - [`plan`]: the pure decisions; [`reconcile`]: the controller that carries them out;
+//!   [`events`]: the Events it publishes;
 //! - [`run`]: start-up, admin server and high availability; [`config`]: flags;
 //! - [`metrics`]: Prometheus metrics, with [`lease_metrics`] and [`failover`] for the
 //!   per-application ones; [`cli`]: `kubectl leadership ...`;
@@ -12,6 +13,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod events;
 pub mod failover;
 pub mod inject;
 pub mod lease_metrics;

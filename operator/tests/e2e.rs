@@ -6,7 +6,7 @@
 
 use std::{process::Output, time::Duration};
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::{core::v1::Pod, events::v1::Event};
 use kube::{
     Api,
     api::{Patch, PatchParams},
@@ -147,6 +147,49 @@ async fn a_pinned_lease_is_not_expired_while_its_holder_is_stopped() {
     assert_eq!(last_reason(&expired).as_deref(), Some("Expired"));
     let story = describe(&ns, "pinned");
     assert!(story.contains("Pinned") && story.contains("Unpinned"), "{story}");
+}
+
+#[tokio::test]
+async fn a_repeated_event_is_counted_in_one_series() {
+    let ns = namespace().await;
+    let _operator = operator(&ns, "operator-0");
+    units::pod(&ns, "series-0").await;
+    let unit = Sidecar::start(&ns, "series", "series-0").await;
+    leader(std::slice::from_ref(&unit), PROMPTLY).await;
+    let pinned = |yes: bool| move |o: &LeadershipLease| o.status.as_ref().is_some_and(|s| s.pinned == yes);
+    for (verb, yes) in [("pin", true), ("unpin", false), ("pin", true)] {
+        let done = cli(&ns, &[verb, "series", "machine-0"]);
+        assert!(done.status.success(), "{done:?}");
+        lease_until(&ns, "series", PROMPTLY, pinned(yes)).await;
+    }
+    let events: Api<Event> = ns.api();
+    let deadline = Instant::now() + PROMPTLY;
+    loop {
+        let pins: Vec<Event> = events
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some("Pinned"))
+            .collect();
+        let counted = pins.first().and_then(|e| e.series.as_ref()).map(|s| s.count);
+        if pins.len() == 1 && counted == Some(2) {
+            let event = &pins[0];
+            assert_eq!(event.reporting_controller.as_deref(), Some("leadership-operator"));
+            assert_eq!(event.reporting_instance.as_deref(), Some("operator-0"));
+            assert_eq!(
+                event.regarding.as_ref().and_then(|r| r.name.as_deref()),
+                Some("series")
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "two pins by the same pinner should be one Event counted twice: {pins:?}"
+        );
+        sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]

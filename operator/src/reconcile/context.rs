@@ -10,10 +10,10 @@ use std::{
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::{
-    Api, Client, Resource,
+    Api, Client,
     api::{Patch, PatchParams},
     runtime::{
-        events::{Event, EventType, Recorder, Reporter},
+        events::EventType,
         reflector::{ObjectRef, Store},
     },
 };
@@ -24,6 +24,7 @@ use tracing::{info, warn};
 
 use super::{Error, MANAGER, not_found};
 use crate::{
+    events::Events,
     lease_metrics::LeaseObserver,
     metrics::Metrics,
     plan::{self, LEADER_LABEL, LEADER_OF_LABEL},
@@ -54,7 +55,7 @@ pub const DEFAULT_HANDOVER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Shared by every reconcile.
 pub struct Context {
     pub(super) client: Client,
-    pub(super) recorder: Recorder,
+    pub(super) events: Events,
     pub(super) metrics: Arc<Metrics>,
     /// The per-application metrics.
     pub observer: LeaseObserver,
@@ -71,12 +72,8 @@ pub struct Context {
 impl Context {
     /// A context for the controller.
     pub fn new(client: Client, identity: &str, metrics: Arc<Metrics>, policy: ExpiryPolicy) -> Self {
-        let reporter = Reporter {
-            controller: MANAGER.into(),
-            instance: Some(identity.to_owned()),
-        };
         Context {
-            recorder: Recorder::new(client.clone(), reporter),
+            events: Events::new(client.clone(), MANAGER, identity),
             client,
             observer: LeaseObserver::new(metrics.clone()),
             metrics,
@@ -176,14 +173,7 @@ impl Context {
     }
 
     pub(super) async fn event(&self, object: &LeadershipLease, type_: EventType, reason: &str, note: String) {
-        let event = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note),
-            action: reason.into(),
-            secondary: None,
-        };
-        if let Err(err) = self.recorder.publish(&event, &object.object_ref(&())).await {
+        if let Err(err) = self.events.publish(object, type_, reason, note).await {
             warn!(error = %err, reason, "could not record an Event");
         }
     }

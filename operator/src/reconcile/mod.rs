@@ -9,7 +9,13 @@ use k8s_openapi::{api::core::v1::Pod, apimachinery::pkg::apis::meta::v1::Time, j
 use kube::{
     Api, ResourceExt,
     api::{Patch, PatchParams, PostParams},
-    runtime::{Controller, controller::Action, events::EventType, reflector::ObjectRef, watcher},
+    runtime::{
+        Controller, WatchStreamExt,
+        controller::Action,
+        events::EventType,
+        reflector::{self, ObjectRef},
+        watcher,
+    },
 };
 use leadership_kube::crd::{HandoverRequest, LeadershipLease};
 use tokio::time::Instant;
@@ -423,8 +429,17 @@ pub async fn run_controller(
         Some(ns) => Api::namespaced(ctx.client.clone(), ns),
         None => Api::all(ctx.client.clone()),
     };
-    let controller = Controller::new(leases, watcher::Config::default());
-    let store = controller.store();
+    // The cache keeps every lease without its managedFields: they are most of an object's size
+    // and nothing here reads them. Writes leave them out, and the API server keeps its own.
+    let (store, writer) = reflector::store();
+    let cached = reflector::reflector(
+        writer,
+        watcher(leases, watcher::Config::default()).modify(|lease: &mut LeadershipLease| {
+            lease.metadata.managed_fields = None;
+        }),
+    )
+    .applied_objects();
+    let controller = Controller::for_stream(cached, store.clone());
     let mapper_ctx = ctx.clone();
     let mapper_store = store.clone();
     let refresher = {

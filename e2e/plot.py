@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
-"""Draws DIR/report.png from DIR/report.json: the graceful handover and crash failover overhead of
-every candidate, one dot per measurement, with the median marked."""
+"""Draws DIR/report.png from DIR/report.json: per candidate (grouped: at defaults, at equal crash
+failover), the graceful handover and the crash failover, one dot per measurement with the median
+marked, and the writes per leader per minute; and per family, the load generator's API requests
+per second."""
 import json
 import sys
 from pathlib import Path
@@ -10,35 +12,66 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+OURS = "leadership"
+
+
+def color(family: str) -> str:
+    return "#1f77b4" if family == OURS else "#7f7f7f"
+
 
 def main(folder: Path) -> None:
     report = json.loads((folder / "report.json").read_text())
-    candidates = report["candidates"]
-    names = sorted(candidates, key=lambda n: (n != "leadership", n))
-    figure, axes = plt.subplots(1, 2, figsize=(13, 5))
+    candidates = {n: c for n, c in report["candidates"].items() if c.get("samples")}
+    names = sorted(candidates, key=lambda n: (candidates[n]["group"], candidates[n]["family"] != OURS, n))
+    load = report.get("load", {})
+    figure, axes = plt.subplots(2, 2, figsize=(15, 10))
     panels = [
         ("handover_ms", "Graceful handover (SIGTERM to new leader), ms", True),
-        ("crash_overhead_ms", "Crash failover above the lease length, ms", False),
+        ("crash_failover_ms", "Crash failover (SIGKILL to new leader), ms", False),
     ]
-    for axis, (key, title, log) in zip(axes, panels):
+    for axis, (key, title, log) in zip(axes[0], panels):
         for i, name in enumerate(names):
             samples = candidates[name]["samples"].get(key, [])
             if not samples:
                 continue
             jitter = [i + (j % 7 - 3) * 0.04 for j in range(len(samples))]
-            axis.scatter(jitter, samples, s=14, alpha=0.7, color="#1f77b4" if name == "leadership" else "#7f7f7f")
+            axis.scatter(jitter, samples, s=14, alpha=0.7, color=color(candidates[name]["family"]))
             median = sorted(samples)[len(samples) // 2]
             axis.hlines(median, i - 0.3, i + 0.3, color="#d62728", linewidth=2)
         axis.set_xticks(range(len(names)))
-        axis.set_xticklabels(names, rotation=20, ha="right")
+        axis.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
         axis.set_title(title)
         if log:
             axis.set_yscale("log")
         axis.grid(axis="y", alpha=0.3)
+    writes = axes[1][0]
+    values = [candidates[n].get("api_writes_per_leader_min") or 0 for n in names]
+    writes.bar(range(len(names)), values, color=[color(candidates[n]["family"]) for n in names])
+    for i, v in enumerate(values):
+        writes.text(i, v, f"{v:.0f}", ha="center", va="bottom", fontsize=8)
+    writes.set_xticks(range(len(names)))
+    writes.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
+    writes.set_title("API writes per leader per minute (3 processes, one application)")
+    writes.grid(axis="y", alpha=0.3)
+    requests = axes[1][1]
+    families = sorted(load, key=lambda f: (f != OURS, f))
+    if families:
+        apps = load[families[0]]["apps"]
+        totals = [load[f]["requests_per_s"] for f in families]
+        requests.bar(range(len(families)), totals, color=[color(f) for f in families])
+        for i, v in enumerate(totals):
+            requests.text(i, v, f"{v:.0f}/s", ha="center", va="bottom", fontsize=9)
+        requests.set_xticks(range(len(families)))
+        requests.set_xticklabels(families)
+        requests.set_yscale("log")
+        requests.set_title(f"Load: API requests per second, {apps} applications × 3 units, defaults")
+        requests.grid(axis="y", alpha=0.3)
+    else:
+        requests.set_axis_off()
     quick = " (quick run: harness check only)" if report.get("quick") else ""
     figure.suptitle(f"Leader election, measured side by side on one control plane{quick}")
     figure.tight_layout()
-    figure.savefig(folder / "report.png", dpi=110)
+    figure.savefig(folder / "report.png", dpi=100)
     print(f"wrote {folder / 'report.png'}")
 
 

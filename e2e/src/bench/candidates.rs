@@ -1,20 +1,57 @@
-//! The candidates: each leader-election implementation with its settings, how one of its
+//! The candidates: each leader-election implementation with its settings, in groups compared with
+//! each other (every one at its own defaults; all tuned to the same crash failover), how one of its
 //! processes is started, and how it says that it leads.
 
 use std::{path::Path, process::Stdio, time::Duration};
 
+use leadership::expiry::ExpiryPolicy;
 use tokio::process::Command;
 
 use super::{Bins, report::OURS};
 
-/// Our claim duration in the benchmark: leases of 4 s.
-pub const OUR_CLAIM: Duration = Duration::from_secs(2);
+/// Our guarantee d in the equal-failover groups: every "leader" answer has at least 1 s of lease
+/// left, the shortest `leadership-sidecar` allows.
+pub const EQUAL_FAILOVER_CLAIM: Duration = Duration::from_secs(1);
+
+/// A group of candidates compared with each other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Group {
+    /// Every candidate at its documented defaults.
+    Defaults,
+    /// Every candidate tuned so that its worst crash failover (SIGKILL of the leader to another
+    /// process leading) is about this long.
+    Failover(Duration),
+}
+
+impl Group {
+    /// The groups measured: all of them, or the 5 s one alone in a quick run.
+    pub fn measured(quick: bool) -> Vec<Group> {
+        let five = Group::Failover(Duration::from_secs(5));
+        if quick {
+            vec![five]
+        } else {
+            vec![Group::Defaults, five, Group::Failover(Duration::from_secs(15))]
+        }
+    }
+
+    /// Its name in the report: `defaults`, `failover-5s`.
+    pub fn name(self) -> String {
+        match self {
+            Group::Defaults => "defaults".into(),
+            Group::Failover(t) => format!("failover-{}s", t.as_secs()),
+        }
+    }
+}
 
 /// One leader-election implementation with its settings.
 #[derive(Clone, Debug)]
 pub struct Candidate {
-    /// Its name in the report.
-    pub name: &'static str,
+    /// Its name in the report: `family/group`, e.g. `client-go/failover-5s`.
+    pub name: String,
+    /// The implementation: [`OURS`], `client-go` or `kube-lease-manager`.
+    pub family: &'static str,
+    /// The group it is compared in.
+    pub group: Group,
     /// Which implementation, and its timings.
     pub kind: Kind,
     /// The lease length it runs with.
@@ -27,7 +64,10 @@ pub struct Candidate {
 #[derive(Clone, Debug)]
 pub enum Kind {
     /// `leadership-sidecar`.
-    Ours,
+    Ours {
+        /// Its guarantee d (`--claim-duration`).
+        claim: Duration,
+    },
     /// client-go's `tools/leaderelection` behind `e2e/peers/client-go`.
     ClientGo {
         /// Its renew deadline.
@@ -35,37 +75,83 @@ pub enum Kind {
         /// Its retry period.
         retry: Duration,
     },
-    /// A Rust crate behind `e2e/peers/rust`, by its `--impl` name.
-    RustPeer(&'static str),
+    /// kube-lease-manager behind `e2e/peers/rust`.
+    LeaseManager {
+        /// Its grace period: how long before the lease ends the holder renews.
+        grace: Duration,
+    },
 }
 
-/// Every candidate measured, ours first.
-pub fn candidates() -> Vec<Candidate> {
-    let lease = OUR_CLAIM * 2;
+/// The lease length whose crash failover, L plus every observer's margin, is `failover`.
+fn our_lease_for(failover: Duration) -> Duration {
+    let policy = ExpiryPolicy::default();
+    let rate = 1.0 + 2.0 * policy.max_drift / (1.0 - policy.max_drift);
+    let lease = (failover.saturating_sub(policy.min_margin)).div_f64(rate);
+    Duration::from_millis(u64::try_from(lease.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Every candidate of `group`, ours first.
+pub fn candidates(group: Group) -> Vec<Candidate> {
+    let second = Duration::from_secs;
+    let (ours, client_go, lease_manager) = match group {
+        // The sidecar's defaults (claim 10 s, lease 2d); client-go's documented ones (15 s,
+        // 10 s, 2 s); kube-lease-manager's (30 s, grace 5 s).
+        Group::Defaults => (
+            (second(10), second(20)),
+            (second(15), second(10), second(2)),
+            (second(30), second(5)),
+        ),
+        // Ours: L + margin = T. client-go: a standby notices within a retry period of the lease
+        // running out, so lease + retry = T. kube-lease-manager: whole seconds, T − 1 s.
+        Group::Failover(t) => {
+            let retry = if t <= second(5) { second(1) } else { second(2) };
+            let lease = t - retry;
+            (
+                (EQUAL_FAILOVER_CLAIM, our_lease_for(t)),
+                (lease, lease.mul_f64(0.7).max(retry * 2), retry),
+                (t - second(1), (t / 4).max(second(1))),
+            )
+        }
+    };
+    let name = |family: &str| format!("{family}/{}", group.name());
+    let (claim, our_lease) = ours;
+    let renewal = leadership::tracker::Timing {
+        lease_length: our_lease,
+        ..leadership::tracker::Timing::new(claim)
+    }
+    .renewal_interval();
+    let (go_lease, renew, retry) = client_go;
+    let (manager_lease, grace) = lease_manager;
     vec![
         Candidate {
-            name: OURS,
-            kind: Kind::Ours,
-            lease,
-            description: format!("leadership-sidecar, claim duration {OUR_CLAIM:?} (lease {lease:?}, renewal every 1 s); leader seen in its log"),
+            name: name(OURS),
+            family: OURS,
+            group,
+            kind: Kind::Ours { claim },
+            lease: our_lease,
+            description: format!(
+                "leadership-sidecar: claim duration {claim:?}, lease {our_lease:?}, renewal every {renewal:?}; leader seen in its log"
+            ),
         },
         Candidate {
-            name: "client-go-defaults",
-            kind: Kind::ClientGo { renew: Duration::from_secs(10), retry: Duration::from_secs(2) },
-            lease: Duration::from_secs(15),
-            description: "client-go tools/leaderelection with a LeaseLock, documented defaults: lease 15 s, renew deadline 10 s, retry 2 s; ReleaseOnCancel".into(),
+            name: name("client-go"),
+            family: "client-go",
+            group,
+            kind: Kind::ClientGo { renew, retry },
+            lease: go_lease,
+            description: format!(
+                "client-go tools/leaderelection with a LeaseLock: lease {go_lease:?}, renew deadline {renew:?}, retry {retry:?}; ReleaseOnCancel"
+            ),
         },
         Candidate {
-            name: "client-go-same-lease",
-            kind: Kind::ClientGo { renew: Duration::from_secs(3), retry: Duration::from_secs(2) },
-            lease,
-            description: format!("client-go with our lease length: lease {lease:?}, renew deadline 3 s, retry 2 s; ReleaseOnCancel"),
-        },
-        Candidate {
-            name: "kube-lease-manager",
-            kind: Kind::RustPeer("lease-manager"),
-            lease,
-            description: format!("kube-lease-manager 0.13.1 (kube 5), duration {lease:?}, grace 1 s; the channel dropped on SIGTERM"),
+            name: name("kube-lease-manager"),
+            family: "kube-lease-manager",
+            group,
+            kind: Kind::LeaseManager { grace },
+            lease: manager_lease,
+            description: format!(
+                "kube-lease-manager 0.13.1 (kube 5): duration {manager_lease:?}, grace {grace:?}; the channel dropped on SIGTERM"
+            ),
         },
     ]
 }
@@ -74,7 +160,7 @@ impl Candidate {
     /// The API resource its leases live in.
     pub fn resource(&self) -> &'static str {
         match self.kind {
-            Kind::Ours => "leadershipleases",
+            Kind::Ours { .. } => "leadershipleases",
             _ => "leases",
         }
     }
@@ -82,8 +168,33 @@ impl Candidate {
     /// The log line by which a process says it became leader.
     pub fn leader_marker(&self) -> &'static str {
         match self.kind {
-            Kind::Ours => "this unit is now leader",
+            Kind::Ours { .. } => "this unit is now leader",
             _ => "LEADER",
+        }
+    }
+
+    /// A namespace of its own for `purpose` (`election`, `load`).
+    pub fn namespace(&self, purpose: &str) -> String {
+        format!("bench-{purpose}-{}", self.name.replace('/', "-"))
+    }
+
+    /// The timing flags of its program.
+    fn timing_args(&self) -> Vec<String> {
+        let ms = |d: &Duration| format!("{}ms", d.as_millis());
+        match &self.kind {
+            Kind::Ours { claim } => vec![
+                format!("--claim-duration={}", ms(claim)),
+                format!("--lease-length={}", ms(&self.lease)),
+            ],
+            Kind::ClientGo { renew, retry } => vec![
+                format!("--lease-duration={}", ms(&self.lease)),
+                format!("--renew-deadline={}", ms(renew)),
+                format!("--retry-period={}", ms(retry)),
+            ],
+            Kind::LeaseManager { grace } => vec![
+                format!("--lease-seconds={}", self.lease.as_secs()),
+                format!("--grace-seconds={}", grace.as_secs()),
+            ],
         }
     }
 
@@ -99,60 +210,70 @@ impl Candidate {
         unit: &str,
     ) -> Command {
         let mut command = match &self.kind {
-            Kind::Ours => {
+            Kind::Ours { .. } => {
                 let mut c = Command::new(&bins.sidecar);
-                c.args([
-                    "--application",
-                    app,
-                    "--unit",
-                    unit,
-                    "--namespace",
-                    namespace,
-                    "--admin-address",
-                    "127.0.0.1:0",
-                ])
-                .arg("--socket")
-                .arg(socket(logs, namespace, unit))
-                .arg("--claim-duration")
-                .arg(format!("{}ms", OUR_CLAIM.as_millis()))
-                .arg("--record")
-                .arg(record(logs, namespace, unit));
+                c.args(["--application", app, "--unit", unit, "--namespace", namespace])
+                    .args(["--admin-address", "127.0.0.1:0"])
+                    .arg("--socket")
+                    .arg(socket(logs, namespace, unit))
+                    .arg("--record")
+                    .arg(record(logs, namespace, unit));
                 c
             }
-            Kind::ClientGo { renew, retry } => {
+            Kind::ClientGo { .. } => {
                 let mut c = Command::new(&bins.client_go);
-                c.args(["--namespace", namespace, "--lease", app, "--identity", unit])
-                    .arg(format!("--lease-duration={}ms", self.lease.as_millis()))
-                    .arg(format!("--renew-deadline={}ms", renew.as_millis()))
-                    .arg(format!("--retry-period={}ms", retry.as_millis()));
+                c.args(["--namespace", namespace, "--lease", app, "--identity", unit]);
                 c
             }
-            Kind::RustPeer(implementation) => {
+            Kind::LeaseManager { .. } => {
                 let mut c = Command::new(&bins.rust_peers);
-                c.args([
-                    "--impl",
-                    implementation,
-                    "--namespace",
-                    namespace,
-                    "--lease",
-                    app,
-                    "--identity",
-                    unit,
-                ])
-                .args(["--lease-seconds", &self.lease.as_secs().to_string()]);
+                c.args(["--impl", "lease-manager", "--namespace", namespace])
+                    .args(["--lease", app, "--identity", unit]);
+                c
+            }
+        };
+        command.args(self.timing_args());
+        piped(command, kubeconfig)
+    }
+
+    /// The command that runs the load generator of its family: `apps` applications of `units`
+    /// units each, in one process, in `namespace`.
+    pub fn load_command(
+        &self,
+        bins: &Bins,
+        kubeconfig: &Path,
+        namespace: &str,
+        apps: usize,
+        units: usize,
+    ) -> Command {
+        let mut command = match &self.kind {
+            Kind::Ours { .. } => Command::new(&bins.load_trackers),
+            Kind::ClientGo { .. } => Command::new(&bins.client_go),
+            Kind::LeaseManager { .. } => {
+                let mut c = Command::new(&bins.rust_peers);
+                c.args(["--impl", "lease-manager"]);
                 c
             }
         };
         command
-            .env("KUBECONFIG", kubeconfig)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        command
+            .args(["--namespace", namespace, "--lease", "app", "--identity", "unit"])
+            .args(["--apps", &apps.to_string(), "--units", &units.to_string()])
+            .args(self.timing_args());
+        piped(command, kubeconfig)
     }
+}
+
+/// `command` with the kubeconfig, plain logs, no input, its output piped, killed when dropped.
+fn piped(mut command: Command, kubeconfig: &Path) -> Command {
+    command
+        .env("KUBECONFIG", kubeconfig)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
 }
 
 /// Our sidecar's socket for `unit` in `namespace`.
@@ -163,4 +284,39 @@ pub fn socket(logs: &Path, namespace: &str, unit: &str) -> std::path::PathBuf {
 /// Our sidecar's leadership record for `unit` in `namespace`.
 pub fn record(logs: &Path, namespace: &str, unit: &str) -> std::path::PathBuf {
     logs.join(format!("{namespace}-{unit}.record.jsonl"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_lease_plus_the_margin_is_the_failover() {
+        for seconds in [5, 15] {
+            let t = Duration::from_secs(seconds);
+            let lease = our_lease_for(t);
+            let failover = lease + ExpiryPolicy::default().margin(lease);
+            assert!(
+                failover <= t && t - failover < Duration::from_millis(5),
+                "{failover:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_group_has_every_family_with_a_valid_timing() {
+        for group in Group::measured(false) {
+            let all = candidates(group);
+            assert_eq!(all.len(), 3);
+            for candidate in &all {
+                match candidate.kind {
+                    Kind::Ours { claim } => assert!(candidate.lease >= claim * 2),
+                    Kind::ClientGo { renew, retry } => {
+                        assert!(candidate.lease > renew && renew.as_secs_f64() > retry.as_secs_f64() * 1.2);
+                    }
+                    Kind::LeaseManager { grace } => assert!(grace < candidate.lease),
+                }
+            }
+        }
+    }
 }

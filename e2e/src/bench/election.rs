@@ -1,7 +1,7 @@
 //! Leader election, measured the same way for every candidate: three processes per application,
 //! graceful handovers (SIGTERM of the leader) and crashes (SIGKILL), each timed from the signal to
-//! another process's "I lead" log line; and the API cost in steady state, with one application and
-//! with many.
+//! another process's "I lead" log line; and the API cost in steady state. Candidates are measured
+//! group by group: each at its defaults, then all tuned to the same crash failover.
 
 use std::time::Duration;
 
@@ -16,33 +16,48 @@ use tokio::{
 
 use super::{
     Bench,
-    candidates::{Candidate, Kind, candidates},
+    candidates::{Candidate, Group, Kind, candidates},
     report::{CandidateReport, Report},
     stats::Summary,
     system::request_counts,
 };
 
+/// Our first candidate's processes, still running after its election was measured.
+pub(super) struct Ours {
+    /// The three sidecars, by index.
+    pub members: Vec<Child>,
+    /// Their namespace.
+    pub namespace: String,
+    /// The index of the one that leads.
+    pub leader: usize,
+}
+
 /// An event: member `index` said it leads, at this instant.
 type Elected = (usize, Instant);
 
 impl Bench {
-    /// Measures every candidate's leader election into `report`. Peers are stopped when measured;
-    /// our processes are returned still running, with the leader's index.
-    pub(super) async fn candidates(&self, report: &mut Report) -> anyhow::Result<(Vec<Child>, usize)> {
-        let mut ours: Option<(Vec<Child>, usize)> = None;
-        for candidate in candidates() {
-            let (mut result, members, leader) = self.election(&candidate).await?;
-            if matches!(candidate.kind, Kind::Ours) {
-                ours = Some((members, leader));
-            } else {
-                for mut member in members {
-                    stop(&mut member).await;
+    /// Measures every candidate's leader election into `report`, group by group. Peers are
+    /// stopped when measured; the processes of our first candidate are returned still running,
+    /// with its namespace and the leader's index.
+    pub(super) async fn candidates(&self, report: &mut Report) -> anyhow::Result<Ours> {
+        let mut ours: Option<Ours> = None;
+        for group in Group::measured(self.plan.quick) {
+            for candidate in candidates(group) {
+                let namespace = candidate.namespace("election");
+                let (result, members, leader) = self.election(&candidate, &namespace).await?;
+                if matches!(candidate.kind, Kind::Ours { .. }) && ours.is_none() {
+                    ours = Some(Ours {
+                        members,
+                        namespace,
+                        leader,
+                    });
+                } else {
+                    for mut member in members {
+                        stop(&mut member).await;
+                    }
                 }
+                report.candidates.insert(candidate.name.clone(), result);
             }
-            let (requests, writes) = self.many_apps(&candidate).await?;
-            result.api_requests_many_apps_min = Some(requests);
-            result.api_writes_many_apps_min = Some(writes);
-            report.candidates.insert(candidate.name.to_owned(), result);
         }
         ours.context("our candidate was not measured")
     }
@@ -101,14 +116,14 @@ impl Bench {
     pub(super) async fn election(
         &self,
         candidate: &Candidate,
+        namespace: &str,
     ) -> anyhow::Result<(CandidateReport, Vec<Child>, usize)> {
-        let namespace = format!("bench-{}", candidate.name);
-        self.namespace(&namespace).await?;
+        self.namespace(namespace).await?;
         let app = "app";
         let (tx, mut rx) = mpsc::unbounded_channel();
         let mut members = Vec::new();
         for i in 0..3 {
-            members.push(self.spawn(candidate, &namespace, app, i, &tx)?);
+            members.push(self.spawn(candidate, namespace, app, i, &tx)?);
         }
         let mut leader = next_leader(&mut rx, None, Duration::from_secs(60))
             .await
@@ -124,7 +139,7 @@ impl Bench {
                 .context("no leader after a handover")?;
             handovers.push(at.saturating_duration_since(stopped).as_secs_f64() * 1000.0);
             stop(&mut members[leader]).await;
-            members[leader] = self.spawn(candidate, &namespace, app, leader, &tx)?;
+            members[leader] = self.spawn(candidate, namespace, app, leader, &tx)?;
             leader = next;
             if round % 10 == 9 {
                 self.say(format!("{}: {} graceful handovers", candidate.name, round + 1));
@@ -132,7 +147,12 @@ impl Bench {
             sleep(Duration::from_millis(500)).await;
         }
         let mut crashes = Vec::new();
-        for round in 0..self.plan.crashes {
+        let rounds = if candidate.lease <= Duration::from_secs(5) {
+            self.plan.crashes
+        } else {
+            self.plan.crashes.div_ceil(2)
+        };
+        for round in 0..rounds {
             // Let the new members settle, so that the leader has renewed at least once.
             sleep(candidate.lease / 2 + Duration::from_secs(1)).await;
             drain(&mut rx);
@@ -145,18 +165,16 @@ impl Bench {
             )
             .await
             .context("no leader after a crash")?;
-            let overhead = at.saturating_duration_since(killed).as_secs_f64() * 1000.0
-                - candidate.lease.as_secs_f64() * 1000.0;
-            crashes.push(overhead);
+            let failover = at.saturating_duration_since(killed).as_secs_f64() * 1000.0;
+            crashes.push(failover);
             stop(&mut members[leader]).await;
-            members[leader] = self.spawn(candidate, &namespace, app, leader, &tx)?;
+            members[leader] = self.spawn(candidate, namespace, app, leader, &tx)?;
             leader = next;
             self.say(format!(
-                "{}: crash {} of {}: {:.0} ms over the lease",
+                "{}: crash {} of {rounds}: new leader after {failover:.0} ms (lease {:?})",
                 candidate.name,
                 round + 1,
-                self.plan.crashes,
-                overhead
+                candidate.lease
             ));
         }
         sleep(Duration::from_secs(3)).await;
@@ -167,15 +185,17 @@ impl Bench {
         ));
         let mut report = CandidateReport {
             description: candidate.description.clone(),
+            family: candidate.family.into(),
+            group: candidate.group.name(),
             lease_ms: u64::try_from(candidate.lease.as_millis()).unwrap_or(u64::MAX),
             handover_ms: Summary::of(&handovers),
-            crash_overhead_ms: Summary::of(&crashes),
+            crash_failover_ms: Summary::of(&crashes),
             api_requests_per_leader_min: Some(requests),
             api_writes_per_leader_min: Some(writes),
             ..CandidateReport::default()
         };
         report.samples.insert("handover_ms".into(), handovers);
-        report.samples.insert("crash_overhead_ms".into(), crashes);
+        report.samples.insert("crash_failover_ms".into(), crashes);
         Ok((report, members, leader))
     }
 
@@ -195,44 +215,11 @@ impl Bench {
     /// Requests and writes per minute to `resource` over the plan's window, from the API
     /// server's own counters.
     pub(super) async fn request_rates(&self, resource: &str) -> anyhow::Result<(f64, f64)> {
-        let before = request_counts(&self.client, resource).await?;
+        let before = request_counts(&self.client, Some(resource)).await?;
         sleep(self.plan.window).await;
-        let after = request_counts(&self.client, resource).await?;
+        let after = request_counts(&self.client, Some(resource)).await?;
         let minutes = self.plan.window.as_secs_f64() / 60.0;
         Ok(((after.0 - before.0) / minutes, (after.1 - before.1) / minutes))
-    }
-
-    /// API cost with many applications, one process each.
-    async fn many_apps(&self, candidate: &Candidate) -> anyhow::Result<(f64, f64)> {
-        let namespace = format!("bench-many-{}", candidate.name);
-        self.namespace(&namespace).await?;
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let mut members = Vec::new();
-        for i in 0..self.plan.many_apps {
-            members.push(self.spawn(candidate, &namespace, &format!("app{i}"), 0, &tx)?);
-        }
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let mut led = 0;
-        while led < self.plan.many_apps && Instant::now() < deadline {
-            if timeout(Duration::from_secs(5), rx.recv())
-                .await
-                .ok()
-                .flatten()
-                .is_some()
-            {
-                led += 1;
-            }
-        }
-        sleep(Duration::from_secs(3)).await;
-        let cost = self.api_cost(candidate).await?;
-        self.say(format!(
-            "{}: {} applications ({led} leading): {:.1} requests, {:.1} writes per minute",
-            candidate.name, self.plan.many_apps, cost.0, cost.1
-        ));
-        for member in &mut members {
-            stop(member).await;
-        }
-        Ok(cost)
     }
 }
 
@@ -245,8 +232,13 @@ pub(super) fn signal(child: &Child, signal: Signal) {
 
 /// Stops a process gracefully (SIGTERM), or with SIGKILL after 10 s.
 pub(super) async fn stop(child: &mut Child) {
+    stop_within(child, Duration::from_secs(10)).await;
+}
+
+/// Stops a process gracefully (SIGTERM), or with SIGKILL after `within`.
+pub(super) async fn stop_within(child: &mut Child, within: Duration) {
     signal(child, Signal::SIGTERM);
-    if timeout(Duration::from_secs(10), child.wait()).await.is_err() {
+    if timeout(within, child.wait()).await.is_err() {
         let _ = child.kill().await;
     }
 }

@@ -1,20 +1,24 @@
 //! The benchmark behind `e2e/bench`: this project and its peers measured side by side on one
 //! local control plane, and the report.
 //!
-//! - [`candidates`]: the implementations measured, their settings and how each is started;
+//! - [`candidates`]: the implementations measured, their settings (in groups: at defaults, at
+//!   equal crash failover) and how each is started;
 //! - `election`: leader election measured the same way for every candidate;
+//! - `load`: each family's load generator, many applications in one process;
 //! - `ours`: our own figures (socket, footprint, handovers to a unit, the operator);
 //! - `system`: what is read from the API server's counters, `/proc`, the machine;
 //! - [`stats`]: summaries of samples; [`report`]: `report.json` and its markdown.
 
 pub mod candidates;
 mod election;
+mod load;
 mod ours;
 pub mod report;
 pub mod stats;
 mod system;
 
 use std::{
+    collections::{BTreeMap, BTreeSet},
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -24,7 +28,7 @@ use kube::Client;
 use tokio::time::Instant;
 
 pub use self::{
-    report::{CandidateReport, OURS, OwnReport, Report, ScaleReport},
+    report::{CandidateReport, LoadReport, OURS, OwnReport, Report, ScaleReport},
     stats::Summary,
 };
 use crate::{
@@ -44,8 +48,8 @@ pub struct Plan {
     pub crashes: usize,
     /// How long each steady-state rate is measured.
     pub window: Duration,
-    /// Applications in the many-applications measurement.
-    pub many_apps: usize,
+    /// Applications (of three units each) per load generator.
+    pub load_apps: usize,
     /// Lease counts the operator is measured with.
     pub lease_counts: Vec<usize>,
     /// How long each socket load runs.
@@ -61,7 +65,7 @@ impl Plan {
                 handovers: 3,
                 crashes: 1,
                 window: Duration::from_secs(10),
-                many_apps: 5,
+                load_apps: 10,
                 lease_counts: vec![50],
                 socket_run: Duration::from_secs(1),
             }
@@ -71,7 +75,7 @@ impl Plan {
                 handovers: 30,
                 crashes: 10,
                 window: Duration::from_secs(60),
-                many_apps: 100,
+                load_apps: 1000,
                 lease_counts: vec![1000, 10000],
                 socket_run: Duration::from_secs(10),
             }
@@ -90,11 +94,13 @@ pub struct Bins {
     pub client_go: PathBuf,
     /// The Rust peers.
     pub rust_peers: PathBuf,
+    /// Our load generator, `load-trackers`.
+    pub load_trackers: PathBuf,
 }
 
 impl Bins {
     /// The paths the wrapper script passes: `BENCH_SIDECAR`, `BENCH_OPERATOR`, `BENCH_CLIENT_GO`,
-    /// `BENCH_RUST_PEERS`.
+    /// `BENCH_RUST_PEERS`, `BENCH_LOAD_TRACKERS`.
     pub fn from_env() -> anyhow::Result<Bins> {
         let path = |key: &str| -> anyhow::Result<PathBuf> {
             let path = PathBuf::from(
@@ -110,9 +116,13 @@ impl Bins {
             operator: path("BENCH_OPERATOR")?,
             client_go: path("BENCH_CLIENT_GO")?,
             rust_peers: path("BENCH_RUST_PEERS")?,
+            load_trackers: path("BENCH_LOAD_TRACKERS")?,
         })
     }
 }
+
+/// The parts of the benchmark, each of which can be run alone (`--only`).
+pub const PARTS: [&str; 3] = ["election", "load", "operator"];
 
 /// One run of the benchmark.
 struct Bench {
@@ -125,6 +135,8 @@ struct Bench {
     started: Instant,
     /// Requests and writes per minute to `leases` by the control plane itself (its own leases).
     lease_baseline: (f64, f64),
+    /// The control plane's processes by name (`kube-apiserver`, `etcd`).
+    components: BTreeMap<String, u32>,
 }
 
 impl Bench {
@@ -142,23 +154,32 @@ impl Bench {
             .with_context(|| format!("create the namespace {name}"))?;
         Ok(())
     }
+
+    /// Deletes a namespace and what is in it, without waiting; a failure is only said.
+    async fn delete_namespace(&self, name: &str) {
+        let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(self.client.clone());
+        if let Err(err) = api.delete(name, &kube::api::DeleteParams::default()).await {
+            self.say(format!("could not delete the namespace {name}: {err}"));
+        }
+    }
 }
 
-/// Runs the benchmark on a control plane of its own: writes `out/report.json` and
-/// `out/report.md`, and every process's log, socket and record to `logs`.
-pub async fn run(quick: bool, out: &Path, logs: &Path) -> anyhow::Result<()> {
+/// Runs the benchmark (the `parts` of [`PARTS`] given) on a control plane of its own: writes
+/// `out/report.json` and `out/report.md`, and every process's log, socket and record to `logs`.
+pub async fn run(quick: bool, parts: &BTreeSet<String>, out: &Path, logs: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("create {}", out.display()))?;
     std::fs::create_dir_all(logs).with_context(|| format!("create {}", logs.display()))?;
     let started = Instant::now();
     let tools = Tools::locate()?;
     let mut plane = ControlPlane::start(&tools, StartOptions::owned_by_this_process()).await?;
-    let result = measure(quick, out, logs, &plane, started).await;
+    let result = measure(quick, parts, out, logs, &plane, started).await;
     plane.stop();
     result
 }
 
 async fn measure(
     quick: bool,
+    parts: &BTreeSet<String>,
     out: &Path,
     logs: &Path,
     plane: &ControlPlane,
@@ -174,6 +195,15 @@ async fn measure(
         logs: logs.to_owned(),
         started,
         lease_baseline: (0.0, 0.0),
+        components: plane
+            .state()
+            .components
+            .iter()
+            .filter_map(|c| {
+                let pid = system::process_in_group(u32::try_from(c.pgid).ok()?, &c.name)?;
+                Some((c.name.clone(), pid))
+            })
+            .collect(),
     };
     // What the control plane itself does to Leases (the API server's identity lease), subtracted
     // from the peers' figures.
@@ -188,22 +218,32 @@ async fn measure(
         quick,
         ..Report::default()
     };
+    let parts_text = parts.iter().cloned().collect::<Vec<_>>().join(", ");
     bench.say(format!(
-        "measuring {} candidates ({})",
-        candidates::candidates().len(),
+        "measuring {parts_text} ({})",
         if quick { "quick: a harness check" } else { "full" }
     ));
-    report.candidates.insert(
-        "kube-leader-election".into(),
-        CandidateReport {
-            description: "kube-leader-election 0.44.0, the newest release".into(),
-            notes: vec!["not measured: it needs kube 4 (the project uses kube 5), and 0.44.0 does not build at all: its kube 4.2 and its k8s-openapi 0.29 disagree (Lease does not implement kube 4's Resource)".into()],
-            ..CandidateReport::default()
-        },
-    );
-    // Ours keep running for the socket and footprint figures; peers stop when measured.
-    let (members, leader) = bench.candidates(&mut report).await?;
-    report.ours = bench.ours(members, leader).await?;
+    if parts.contains("election") {
+        report.candidates.insert(
+            "kube-leader-election".into(),
+            CandidateReport {
+                description: "kube-leader-election 0.44.0, the newest release".into(),
+                family: "kube-leader-election".into(),
+                group: "defaults".into(),
+                notes: vec!["not measured: it needs kube 4 (the project uses kube 5), and 0.44.0 does not build at all: its kube 4.2 and its k8s-openapi 0.29 disagree (Lease does not implement kube 4's Resource)".into()],
+                ..CandidateReport::default()
+            },
+        );
+        // Ours keep running for the socket and footprint figures; peers stop when measured.
+        let ours = bench.candidates(&mut report).await?;
+        report.ours = bench.ours(ours).await?;
+    }
+    if parts.contains("load") {
+        report.load = bench.load().await?;
+    }
+    if parts.contains("operator") {
+        report.ours.operator_at_scale = bench.operator_at_scale().await;
+    }
     report.compute_ratios();
     std::fs::write(out.join("report.json"), serde_json::to_string_pretty(&report)?)?;
     std::fs::write(out.join("report.md"), report.markdown())?;

@@ -23,8 +23,8 @@ use tokio::{
 
 use super::{
     Bench, candidates,
-    election::stop,
-    report::{OURS, OwnReport, ScaleReport},
+    election::{Ours, stop},
+    report::{OwnReport, ScaleReport},
     stats::Summary,
     system::{cpu_percent, process_rss_mib},
 };
@@ -33,9 +33,14 @@ use crate::chaos::{history, read_records};
 impl Bench {
     /// Our own figures, with our three sidecars still running (`leader` leads): the socket, the
     /// sidecar's footprint, handovers to a named unit, the operator in steady state and at scale.
-    pub(super) async fn ours(&self, members: Vec<Child>, leader: usize) -> anyhow::Result<OwnReport> {
+    pub(super) async fn ours(&self, ours: Ours) -> anyhow::Result<OwnReport> {
+        let Ours {
+            members,
+            namespace,
+            leader,
+        } = ours;
         let mut own = OwnReport::default();
-        let socket = candidates::socket(&self.logs, &format!("bench-{OURS}"), &format!("app-{leader}"));
+        let socket = candidates::socket(&self.logs, &namespace, &format!("app-{leader}"));
         let (one, rps_one) = self.socket_load(&socket, 1).await?;
         let (many, rps_many) = self.socket_load(&socket, 16).await?;
         self.say(format!(
@@ -50,7 +55,7 @@ impl Bench {
         let leader_pid = members[leader].id();
         own.sidecar_rss_mib = process_rss_mib(leader_pid);
         own.sidecar_cpu_percent = cpu_percent(leader_pid, self.rest()).await;
-        let (gaps, requests) = self.handovers_to_a_unit(leader).await?;
+        let (gaps, requests) = self.handovers_to_a_unit(&namespace, leader).await?;
         self.say(format!(
             "handover to a named unit: gap p50 {:.1} ms p99 {:.1} ms; request to new leader p50 {:.1} ms",
             gaps.as_ref().map_or(0.0, |s| s.p50),
@@ -59,10 +64,16 @@ impl Bench {
         ));
         own.handover_gap_ms = gaps;
         own.handover_request_ms = requests;
-        self.operator_at_rest(&mut own).await?;
+        self.operator_at_rest(&namespace, &mut own).await?;
         drop(members);
+        Ok(own)
+    }
+
+    /// The operator with each of the plan's lease counts.
+    pub(super) async fn operator_at_scale(&self) -> BTreeMap<String, ScaleReport> {
+        let mut all = BTreeMap::new();
         for count in self.plan.lease_counts.clone() {
-            let scale = match self.operator_at_scale(count).await {
+            let scale = match self.operator_with(count).await {
                 Ok(scale) => scale,
                 Err(err) => {
                     self.say(format!("operator with {count} leases: not measured: {err:#}"));
@@ -73,9 +84,9 @@ impl Bench {
                 "operator with {count} leases: {:.1} MiB, expiry lag {:?}, not cleared {}",
                 scale.operator_rss_mib, scale.expiry_lag_ms, scale.not_cleared
             ));
-            own.operator_at_scale.insert(count.to_string(), scale);
+            all.insert(count.to_string(), scale);
         }
-        Ok(own)
+        all
     }
 
     /// How long to measure a process at rest.
@@ -86,12 +97,11 @@ impl Bench {
     /// The operator's writes in steady state: all lease writes with it running, minus those
     /// without it, minus the renewals of its own lease (counted on the lease itself); and its
     /// footprint at rest.
-    async fn operator_at_rest(&self, own: &mut OwnReport) -> anyhow::Result<()> {
-        let namespace = format!("bench-{OURS}");
+    async fn operator_at_rest(&self, namespace: &str, own: &mut OwnReport) -> anyhow::Result<()> {
         let (_, writes_without) = self.request_rates("leadershipleases").await?;
         let home = "bench-operator-home";
         self.namespace(home).await?;
-        let mut operator = self.spawn_operator(&namespace, home, "operator-0")?;
+        let mut operator = self.spawn_operator(namespace, home, "operator-0")?;
         sleep(Duration::from_secs(5)).await;
         let own_lease: Api<LeadershipLease> = Api::namespaced(self.client.clone(), home);
         let renewals = |lease: Option<LeadershipLease>| {
@@ -119,11 +129,11 @@ impl Bench {
     /// time from each request to the target's first "leader", in ms.
     async fn handovers_to_a_unit(
         &self,
+        namespace: &str,
         mut leader: usize,
     ) -> anyhow::Result<(Option<Summary>, Option<Summary>)> {
-        let namespace = format!("bench-{OURS}");
-        let store = KubeStore::new(self.client.clone(), Scope::Namespace(namespace.clone()));
-        let socket = |i: usize| candidates::socket(&self.logs, &namespace, &format!("app-{i}"));
+        let store = KubeStore::new(self.client.clone(), Scope::Namespace(namespace.to_owned()));
+        let socket = |i: usize| candidates::socket(&self.logs, namespace, &format!("app-{i}"));
         let from = monotonic_ns();
         let mut requests = Vec::new();
         for _ in 0..self.plan.handovers {
@@ -148,7 +158,7 @@ impl Bench {
         }
         let to = monotonic_ns();
         let records: Vec<PathBuf> = (0..3)
-            .map(|i| candidates::record(&self.logs, &namespace, &format!("app-{i}")))
+            .map(|i| candidates::record(&self.logs, namespace, &format!("app-{i}")))
             .collect();
         let lines = read_records(&records)?;
         let intervals = history::intervals(&lines, &BTreeMap::new())?;
@@ -160,7 +170,12 @@ impl Bench {
     }
 
     /// Starts the operator watching `namespace`, its own lease in `home`.
-    fn spawn_operator(&self, namespace: &str, home: &str, identity: &str) -> anyhow::Result<Child> {
+    pub(super) fn spawn_operator(
+        &self,
+        namespace: &str,
+        home: &str,
+        identity: &str,
+    ) -> anyhow::Result<Child> {
         let log = std::fs::File::create(self.logs.join(format!("{namespace}-{identity}.log")))?;
         Ok(Command::new(&self.bins.operator)
             .args([
@@ -215,7 +230,7 @@ impl Bench {
 
     /// The operator with `count` leases whose holders never renew: its memory, and how late it
     /// clears each claim after it is due.
-    async fn operator_at_scale(&self, count: usize) -> anyhow::Result<ScaleReport> {
+    async fn operator_with(&self, count: usize) -> anyhow::Result<ScaleReport> {
         let namespace = format!("bench-scale-{count}");
         self.namespace(&namespace).await?;
         let mut operator = self.spawn_operator(&namespace, &namespace, "operator-0")?;

@@ -12,20 +12,20 @@ use super::stats::Summary;
 pub struct CandidateReport {
     /// What it is and how it was configured.
     pub description: String,
+    /// The implementation: `leadership`, `client-go`, `kube-lease-manager`.
+    pub family: String,
+    /// The group it is compared in: `defaults`, `failover-5s`, `failover-15s`.
+    pub group: String,
     /// The lease length it ran with, in ms.
     pub lease_ms: u64,
     /// From the leader's graceful stop (SIGTERM) to another process saying it leads.
     pub handover_ms: Option<Summary>,
-    /// From SIGKILL of the leader to another process saying it leads, minus the lease length.
-    pub crash_overhead_ms: Option<Summary>,
+    /// From SIGKILL of the leader to another process saying it leads.
+    pub crash_failover_ms: Option<Summary>,
     /// API requests per leader per minute in steady state (3 processes, one application).
     pub api_requests_per_leader_min: Option<f64>,
     /// API writes (create, update, patch) per leader per minute in steady state.
     pub api_writes_per_leader_min: Option<f64>,
-    /// API requests per minute in total with many applications (one process each).
-    pub api_requests_many_apps_min: Option<f64>,
-    /// API writes per minute in total with many applications.
-    pub api_writes_many_apps_min: Option<f64>,
     /// The raw samples, for the plot.
     pub samples: BTreeMap<String, Vec<f64>>,
     /// Why something was not measured, if it was not.
@@ -74,6 +74,44 @@ pub struct ScaleReport {
     pub not_cleared: usize,
 }
 
+/// One family's load generator at its defaults: many applications of three units each, all in one
+/// process, measured over the plan's window.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LoadReport {
+    /// What ran.
+    pub description: String,
+    /// Applications.
+    pub apps: usize,
+    /// Units (candidates) in all.
+    pub units: usize,
+    /// How long it took from the start until every application had a leader, in s.
+    pub all_leading_s: Option<f64>,
+    /// Applications with a leader at the end of the window.
+    pub leading: usize,
+    /// Applications whose holder changed during the window (none should).
+    pub holder_changes: usize,
+    /// API requests per second to every resource (the API server's counters).
+    pub requests_per_s: f64,
+    /// API requests per second to the candidate's lease resource.
+    pub lease_requests_per_s: f64,
+    /// API writes per second to the candidate's lease resource.
+    pub lease_writes_per_s: f64,
+    /// kube-apiserver CPU, in % of one core, and resident memory in MiB.
+    pub apiserver_cpu_percent: Option<f64>,
+    /// kube-apiserver resident memory at the end, in MiB.
+    pub apiserver_rss_mib: Option<f64>,
+    /// etcd CPU, in % of one core.
+    pub etcd_cpu_percent: Option<f64>,
+    /// etcd resident memory at the end, in MiB.
+    pub etcd_rss_mib: Option<f64>,
+    /// The load generator's CPU, in % of one core.
+    pub generator_cpu_percent: Option<f64>,
+    /// The load generator's resident memory, in MiB.
+    pub generator_rss_mib: Option<f64>,
+    /// Ours only: our operator's resident memory watching these leases, in MiB.
+    pub operator_rss_mib: Option<f64>,
+}
+
 /// The whole report (`report.json`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -83,8 +121,11 @@ pub struct Report {
     pub versions: BTreeMap<String, String>,
     /// Whether this was a `--quick` run (a harness check, not figures to quote).
     pub quick: bool,
-    /// Per candidate.
+    /// Per candidate, by `family/group`.
     pub candidates: BTreeMap<String, CandidateReport>,
+    /// Per family, the load generator at its defaults.
+    #[serde(default)]
+    pub load: BTreeMap<String, LoadReport>,
     /// Ours alone.
     pub ours: OwnReport,
     /// Ratios peer / ours from the same run (higher is better for us).
@@ -95,36 +136,47 @@ pub struct Report {
 pub const OURS: &str = "leadership";
 
 impl Report {
-    /// Fills `ratios`: for every peer, its figure over ours, where both were measured.
+    /// Fills `ratios`: for every peer, its figure over ours in the same group (and under the
+    /// same load), where both were measured.
     pub fn compute_ratios(&mut self) {
         self.ratios.clear();
-        let Some(ours) = self.candidates.get(OURS).cloned() else {
-            return;
-        };
         for (name, peer) in &self.candidates {
-            if name == OURS {
+            let Some(ours) = self
+                .candidates
+                .values()
+                .find(|c| c.family == OURS && c.group == peer.group)
+            else {
+                continue;
+            };
+            if peer.family == OURS {
                 continue;
             }
+            let p = |s: &Option<Summary>, q: fn(&Summary) -> f64| s.as_ref().map(q);
             let pairs = [
                 (
                     "handover_p50",
-                    peer.handover_ms.as_ref().map(|s| s.p50),
-                    ours.handover_ms.as_ref().map(|s| s.p50),
+                    p(&peer.handover_ms, |s| s.p50),
+                    p(&ours.handover_ms, |s| s.p50),
                 ),
                 (
                     "handover_p99",
-                    peer.handover_ms.as_ref().map(|s| s.p99),
-                    ours.handover_ms.as_ref().map(|s| s.p99),
+                    p(&peer.handover_ms, |s| s.p99),
+                    p(&ours.handover_ms, |s| s.p99),
                 ),
                 (
-                    "crash_overhead_p99",
-                    peer.crash_overhead_ms.as_ref().map(|s| s.p99),
-                    ours.crash_overhead_ms.as_ref().map(|s| s.p99),
+                    "crash_failover_p99",
+                    p(&peer.crash_failover_ms, |s| s.p99),
+                    p(&ours.crash_failover_ms, |s| s.p99),
                 ),
                 (
-                    "api_writes_per_leader_min",
+                    "writes_per_leader_min",
                     peer.api_writes_per_leader_min,
                     ours.api_writes_per_leader_min,
+                ),
+                (
+                    "requests_per_leader_min",
+                    peer.api_requests_per_leader_min,
+                    ours.api_requests_per_leader_min,
                 ),
             ];
             for (figure, theirs, ours) in pairs {
@@ -132,7 +184,24 @@ impl Report {
                     && ours > 0.0
                 {
                     self.ratios
-                        .insert(format!("{figure}: {name} / {OURS}"), theirs / ours);
+                        .insert(format!("{figure}: {name} / {OURS}/{}", peer.group), theirs / ours);
+                }
+            }
+        }
+        if let Some(ours) = self.load.get(OURS) {
+            for (family, peer) in self.load.iter().filter(|(f, _)| f.as_str() != OURS) {
+                for (figure, theirs, ours) in [
+                    ("load_requests_per_s", peer.requests_per_s, ours.requests_per_s),
+                    (
+                        "load_lease_writes_per_s",
+                        peer.lease_writes_per_s,
+                        ours.lease_writes_per_s,
+                    ),
+                ] {
+                    if ours > 0.0 {
+                        self.ratios
+                            .insert(format!("{figure}: {family} / {OURS}"), theirs / ours);
+                    }
                 }
             }
         }
@@ -160,23 +229,60 @@ impl Report {
         };
         let num = |v: Option<f64>| v.map_or("not measured".into(), |v| format!("{v:.1}"));
         out.push_str("\n## Leader election, side by side\n\n");
-        out.push_str("Latencies in ms as p50 / p99 / max. Handover: SIGTERM of the leader to another process saying it leads. Crash overhead: SIGKILL of the leader to another process leading, minus the lease length; it can be below zero, because a lease runs from the leader's last renewal, which came before the kill. API figures: the API server's own request counters for the candidate's resource (`leases` or `leadershipleases`), less the control plane's own Lease traffic.\n\n");
-        out.push_str("| candidate | lease ms | graceful handover | crash overhead | requests / leader / min | writes / leader / min | requests / min, many apps | writes / min, many apps |\n|---|---|---|---|---|---|---|---|\n");
-        for (name, c) in &self.candidates {
+        out.push_str("Groups: `defaults` runs every candidate at its documented defaults; `failover-Ns` tunes every candidate so that its worst crash failover is about N s. Latencies in ms as p50 / p99 / max. Handover: SIGTERM of the leader to another process saying it leads. Crash failover: SIGKILL of the leader to another process saying it leads; a lease runs from the leader's last renewal, which came before the kill, so it varies between lease − renewal interval and the lease plus the detection delay. API figures: the API server's own request counters for the candidate's resource (`leases` or `leadershipleases`) with three processes, less the control plane's own Lease traffic.\n\n");
+        out.push_str("| candidate | lease ms | graceful handover | crash failover | requests / leader / min | writes / leader / min |\n|---|---|---|---|---|---|\n");
+        let mut names: Vec<&String> = self.candidates.keys().collect();
+        names.sort_by_key(|n| {
+            (
+                self.candidates[*n].group.clone(),
+                self.candidates[*n].family != OURS,
+                (*n).clone(),
+            )
+        });
+        for name in &names {
+            let c = &self.candidates[*name];
             let _ = writeln!(
                 out,
-                "| {name} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {name} | {} | {} | {} | {} | {} |",
                 c.lease_ms,
                 ms(&c.handover_ms),
-                ms(&c.crash_overhead_ms),
+                ms(&c.crash_failover_ms),
                 num(c.api_requests_per_leader_min),
                 num(c.api_writes_per_leader_min),
-                num(c.api_requests_many_apps_min),
-                num(c.api_writes_many_apps_min)
             );
         }
+        if !self.load.is_empty() {
+            out.push_str("\n## Load: many applications of three units in one process per candidate, at defaults\n\nRates from the API server's own counters over the window; CPU in % of one core; memory resident, in MiB.\n\n");
+            out.push_str("| candidate | applications × units | all leading after | leading / holder changes | requests/s (all) | lease requests/s | lease writes/s | apiserver CPU / MiB | etcd CPU / MiB | generator CPU / MiB | our operator MiB |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
+            let opt = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.0}"));
+            for (family, l) in &self.load {
+                let _ = writeln!(
+                    out,
+                    "| {family} | {} × {} | {} | {} / {} | {:.1} | {:.1} | {:.1} | {} / {} | {} / {} | {} / {} | {} |",
+                    l.apps,
+                    l.units / l.apps.max(1),
+                    l.all_leading_s.map_or("not all".into(), |s| format!("{s:.0} s")),
+                    l.leading,
+                    l.holder_changes,
+                    l.requests_per_s,
+                    l.lease_requests_per_s,
+                    l.lease_writes_per_s,
+                    opt(l.apiserver_cpu_percent),
+                    opt(l.apiserver_rss_mib),
+                    opt(l.etcd_cpu_percent),
+                    opt(l.etcd_rss_mib),
+                    opt(l.generator_cpu_percent),
+                    opt(l.generator_rss_mib),
+                    opt(l.operator_rss_mib),
+                );
+            }
+            out.push_str("\n| candidate | what ran |\n|---|---|\n");
+            for (family, l) in &self.load {
+                let _ = writeln!(out, "| {family} | {} |", l.description);
+            }
+        }
         out.push_str("\n| candidate | configuration |\n|---|---|\n");
-        for (name, c) in &self.candidates {
+        for (name, c) in names.iter().map(|n| (*n, &self.candidates[*n])) {
             let mut text = c.description.clone();
             for note in &c.notes {
                 let _ = write!(text, " Note: {note}");
@@ -248,30 +354,68 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ratios_compare_each_peer_with_ours() {
+    fn ratios_compare_each_peer_with_ours_in_its_group() {
         let mut report = Report::default();
-        let with = |p99: f64| CandidateReport {
+        let with = |family: &str, group: &str, p99: f64, writes: f64| CandidateReport {
+            family: family.into(),
+            group: group.into(),
             handover_ms: Summary::of(&[p99]),
-            api_writes_per_leader_min: Some(12.0),
+            api_writes_per_leader_min: Some(writes),
             ..CandidateReport::default()
         };
-        report.candidates.insert(OURS.into(), with(10.0));
-        report.candidates.insert("client-go".into(), with(1000.0));
+        report
+            .candidates
+            .insert("leadership/defaults".into(), with(OURS, "defaults", 10.0, 12.0));
+        report.candidates.insert(
+            "leadership/failover-5s".into(),
+            with(OURS, "failover-5s", 20.0, 15.0),
+        );
+        report.candidates.insert(
+            "client-go/defaults".into(),
+            with("client-go", "defaults", 1000.0, 30.0),
+        );
+        report.candidates.insert(
+            "client-go/failover-5s".into(),
+            with("client-go", "failover-5s", 1000.0, 60.0),
+        );
+        report.load.insert(
+            OURS.into(),
+            LoadReport {
+                requests_per_s: 10.0,
+                ..LoadReport::default()
+            },
+        );
+        report.load.insert(
+            "client-go".into(),
+            LoadReport {
+                requests_per_s: 1500.0,
+                ..LoadReport::default()
+            },
+        );
         report.compute_ratios();
+        let ratio = |key: &str| report.ratios.get(key).copied();
         assert_eq!(
-            report.ratios.get("handover_p99: client-go / leadership"),
-            Some(&100.0)
+            ratio("handover_p99: client-go/defaults / leadership/defaults"),
+            Some(100.0)
         );
         assert_eq!(
-            report
-                .ratios
-                .get("api_writes_per_leader_min: client-go / leadership"),
-            Some(&1.0)
+            ratio("handover_p99: client-go/failover-5s / leadership/failover-5s"),
+            Some(50.0)
         );
-        assert!(
-            report
-                .markdown()
-                .contains("| handover_p99: client-go / leadership | 100.0x |")
+        assert_eq!(
+            ratio("writes_per_leader_min: client-go/failover-5s / leadership/failover-5s"),
+            Some(4.0)
         );
+        assert_eq!(ratio("load_requests_per_s: client-go / leadership"), Some(150.0));
+        assert_eq!(report.ratios.len(), 7, "{:?}", report.ratios);
+        let markdown = report.markdown();
+        assert!(markdown.contains("| handover_p99: client-go/defaults / leadership/defaults | 100.0x |"));
+        let ours = markdown
+            .find("| leadership/defaults |")
+            .expect("ours in the table");
+        let peer = markdown
+            .find("| client-go/defaults |")
+            .expect("client-go in the table");
+        assert!(ours < peer, "ours comes first in its group");
     }
 }

@@ -6,11 +6,12 @@ use std::{collections::BTreeMap, time::Duration};
 use kube::Client;
 use tokio::time::sleep;
 
-/// (requests, writes) to `resource` so far, from the API server's `apiserver_request_total`.
-pub async fn request_counts(client: &Client, resource: &str) -> anyhow::Result<(f64, f64)> {
+/// (requests, writes) to `resource` (or to every resource) so far, from the API server's
+/// `apiserver_request_total`.
+pub async fn request_counts(client: &Client, resource: Option<&str>) -> anyhow::Result<(f64, f64)> {
     let request = http::Request::get("/metrics").body(Vec::new())?;
     let text = client.request_text(request).await?;
-    let wanted = format!("resource=\"{resource}\"");
+    let wanted = resource.map_or_else(String::new, |r| format!("resource=\"{r}\""));
     let mut requests = 0.0;
     let mut writes = 0.0;
     for line in text.lines().filter(|l| l.starts_with("apiserver_request_total{")) {
@@ -38,6 +39,19 @@ pub async fn request_counts(client: &Client, resource: &str) -> anyhow::Result<(
     Ok((requests, writes))
 }
 
+/// The process named `name` (by its command name) in the process group `pgid`, if any: a
+/// control-plane component runs under a watchdog in its group.
+pub fn process_in_group(pgid: u32, name: &str) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+        let (head, rest) = stat.rsplit_once(')')?;
+        let comm = head.split_once('(')?.1;
+        let group: u32 = rest.split_whitespace().nth(2)?.parse().ok()?;
+        (group == pgid && name.starts_with(comm)).then_some(pid)
+    })
+}
+
 /// A process's resident memory in MiB.
 pub fn process_rss_mib(pid: Option<u32>) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
@@ -61,10 +75,37 @@ fn process_cpu_seconds(pid: Option<u32>) -> Option<f64> {
 
 /// A process's CPU use over `window`, in % of one core.
 pub async fn cpu_percent(pid: Option<u32>, window: Duration) -> Option<f64> {
-    let before = process_cpu_seconds(pid)?;
+    let meter = CpuMeter::start(&[pid]);
     sleep(window).await;
-    let after = process_cpu_seconds(pid)?;
-    Some((after - before) / window.as_secs_f64() * 100.0)
+    meter.percent()[0]
+}
+
+/// The CPU use of some processes from a start until now.
+pub struct CpuMeter {
+    pids: Vec<Option<u32>>,
+    before: Vec<Option<f64>>,
+    started: std::time::Instant,
+}
+
+impl CpuMeter {
+    /// Starts measuring `pids` (a missing pid measures as `None`).
+    pub fn start(pids: &[Option<u32>]) -> Self {
+        CpuMeter {
+            pids: pids.to_vec(),
+            before: pids.iter().map(|pid| process_cpu_seconds(*pid)).collect(),
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// Each process's CPU use since the start, in % of one core, in the order given.
+    pub fn percent(&self) -> Vec<Option<f64>> {
+        let seconds = self.started.elapsed().as_secs_f64();
+        self.pids
+            .iter()
+            .zip(&self.before)
+            .map(|(pid, before)| Some((process_cpu_seconds(*pid)? - (*before)?) / seconds * 100.0))
+            .collect()
+    }
 }
 
 /// The machine: CPUs, memory, CPU model, kernel.

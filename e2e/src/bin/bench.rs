@@ -1,4 +1,4 @@
-//! `e2e/bench [--quick] [--out DIR]`: measures this project and its peers (client-go's
+//! `e2e/bench [--quick] [--only PARTS] [--out DIR]`: measures this project and its peers (client-go's
 //! leaderelection, kube-lease-manager; kube-leader-election does not build) in one run on one local
 //! control plane, and writes `DIR/report.json` and `DIR/report.md` (the plot is drawn from the JSON
 //! by `e2e/plot.py`). The wrapper script builds the binaries and passes their paths
@@ -6,35 +6,51 @@
 //! logs go (`BENCH_LOGS`, default `target/bench-logs`). The measuring is in
 //! [`leadership_e2e::bench`].
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{collections::BTreeSet, path::PathBuf, process::ExitCode};
 
 use anyhow::{Context, bail};
+use leadership_e2e::bench::PARTS;
 
-fn parse_args() -> anyhow::Result<(bool, PathBuf)> {
+const USAGE: &str = "usage: e2e/bench [--quick] [--only election,load,operator] [--out DIR]";
+
+fn parse_args() -> anyhow::Result<(bool, BTreeSet<String>, PathBuf)> {
     let mut quick = false;
+    let mut parts: BTreeSet<String> = PARTS.iter().map(|p| (*p).to_owned()).collect();
     let mut out = PathBuf::from("bench-report");
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => quick = true,
             "--out" => out = args.next().context("--out needs a folder")?.into(),
+            "--only" => {
+                let list = args
+                    .next()
+                    .context("--only needs parts: election, load, operator")?;
+                parts = list.split(',').map(|p| p.trim().to_owned()).collect();
+                if let Some(unknown) = parts.iter().find(|p| !PARTS.contains(&p.as_str())) {
+                    bail!(
+                        "unknown part {unknown:?} in --only; the parts are {}",
+                        PARTS.join(", ")
+                    );
+                }
+            }
             "-h" | "--help" => {
-                println!("usage: e2e/bench [--quick] [--out DIR]");
+                println!("{USAGE}");
                 std::process::exit(0);
             }
-            other => bail!("unknown argument {other:?}; usage: e2e/bench [--quick] [--out DIR]"),
+            other => bail!("unknown argument {other:?}; {USAGE}"),
         }
     }
-    Ok((quick, out))
+    Ok((quick, parts, out))
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> ExitCode {
     let run = async {
-        let (quick, out) = parse_args()?;
+        let (quick, parts, out) = parse_args()?;
         let logs =
             std::env::var_os("BENCH_LOGS").map_or_else(|| PathBuf::from("target/bench-logs"), PathBuf::from);
-        leadership_e2e::bench::run(quick, &out, &logs).await
+        leadership_e2e::bench::run(quick, &parts, &out, &logs).await
     };
     match run.await {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,165 @@
+//! The load generators: for each family at its defaults, many applications of three units each,
+//! all in one process (ours: `load-trackers`; client-go electors in one Go process;
+//! kube-lease-manager in one Rust process), measured from the API server's own counters and from
+//! `/proc` (kube-apiserver, etcd, the generator, our operator).
+
+use std::{collections::BTreeMap, process::Stdio, time::Duration};
+
+use anyhow::Context;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::{Api, api::ListParams};
+use leadership_kube::crd::LeadershipLease;
+use tokio::time::{Instant, sleep};
+
+use super::{
+    Bench,
+    candidates::{Candidate, Group, Kind, candidates},
+    election::{stop, stop_within},
+    report::LoadReport,
+    system::{CpuMeter, process_rss_mib, request_counts},
+};
+
+impl Bench {
+    /// Every family's load generator at its defaults, one after the other.
+    pub(super) async fn load(&self) -> anyhow::Result<BTreeMap<String, LoadReport>> {
+        let mut all = BTreeMap::new();
+        for candidate in candidates(Group::Defaults) {
+            let report = self.load_one(&candidate).await?;
+            all.insert(candidate.family.to_owned(), report);
+        }
+        Ok(all)
+    }
+
+    /// The holders of the applications' leases in `namespace`, by application.
+    async fn holders(
+        &self,
+        candidate: &Candidate,
+        namespace: &str,
+    ) -> anyhow::Result<BTreeMap<String, String>> {
+        let list = ListParams::default();
+        // The applications' leases only (our operator keeps its own lease in the namespace too).
+        let named = |name: Option<String>, holder: Option<String>| {
+            Some((
+                name.filter(|n| n.starts_with("app"))?,
+                holder.filter(|h| !h.is_empty())?,
+            ))
+        };
+        Ok(match candidate.kind {
+            Kind::Ours { .. } => Api::<LeadershipLease>::namespaced(self.client.clone(), namespace)
+                .list(&list)
+                .await?
+                .into_iter()
+                .filter_map(|l| named(l.metadata.name, l.status.and_then(|s| s.holder)))
+                .collect(),
+            _ => Api::<Lease>::namespaced(self.client.clone(), namespace)
+                .list(&list)
+                .await?
+                .into_iter()
+                .filter_map(|l| named(l.metadata.name, l.spec.and_then(|s| s.holder_identity)))
+                .collect(),
+        })
+    }
+
+    /// One family's load generator: started, every application given a leader, then measured
+    /// over the plan's window, then stopped (every unit releases) and its namespace deleted.
+    async fn load_one(&self, candidate: &Candidate) -> anyhow::Result<LoadReport> {
+        let namespace = candidate.namespace("load");
+        self.namespace(&namespace).await?;
+        let (apps, units) = (self.plan.load_apps, 3);
+        let mut operator = match candidate.kind {
+            Kind::Ours { .. } => Some(self.spawn_operator(&namespace, &namespace, "operator-0")?),
+            _ => None,
+        };
+        let log = std::fs::File::create(self.logs.join(format!("{namespace}-generator.log")))?;
+        let started = Instant::now();
+        let mut generator = candidate
+            .load_command(&self.bins, &self.kubeconfig, &namespace, apps, units)
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .with_context(|| format!("start the load generator of {}", candidate.family))?;
+        self.say(format!(
+            "load: {}: {apps} applications × {units} units in one process",
+            candidate.family
+        ));
+        let limit = if self.plan.quick { 120 } else { 300 };
+        let mut all_leading = None;
+        let mut last_said = Instant::now();
+        while started.elapsed() < Duration::from_secs(limit) {
+            anyhow::ensure!(
+                generator.try_wait()?.is_none(),
+                "the load generator of {} ended; see its log",
+                candidate.family
+            );
+            let leading = self.holders(candidate, &namespace).await?.len();
+            if leading >= apps {
+                all_leading = Some(started.elapsed().as_secs_f64());
+                break;
+            }
+            if last_said.elapsed() > Duration::from_secs(30) {
+                self.say(format!(
+                    "load: {}: {leading} of {apps} applications have a leader after {:.0} s",
+                    candidate.family,
+                    started.elapsed().as_secs_f64()
+                ));
+                last_said = Instant::now();
+            }
+            sleep(Duration::from_secs(2)).await;
+        }
+        // Past the first renewals, then the window.
+        sleep(candidate.lease / 2).await;
+        let resource = candidate.resource();
+        let before_holders = self.holders(candidate, &namespace).await?;
+        let (all_before, lease_before) = (
+            request_counts(&self.client, None).await?,
+            request_counts(&self.client, Some(resource)).await?,
+        );
+        let pid = |name: &str| self.components.get(name).copied();
+        let meter = CpuMeter::start(&[pid("kube-apiserver"), pid("etcd"), generator.id()]);
+        sleep(self.plan.window).await;
+        let cpu = meter.percent();
+        let (all_after, lease_after) = (
+            request_counts(&self.client, None).await?,
+            request_counts(&self.client, Some(resource)).await?,
+        );
+        let after_holders = self.holders(candidate, &namespace).await?;
+        let seconds = self.plan.window.as_secs_f64();
+        let report = LoadReport {
+            description: format!("{} ({} units)", candidate.description, apps * units),
+            apps,
+            units: apps * units,
+            all_leading_s: all_leading,
+            leading: after_holders.len(),
+            holder_changes: after_holders
+                .iter()
+                .filter(|(app, holder)| before_holders.get(*app) != Some(holder))
+                .count(),
+            requests_per_s: (all_after.0 - all_before.0) / seconds,
+            lease_requests_per_s: (lease_after.0 - lease_before.0) / seconds,
+            lease_writes_per_s: (lease_after.1 - lease_before.1) / seconds,
+            apiserver_cpu_percent: cpu[0],
+            apiserver_rss_mib: process_rss_mib(pid("kube-apiserver")),
+            etcd_cpu_percent: cpu[1],
+            etcd_rss_mib: process_rss_mib(pid("etcd")),
+            generator_cpu_percent: cpu[2],
+            generator_rss_mib: process_rss_mib(generator.id()),
+            operator_rss_mib: operator.as_ref().and_then(|o| process_rss_mib(o.id())),
+        };
+        self.say(format!(
+            "load: {}: {:.1} requests/s ({:.1} to {resource}, {:.1} writes/s); apiserver {:.0}% etcd {:.0}% of a core; {} holder changes",
+            candidate.family,
+            report.requests_per_s,
+            report.lease_requests_per_s,
+            report.lease_writes_per_s,
+            report.apiserver_cpu_percent.unwrap_or_default(),
+            report.etcd_cpu_percent.unwrap_or_default(),
+            report.holder_changes
+        ));
+        stop_within(&mut generator, Duration::from_secs(60)).await;
+        if let Some(operator) = operator.as_mut() {
+            stop(operator).await;
+        }
+        self.delete_namespace(&namespace).await;
+        Ok(report)
+    }
+}

@@ -1,0 +1,83 @@
+//! The benchmark's load generator for this project: `--apps A --units U` applications of U units
+//! each, every unit a `LeaseTracker` over a `KubeStore` of its own (its own lease watch, as in its
+//! own pod), all in this process over one client. Leases are `NAME0`.., units `NAME0-ID0`.. On
+//! SIGTERM every tracker releases its lease, then the process exits.
+//!
+//! `load-trackers --namespace NS --lease NAME --identity ID --apps A --units U
+//!  --claim-duration 10s [--lease-length 20s]`
+
+use std::{process::ExitCode, time::Duration};
+
+use anyhow::Context;
+use clap::Parser;
+use leadership::{LeaseTracker, TrackerConfig, validate::parse_duration};
+use leadership_kube::{KubeStore, Scope};
+use tokio::signal::unix::{SignalKind, signal};
+
+/// Many trackers in one process.
+#[derive(Parser, Debug)]
+struct Args {
+    /// The namespace of the leases.
+    #[arg(long)]
+    namespace: String,
+    /// The prefix of the applications' names.
+    #[arg(long)]
+    lease: String,
+    /// The prefix of the unit part of the units' names.
+    #[arg(long)]
+    identity: String,
+    /// How many applications.
+    #[arg(long)]
+    apps: usize,
+    /// Units per application.
+    #[arg(long, default_value_t = 3)]
+    units: usize,
+    /// The guarantee d of every unit.
+    #[arg(long, value_parser = |s: &str| parse_duration(s).map_err(|e| e.to_string()))]
+    claim_duration: Duration,
+    /// The lease length L (default 2d).
+    #[arg(long, value_parser = |s: &str| parse_duration(s).map_err(|e| e.to_string()))]
+    lease_length: Option<Duration>,
+}
+
+/// Lets this process hold one connection per watch: the soft limit on open files raised to the
+/// hard one.
+fn raise_open_files_limit() -> anyhow::Result<()> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
+    Ok(())
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    raise_open_files_limit().context("raise the open files limit")?;
+    let client = kube::Client::try_default()
+        .await
+        .context("connect to the API server")?;
+    let mut trackers = Vec::with_capacity(args.apps * args.units);
+    for app in 0..args.apps {
+        let application = format!("{}{app}", args.lease);
+        for unit in 0..args.units {
+            let name = format!("{application}-{}{unit}", args.identity);
+            let store = KubeStore::new(client.clone(), Scope::Namespace(args.namespace.clone()));
+            let config = TrackerConfig::new(&application, &name, args.claim_duration)
+                .with_lease_length(args.lease_length.unwrap_or(args.claim_duration * 2));
+            trackers.push(LeaseTracker::start(store, config)?);
+        }
+    }
+    println!("STARTED {} candidates", trackers.len());
+    signal(SignalKind::terminate())?.recv().await;
+    futures::future::join_all(trackers.iter().map(LeaseTracker::stop)).await;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run(Args::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("load-trackers: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -153,8 +153,11 @@ impl Bench {
             self.plan.crashes.div_ceil(2)
         };
         for round in 0..rounds {
-            // Let the new members settle, so that the leader has renewed at least once.
-            sleep(candidate.lease / 2 + Duration::from_secs(1)).await;
+            // Let the new members settle, so that the leader has renewed at least once; then kill
+            // at a point of the renewal cycle that moves from round to round (spread evenly over
+            // a lease length), so that the samples span the cycle instead of hitting one phase.
+            let phase = (round as f64 * 0.618_034).fract();
+            sleep(candidate.lease / 2 + Duration::from_secs(1) + candidate.lease.mul_f64(phase)).await;
             drain(&mut rx);
             let killed = Instant::now();
             signal(&members[leader], Signal::SIGKILL);

@@ -24,7 +24,14 @@ impl Bench {
     pub(super) async fn load(&self) -> anyhow::Result<BTreeMap<String, LoadReport>> {
         let mut all = BTreeMap::new();
         for candidate in candidates(Group::Defaults) {
-            let report = self.load_one(&candidate).await?;
+            let report = self.load_one(&candidate).await.unwrap_or_else(|err| {
+                self.say(format!("load: {}: not measured: {err:#}", candidate.family));
+                LoadReport {
+                    description: candidate.description.clone(),
+                    notes: vec![format!("not measured: {err:#}")],
+                    ..LoadReport::default()
+                }
+            });
             all.insert(candidate.family.to_owned(), report);
         }
         Ok(all)
@@ -144,6 +151,7 @@ impl Bench {
             generator_cpu_percent: cpu[2],
             generator_rss_mib: process_rss_mib(generator.id()),
             operator_rss_mib: operator.as_ref().and_then(|o| process_rss_mib(o.id())),
+            notes: Vec::new(),
         };
         self.say(format!(
             "load: {}: {:.1} requests/s ({:.1} to {resource}, {:.1} writes/s); apiserver {:.0}% etcd {:.0}% of a core; {} holder changes",

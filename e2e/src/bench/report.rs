@@ -110,6 +110,9 @@ pub struct LoadReport {
     pub generator_rss_mib: Option<f64>,
     /// Ours only: our operator's resident memory watching these leases, in MiB.
     pub operator_rss_mib: Option<f64>,
+    /// Why it was not measured, if it was not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// The whole report (`report.json`).
@@ -278,7 +281,7 @@ impl Report {
             }
             out.push_str("\n| candidate | what ran |\n|---|---|\n");
             for (family, l) in &self.load {
-                let _ = writeln!(out, "| {family} | {} |", l.description);
+                let _ = writeln!(out, "| {family} | {} {} |", l.description, l.notes.join(" "));
             }
         }
         out.push_str("\n| candidate | configuration |\n|---|---|\n");

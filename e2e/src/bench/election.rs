@@ -130,7 +130,15 @@ impl Bench {
             .context("no first leader")?;
         self.say(format!("{}: 3 processes, {} leads", candidate.name, leader));
         let mut handovers = Vec::new();
-        for round in 0..self.plan.handovers {
+        // Leases over 5 s get a third of the handover rounds and half the crash rounds: some
+        // candidates wait a whole lease in each.
+        let long = candidate.lease > Duration::from_secs(5);
+        let rounds = if long {
+            self.plan.handovers.div_ceil(3)
+        } else {
+            self.plan.handovers
+        };
+        for round in 0..rounds {
             drain(&mut rx);
             let stopped = Instant::now();
             signal(&members[leader], Signal::SIGTERM);
@@ -147,10 +155,10 @@ impl Bench {
             sleep(Duration::from_millis(500)).await;
         }
         let mut crashes = Vec::new();
-        let rounds = if candidate.lease <= Duration::from_secs(5) {
-            self.plan.crashes
-        } else {
+        let rounds = if long {
             self.plan.crashes.div_ceil(2)
+        } else {
+            self.plan.crashes
         };
         for round in 0..rounds {
             // Let the new members settle, so that the leader has renewed at least once; then kill

@@ -42,9 +42,10 @@ use crate::{
 pub struct Plan {
     /// A few iterations of each measurement, to check the harness.
     pub quick: bool,
-    /// Graceful handovers per candidate (and handovers to a named unit).
+    /// Graceful handovers per candidate (a third with leases over 5 s), and handovers to a named
+    /// unit.
     pub handovers: usize,
-    /// Crashes per candidate.
+    /// Crashes per candidate (half with leases over 5 s).
     pub crashes: usize,
     /// How long each steady-state rate is measured.
     pub window: Duration,

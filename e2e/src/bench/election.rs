@@ -57,6 +57,7 @@ impl Bench {
                     }
                 }
                 report.candidates.insert(candidate.name.clone(), result);
+                self.save(report)?;
             }
         }
         ours.context("our candidate was not measured")

@@ -133,6 +133,8 @@ struct Bench {
     kubeconfig: PathBuf,
     /// Every process's log, our sidecars' sockets and records.
     logs: PathBuf,
+    /// Where the report goes.
+    out: PathBuf,
     started: Instant,
     /// Requests and writes per minute to `leases` by the control plane itself (its own leases).
     lease_baseline: (f64, f64),
@@ -153,6 +155,18 @@ impl Bench {
         create_namespace(&self.client, name, &[])
             .await
             .with_context(|| format!("create the namespace {name}"))?;
+        Ok(())
+    }
+
+    /// Writes `report.json` and `report.md` with what is measured so far (after every part and
+    /// every candidate, so a run cut short keeps what it measured).
+    fn save(&self, report: &mut Report) -> anyhow::Result<()> {
+        report.compute_ratios();
+        std::fs::write(
+            self.out.join("report.json"),
+            serde_json::to_string_pretty(report)?,
+        )?;
+        std::fs::write(self.out.join("report.md"), report.markdown())?;
         Ok(())
     }
 
@@ -194,6 +208,7 @@ async fn measure(
         client,
         kubeconfig: plane.kubeconfig().to_owned(),
         logs: logs.to_owned(),
+        out: out.to_owned(),
         started,
         lease_baseline: (0.0, 0.0),
         components: plane
@@ -224,6 +239,14 @@ async fn measure(
         "measuring {parts_text} ({})",
         if quick { "quick: a harness check" } else { "full" }
     ));
+    if parts.contains("operator") {
+        report.ours.operator_at_scale = bench.operator_at_scale().await;
+        bench.save(&mut report)?;
+    }
+    if parts.contains("load") {
+        report.load = bench.load().await?;
+        bench.save(&mut report)?;
+    }
     if parts.contains("election") {
         report.candidates.insert(
             "kube-leader-election".into(),
@@ -237,17 +260,13 @@ async fn measure(
         );
         // Ours keep running for the socket and footprint figures; peers stop when measured.
         let ours = bench.candidates(&mut report).await?;
-        report.ours = bench.ours(ours).await?;
+        let scale = std::mem::take(&mut report.ours.operator_at_scale);
+        report.ours = OwnReport {
+            operator_at_scale: scale,
+            ..bench.ours(ours).await?
+        };
     }
-    if parts.contains("load") {
-        report.load = bench.load().await?;
-    }
-    if parts.contains("operator") {
-        report.ours.operator_at_scale = bench.operator_at_scale().await;
-    }
-    report.compute_ratios();
-    std::fs::write(out.join("report.json"), serde_json::to_string_pretty(&report)?)?;
-    std::fs::write(out.join("report.md"), report.markdown())?;
+    bench.save(&mut report)?;
     bench.say(format!(
         "wrote {}/report.json and report.md; logs in {}",
         out.display(),

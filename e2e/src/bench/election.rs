@@ -37,15 +37,22 @@ type Elected = (usize, Instant);
 
 impl Bench {
     /// Measures every candidate's leader election into `report`, group by group. Peers are
-    /// stopped when measured; the processes of our first candidate are returned still running,
-    /// with its namespace and the leader's index.
+    /// stopped when measured; the processes of our last candidate are returned still running,
+    /// with its namespace and the leader's index. Ours kept from an earlier group are stopped
+    /// before the next of ours starts: they write to the same resource, which is measured.
     pub(super) async fn candidates(&self, report: &mut Report) -> anyhow::Result<Ours> {
         let mut ours: Option<Ours> = None;
         for group in Group::measured(self.plan.quick) {
             for candidate in candidates(group) {
                 let namespace = candidate.namespace("election");
+                let is_ours = matches!(candidate.kind, Kind::Ours { .. });
+                if is_ours && let Some(earlier) = ours.take() {
+                    for mut member in earlier.members {
+                        stop(&mut member).await;
+                    }
+                }
                 let (result, members, leader) = self.election(&candidate, &namespace).await?;
-                if matches!(candidate.kind, Kind::Ours { .. }) && ours.is_none() {
+                if is_ours {
                     ours = Some(Ours {
                         members,
                         namespace,

@@ -234,9 +234,9 @@ impl Bench {
     /// Requests and writes per minute to `resource` over the plan's window, from the API
     /// server's own counters.
     pub(super) async fn request_rates(&self, resource: &str) -> anyhow::Result<(f64, f64)> {
-        let before = request_counts(&self.client, Some(resource)).await?;
+        let before = request_counts(&self.client, &[Some(resource)]).await?[0];
         sleep(self.plan.window).await;
-        let after = request_counts(&self.client, Some(resource)).await?;
+        let after = request_counts(&self.client, &[Some(resource)]).await?[0];
         let minutes = self.plan.window.as_secs_f64() / 60.0;
         Ok(((after.0 - before.0) / minutes, (after.1 - before.1) / minutes))
     }

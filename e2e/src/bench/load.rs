@@ -117,18 +117,14 @@ impl Bench {
         sleep(candidate.lease / 2).await;
         let resource = candidate.resource();
         let before_holders = self.holders(candidate, &namespace).await?;
-        let (all_before, lease_before) = (
-            request_counts(&self.client, None).await?,
-            request_counts(&self.client, Some(resource)).await?,
-        );
+        let before = request_counts(&self.client, &[None, Some(resource)]).await?;
+        let (all_before, lease_before) = (before[0], before[1]);
         let pid = |name: &str| self.components.get(name).copied();
         let meter = CpuMeter::start(&[pid("kube-apiserver"), pid("etcd"), generator.id()]);
         sleep(self.plan.window).await;
         let cpu = meter.percent();
-        let (all_after, lease_after) = (
-            request_counts(&self.client, None).await?,
-            request_counts(&self.client, Some(resource)).await?,
-        );
+        let after = request_counts(&self.client, &[None, Some(resource)]).await?;
+        let (all_after, lease_after) = (after[0], after[1]);
         let after_holders = self.holders(candidate, &namespace).await?;
         let seconds = self.plan.window.as_secs_f64();
         let report = LoadReport {

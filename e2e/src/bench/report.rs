@@ -96,7 +96,7 @@ pub struct LoadReport {
     pub lease_requests_per_s: f64,
     /// API writes per second to the candidate's lease resource.
     pub lease_writes_per_s: f64,
-    /// kube-apiserver CPU, in % of one core, and resident memory in MiB.
+    /// kube-apiserver CPU, in % of one core.
     pub apiserver_cpu_percent: Option<f64>,
     /// kube-apiserver resident memory at the end, in MiB.
     pub apiserver_rss_mib: Option<f64>,

@@ -6,11 +6,19 @@ use std::{collections::BTreeMap, time::Duration};
 use kube::Client;
 use tokio::time::sleep;
 
-/// (requests, writes) to `resource` (or to every resource) so far, from the API server's
-/// `apiserver_request_total`.
-pub async fn request_counts(client: &Client, resource: Option<&str>) -> anyhow::Result<(f64, f64)> {
+/// (requests, writes) so far to each of `resources` (`None`: every resource), from one read of
+/// the API server's `apiserver_request_total`.
+pub async fn request_counts(client: &Client, resources: &[Option<&str>]) -> anyhow::Result<Vec<(f64, f64)>> {
     let request = http::Request::get("/metrics").body(Vec::new())?;
     let text = client.request_text(request).await?;
+    Ok(resources
+        .iter()
+        .map(|resource| counts_in(&text, *resource))
+        .collect())
+}
+
+/// (requests, writes) to `resource` (or to every resource) in the metrics `text`.
+fn counts_in(text: &str, resource: Option<&str>) -> (f64, f64) {
     let wanted = resource.map_or_else(String::new, |r| format!("resource=\"{r}\""));
     let mut requests = 0.0;
     let mut writes = 0.0;
@@ -36,7 +44,7 @@ pub async fn request_counts(client: &Client, resource: Option<&str>) -> anyhow::
             writes += value;
         }
     }
-    Ok((requests, writes))
+    (requests, writes)
 }
 
 /// The process named `name` (by its command name) in the process group `pgid`, if any: a

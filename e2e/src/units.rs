@@ -9,7 +9,7 @@ use std::{
 
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 use kube::api::{ObjectMeta, PostParams};
-use leadership::{client::SocketClient, wire::Status};
+use leadership::{client::SocketClient, validate::parse_duration, wire::Status};
 use nix::{sys::signal::Signal, unistd::Pid};
 use tokio::{
     process::{Child, Command},
@@ -258,8 +258,9 @@ pub async fn leader(sidecars: &[Sidecar], within: Duration) -> (usize, Status) {
     }
 }
 
-/// The command line of a sidecar for `unit` of `application` in `namespace`, with its admin port
-/// on a free loopback port.
+/// The command line of a sidecar for `unit` of `application` in `namespace`, with the shortest
+/// lease for `claim_duration` (2d, so that failovers in tests are quick) and its admin port on a
+/// free loopback port.
 pub fn sidecar_args(
     namespace: &str,
     application: &str,
@@ -267,6 +268,7 @@ pub fn sidecar_args(
     socket: &Path,
     claim_duration: &str,
 ) -> Vec<String> {
+    let claim = parse_duration(claim_duration).expect("a test's claim duration");
     let mut args: Vec<String> = [
         "--application",
         application,
@@ -282,7 +284,11 @@ pub fn sidecar_args(
     .into_iter()
     .map(str::to_owned)
     .collect();
-    args.extend(["--socket".to_owned(), socket.display().to_string()]);
+    args.extend([
+        format!("--lease-length={}ms", (claim * 2).as_millis()),
+        "--socket".to_owned(),
+        socket.display().to_string(),
+    ]);
     args
 }
 

@@ -37,11 +37,12 @@ pub struct RunArgs {
     #[arg(long, env = "LEADERSHIP_SOCKET", default_value = DEFAULT_SOCKET, global = true)]
     pub socket: PathBuf,
     /// The guarantee d: "leader" always means leader for at least d more (1s to 5m).
-    #[arg(long, env = "LEADERSHIP_CLAIM_DURATION", default_value = "10s", value_parser = duration, global = true)]
+    #[arg(long, env = "LEADERSHIP_CLAIM_DURATION", default_value = "5s", value_parser = duration, global = true)]
     pub claim_duration: Duration,
-    /// The lease length L each claim asks for (at least 2d, at most 10m; default 2d). A crashed
-    /// leader is replaced about L after its last renewal; a leader renews once per L − d minus a
-    /// few retry intervals, so a longer lease writes less often for the same guarantee.
+    /// The lease length L each claim asks for (at least 2d, at most 10m; default 4d, at most 10m).
+    /// A crashed leader is replaced about L after its last renewal; a leader renews once per
+    /// L − d minus a few retry intervals, so a longer lease writes less often for the same
+    /// guarantee.
     #[arg(long, env = "LEADERSHIP_LEASE_LENGTH", value_parser = duration, global = true)]
     pub lease_length: Option<Duration>,
     /// Where to serve /healthz, /readyz and /metrics over TCP, for probes and Prometheus.
@@ -102,4 +103,18 @@ pub struct WaitArgs {
     /// Give up after this long (default: wait for ever).
     #[arg(long, value_parser = duration)]
     pub timeout: Option<Duration>,
+}
+
+#[cfg(test)]
+mod tests {
+    use leadership::tracker::timing::DEFAULT_CLAIM_DURATION;
+
+    use super::*;
+
+    #[test]
+    fn the_default_guarantee_is_the_one_the_webhook_and_docs_assume() {
+        let cli = Cli::try_parse_from(["leadership-sidecar"]).unwrap();
+        assert_eq!(cli.run.claim_duration, DEFAULT_CLAIM_DURATION);
+        assert_eq!(cli.run.lease_length, None);
+    }
 }

@@ -1,10 +1,17 @@
 //! Wires the sidecar: configuration, the Kubernetes store, the tracker, both listeners, and a
 //! graceful shutdown that releases the lease (SPEC T8).
 
-use std::{os::unix::fs::PermissionsExt, path::Path, sync::Arc, time::Duration};
+use std::{os::unix::fs::PermissionsExt, path::Path, sync::Arc};
 
 use anyhow::{Context, bail};
-use leadership::{LeaseTracker, TrackerConfig, validate};
+use leadership::{
+    LeaseTracker, TrackerConfig,
+    tracker::{
+        Timing,
+        timing::{MAX_CLAIM_DURATION, MAX_LEASE_LENGTH, MIN_CLAIM_DURATION},
+    },
+    validate,
+};
 use leadership_kube::{KubeStore, Scope};
 use tokio::{
     net::{TcpListener, UnixListener},
@@ -37,15 +44,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .clone()
         .context("--unit (or POD_NAME, from the downward API) is required")?;
     validate::unit_name(&unit)?;
-    if args.claim_duration < Duration::from_secs(1) || args.claim_duration > Duration::from_secs(300) {
+    if !(MIN_CLAIM_DURATION..=MAX_CLAIM_DURATION).contains(&args.claim_duration) {
         bail!(
             "--claim-duration must be between 1s and 5m, not {:?}",
             args.claim_duration
         );
     }
-    let config = TrackerConfig::new(&application, &unit, args.claim_duration)
-        .with_lease_length(args.lease_length.unwrap_or(args.claim_duration * 2));
-    if config.lease_length() < args.claim_duration * 2 || config.lease_length() > Duration::from_secs(600) {
+    let config = TrackerConfig::new(&application, &unit, args.claim_duration).with_lease_length(
+        args.lease_length
+            .unwrap_or(Timing::default_lease_length(args.claim_duration)),
+    );
+    if config.lease_length() < args.claim_duration * 2 || config.lease_length() > MAX_LEASE_LENGTH {
         bail!(
             "--lease-length must be between twice --claim-duration ({:?}) and 10m, not {:?}",
             args.claim_duration * 2,

@@ -17,6 +17,15 @@ use crate::{Error, Result};
 /// How many retry intervals the renewal leaves before "leader" would end.
 const RENEWAL_ATTEMPTS: u32 = 3;
 
+/// The guarantee d of a unit configured without one (the sidecar's and its webhook's default).
+pub const DEFAULT_CLAIM_DURATION: Duration = Duration::from_secs(5);
+/// The shortest guarantee a unit may be configured with.
+pub const MIN_CLAIM_DURATION: Duration = Duration::from_secs(1);
+/// The longest guarantee a unit may be configured with.
+pub const MAX_CLAIM_DURATION: Duration = Duration::from_secs(300);
+/// The longest lease a unit may be configured with.
+pub const MAX_LEASE_LENGTH: Duration = Duration::from_secs(600);
+
 /// The timing of a tracker: the guarantee, the lease length and the retry pause.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Timing {
@@ -29,8 +38,9 @@ pub struct Timing {
 }
 
 impl Timing {
-    /// The default timing for a guarantee d: a lease of 2d, and retries every tenth of d (between
-    /// 100 ms and 1 s).
+    /// The timing with the shortest lease for a guarantee d: a lease of 2d, and retries every tenth
+    /// of d (between 100 ms and 1 s). Units configured without a lease length take
+    /// [`Timing::default_lease_length`] instead.
     pub fn new(claim_duration: Duration) -> Self {
         Timing {
             claim_duration,
@@ -53,6 +63,14 @@ impl Timing {
     /// How long a leader waits between renewals when they succeed: L − d − slack.
     pub fn renewal_interval(&self) -> Duration {
         self.leads_for() - self.renew_slack()
+    }
+
+    /// The lease length of a unit configured with a guarantee d and no lease length: 4d (at most
+    /// [`MAX_LEASE_LENGTH`], never under 2d for a configurable d). Renewals come about every 3d, a
+    /// third of the writes of the shortest lease, for a crash failover of about 4d: with the
+    /// default d of 5 s, a 20 s lease renewed every 13.5 s.
+    pub fn default_lease_length(claim_duration: Duration) -> Duration {
+        (claim_duration * 4).min(MAX_LEASE_LENGTH.max(claim_duration * 2))
     }
 
     /// Refuses a timing that cannot keep its promise, naming the field.
@@ -139,6 +157,37 @@ mod tests {
             timing: long,
         };
         assert_eq!(g.guaranteed_until() - g.leader_until(), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn a_unit_configured_without_a_lease_length_asks_for_4d_within_the_limits() {
+        assert_eq!(
+            Timing::default_lease_length(DEFAULT_CLAIM_DURATION),
+            Duration::from_secs(20)
+        );
+        let default = Timing {
+            lease_length: Timing::default_lease_length(DEFAULT_CLAIM_DURATION),
+            ..Timing::new(DEFAULT_CLAIM_DURATION)
+        };
+        assert_eq!(default.renewal_interval(), Duration::from_millis(13_500));
+        assert_eq!(
+            Timing::default_lease_length(MIN_CLAIM_DURATION),
+            Duration::from_secs(4)
+        );
+        assert_eq!(
+            Timing::default_lease_length(Duration::from_secs(200)),
+            MAX_LEASE_LENGTH
+        );
+        assert_eq!(Timing::default_lease_length(MAX_CLAIM_DURATION), MAX_LEASE_LENGTH);
+        for seconds in [1, 5, 10, 150, 200, 300] {
+            let d = Duration::from_secs(seconds);
+            let timing = Timing {
+                lease_length: Timing::default_lease_length(d),
+                ..Timing::new(d)
+            };
+            assert!(timing.validate().is_ok(), "{d:?}");
+            assert!(timing.lease_length <= MAX_LEASE_LENGTH, "{d:?}");
+        }
     }
 
     #[test]

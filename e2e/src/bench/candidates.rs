@@ -4,7 +4,10 @@
 
 use std::{path::Path, process::Stdio, time::Duration};
 
-use leadership::expiry::ExpiryPolicy;
+use leadership::{
+    expiry::ExpiryPolicy,
+    tracker::{Timing, timing::DEFAULT_CLAIM_DURATION},
+};
 use tokio::process::Command;
 
 use super::{Bins, report::OURS};
@@ -94,10 +97,13 @@ fn our_lease_for(failover: Duration) -> Duration {
 pub fn candidates(group: Group) -> Vec<Candidate> {
     let second = Duration::from_secs;
     let (ours, client_go, lease_manager) = match group {
-        // The sidecar's defaults (claim 10 s, lease 2d); client-go's documented ones (15 s,
+        // The sidecar's defaults (claim 5 s, lease 4d); client-go's documented ones (15 s,
         // 10 s, 2 s); kube-lease-manager's (30 s, grace 5 s).
         Group::Defaults => (
-            (second(10), second(20)),
+            (
+                DEFAULT_CLAIM_DURATION,
+                Timing::default_lease_length(DEFAULT_CLAIM_DURATION),
+            ),
             (second(15), second(10), second(2)),
             (second(30), second(5)),
         ),
@@ -115,9 +121,9 @@ pub fn candidates(group: Group) -> Vec<Candidate> {
     };
     let name = |family: &str| format!("{family}/{}", group.name());
     let (claim, our_lease) = ours;
-    let renewal = leadership::tracker::Timing {
+    let renewal = Timing {
         lease_length: our_lease,
-        ..leadership::tracker::Timing::new(claim)
+        ..Timing::new(claim)
     }
     .renewal_interval();
     let (go_lease, renew, retry) = client_go;

@@ -36,8 +36,11 @@ const UNITS: [&str; 3] = [
     "leadership-example-1",
     "leadership-example-2",
 ];
-/// The demo's claim duration: leases of 4 s, so a failover by expiry is quick to watch.
+/// The demo's claim duration and lease length: the shortest lease for it (2d, 4 s instead of the
+/// default 4d), so a failover by expiry is quick to watch.
 const CLAIM: &str = "2s";
+/// The demo's lease length (see [`CLAIM`]).
+const LEASE: &str = "4s";
 const APP_IMAGE: &str = "leadership.local/example-app:1.0";
 const INJECTED_DEPLOYMENT: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -146,7 +149,7 @@ async fn scenes(show: &mut Show) -> anyhow::Result<()> {
     let ns = env.namespace_named(NAMESPACE).await;
     show.say("helm install leadership charts/leadership --set example.enabled=true --wait (CRD, operator, webhook, RBAC, admission policy, a 3-pod example)");
     let helm = env.tools().path("helm");
-    let claim = format!("sidecar.claimDuration={CLAIM}");
+    let claim = format!("sidecar.claimDuration={CLAIM},sidecar.leaseLength={LEASE}");
     let image = format!("example.image={APP_IMAGE}");
     let installed = run(Command::new(&helm)
         .args(["install", "leadership", CHART, "--namespace", NAMESPACE])

@@ -4,13 +4,13 @@
 //! SIGTERM every tracker releases its lease, then the process exits.
 //!
 //! `load-trackers --namespace NS --lease NAME --identity ID --apps A --units U
-//!  --claim-duration 10s [--lease-length 20s]`
+//!  --claim-duration 5s [--lease-length 20s]`
 
 use std::{process::ExitCode, time::Duration};
 
 use anyhow::Context;
 use clap::Parser;
-use leadership::{LeaseTracker, TrackerConfig, validate::parse_duration};
+use leadership::{LeaseTracker, TrackerConfig, tracker::Timing, validate::parse_duration};
 use leadership_kube::{KubeStore, Scope};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -35,7 +35,7 @@ struct Args {
     /// The guarantee d of every unit.
     #[arg(long, value_parser = |s: &str| parse_duration(s).map_err(|e| e.to_string()))]
     claim_duration: Duration,
-    /// The lease length L (default 2d).
+    /// The lease length L (default 4d, as the sidecar's).
     #[arg(long, value_parser = |s: &str| parse_duration(s).map_err(|e| e.to_string()))]
     lease_length: Option<Duration>,
 }
@@ -60,8 +60,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         for unit in 0..args.units {
             let name = format!("{application}-{}{unit}", args.identity);
             let store = KubeStore::new(client.clone(), Scope::Namespace(args.namespace.clone()));
-            let config = TrackerConfig::new(&application, &name, args.claim_duration)
-                .with_lease_length(args.lease_length.unwrap_or(args.claim_duration * 2));
+            let config = TrackerConfig::new(&application, &name, args.claim_duration).with_lease_length(
+                args.lease_length
+                    .unwrap_or(Timing::default_lease_length(args.claim_duration)),
+            );
             trackers.push(LeaseTracker::start(store, config)?);
         }
     }

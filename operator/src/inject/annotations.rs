@@ -3,7 +3,10 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use leadership::validate;
+use leadership::{
+    tracker::timing::{MAX_CLAIM_DURATION, MAX_LEASE_LENGTH, MIN_CLAIM_DURATION},
+    validate,
+};
 
 /// The annotation that asks for the sidecar: the application whose leadership the pod takes part in.
 pub const APPLICATION: &str = "leadership.dev/application";
@@ -11,10 +14,6 @@ pub const APPLICATION: &str = "leadership.dev/application";
 pub const INJECTED: &str = "leadership.dev/injected";
 /// The prefix of every annotation of this project.
 pub const PREFIX: &str = "leadership.dev/";
-
-/// The sidecar's own default claim duration, when neither `leadership.dev/claim-duration` nor the
-/// chart's `sidecar.claimDuration` gives one.
-pub const DEFAULT_CLAIM_DURATION: Duration = Duration::from_secs(10);
 
 /// One optional annotation: its name, the sidecar environment variable it sets, what it means.
 #[derive(Clone, Copy, Debug)]
@@ -32,12 +31,12 @@ pub const SETTINGS: [Setting; 5] = [
     Setting {
         annotation: "leadership.dev/claim-duration",
         env: "LEADERSHIP_CLAIM_DURATION",
-        meaning: "the guarantee d of every \"leader\" answer, 1s to 5m (default 10s)",
+        meaning: "the guarantee d of every \"leader\" answer, 1s to 5m (default 5s)",
     },
     Setting {
         annotation: "leadership.dev/lease-length",
         env: "LEADERSHIP_LEASE_LENGTH",
-        meaning: "the lease length L asked for at each claim, at least twice the claim duration (default 2d)",
+        meaning: "the lease length L asked for at each claim, 2d to 10m (default 4d, at most 10m)",
     },
     Setting {
         annotation: "leadership.dev/on-elected",
@@ -133,7 +132,7 @@ pub fn requested(
     let claim = match value(CLAIM_DURATION) {
         Some(text) => {
             let claim = duration(SETTINGS[CLAIM_DURATION].annotation, text)?;
-            if claim < Duration::from_secs(1) || claim > Duration::from_secs(300) {
+            if !(MIN_CLAIM_DURATION..=MAX_CLAIM_DURATION).contains(&claim) {
                 return Err(refuse(
                     SETTINGS[CLAIM_DURATION].annotation,
                     format!("{text} is outside 1s to 5m"),
@@ -151,7 +150,7 @@ pub fn requested(
                 format!("{text} is shorter than twice the claim duration ({claim:?})"),
             ));
         }
-        if length > Duration::from_secs(600) {
+        if length > MAX_LEASE_LENGTH {
             return Err(refuse(
                 SETTINGS[LEASE_LENGTH].annotation,
                 format!("{text} is longer than 10m"),
@@ -193,6 +192,8 @@ pub fn requested(
 
 #[cfg(test)]
 mod tests {
+    use leadership::tracker::timing::DEFAULT_CLAIM_DURATION;
+
     use super::*;
 
     fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -262,9 +263,9 @@ mod tests {
                 "outside 1s to 5m",
             ),
             (
-                &[(APPLICATION, "web"), ("leadership.dev/lease-length", "15s")],
+                &[(APPLICATION, "web"), ("leadership.dev/lease-length", "8s")],
                 "leadership.dev/lease-length",
-                "shorter than twice the claim duration (10s)",
+                "shorter than twice the claim duration (5s)",
             ),
             (
                 &[

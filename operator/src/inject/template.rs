@@ -8,10 +8,8 @@ use std::{
 };
 
 use k8s_openapi::api::core::v1::Container;
-use leadership::validate;
+use leadership::{tracker::timing::DEFAULT_CLAIM_DURATION, validate};
 use serde::Deserialize;
-
-use super::annotations::DEFAULT_CLAIM_DURATION;
 
 /// The file the chart renders (`--sidecar-template`).
 #[derive(Clone, Debug, Deserialize)]

@@ -454,7 +454,7 @@ pub async fn run_controller(
             }
         })
     };
-    controller
+    let running = controller
         .watches(pods, watcher::Config::default(), move |pod: Pod| {
             // Remember which pods can no longer act; wake the leases they hold.
             let namespace = pod.namespace().unwrap_or_default();
@@ -492,9 +492,65 @@ pub async fn run_controller(
                 .map(|lease| ObjectRef::from_obj(lease.as_ref()))
                 .collect::<Vec<_>>()
         })
-        .graceful_shutdown_on(async move { stop.cancelled().await })
+        .graceful_shutdown_on({
+            let stop = stop.clone();
+            async move { stop.cancelled().await }
+        })
         .run(reconcile, error_policy, ctx.clone())
-        .for_each(|_| std::future::ready(()))
-        .await;
+        .for_each(|_| std::future::ready(()));
+    // Once stopped, kube's runner lets the running reconciles finish; but it starts nothing before
+    // the lease cache's first list is complete, and waits for that even after the stop (the list
+    // never comes: the stop also ends the watch). A replica that came to lead while the API server
+    // was away would never stop, so the rest is dropped after a grace (every write is a
+    // compare-and-swap; the next leader redoes what was cut).
+    tokio::select! {
+        () = running => {}
+        () = async {
+            stop.cancelled().await;
+            tokio::time::sleep(STOP_GRACE).await;
+        } => warn!(grace = ?STOP_GRACE, "the controller had not stopped within the grace after it was asked to; dropped"),
+    }
     refresher.abort();
+}
+
+/// How long a stopped controller lets its running reconciles finish before it drops them.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+
+#[cfg(test)]
+mod tests {
+    use leadership::expiry::ExpiryPolicy;
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::metrics::Metrics;
+
+    /// A client of an address nothing listens on: every request fails, so the lease cache's
+    /// first list never completes.
+    fn client_of_nobody() -> kube::Client {
+        let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = free.local_addr().expect("address");
+        drop(free);
+        let url = format!("http://{address}").parse().expect("url");
+        kube::Client::try_from(kube::Config::new(url)).expect("client")
+    }
+
+    #[tokio::test]
+    async fn a_controller_stopped_before_its_first_list_stops_within_the_grace() {
+        let ctx = Arc::new(Context::new(
+            client_of_nobody(),
+            "operator-0",
+            Arc::new(Metrics::default()),
+            ExpiryPolicy::default(),
+        ));
+        let stop = CancellationToken::new();
+        let controller = tokio::spawn(run_controller(ctx, Some("default"), stop.clone()));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let asked = Instant::now();
+        stop.cancel();
+        tokio::time::timeout(STOP_GRACE * 4, controller)
+            .await
+            .expect("the controller stops")
+            .expect("the controller's task ends without a panic");
+        assert!(asked.elapsed() < STOP_GRACE * 2, "took {:?}", asked.elapsed());
+    }
 }

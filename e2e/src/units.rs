@@ -258,6 +258,23 @@ pub async fn leader(sidecars: &[Sidecar], within: Duration) -> (usize, Status) {
     }
 }
 
+/// The leader once it is another than sidecar `former` (which may still report leader for a
+/// moment after it was told to step down), within `within`; never two at once.
+pub async fn next_leader(sidecars: &[Sidecar], former: usize, within: Duration) -> (usize, Status) {
+    let deadline = Instant::now() + within;
+    loop {
+        let found = leader(sidecars, within).await;
+        if found.0 != former {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sidecar {former} still leads after {within:?}"
+        );
+        sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The command line of a sidecar for `unit` of `application` in `namespace`, with the shortest
 /// lease for `claim_duration` (2d, so that failovers in tests are quick) and its admin port on a
 /// free loopback port.

@@ -439,7 +439,10 @@ pub async fn run_controller(
         }),
     )
     .applied_objects();
-    let controller = Controller::for_stream(cached, store.clone());
+    // A bounded number of reconciles at once: a burst (a thousand new leases in a few seconds)
+    // would otherwise start one each, all their requests in flight together.
+    let controller = Controller::for_stream(cached, store.clone())
+        .with_config(kube::runtime::controller::Config::default().concurrency(CONCURRENT_RECONCILES));
     let mapper_ctx = ctx.clone();
     let mapper_store = store.clone();
     let refresher = {
@@ -512,6 +515,9 @@ pub async fn run_controller(
     }
     refresher.abort();
 }
+
+/// How many leases are reconciled at once, at most.
+pub const CONCURRENT_RECONCILES: u16 = 32;
 
 /// How long a stopped controller lets its running reconciles finish before it drops them.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);

@@ -3,7 +3,8 @@
 //! and reports conditions, Events and metrics. Replicas lead themselves with the project's own
 //! leadership. Also home of the `kubectl-leadership` CLI.
 //!
-//! - [`plan`]: the pure decisions; [`reconcile`]: the controller that carries them out;
+//! - [`plan`]: the pure decisions; [`pod_index`]: what is known of pods; [`reconcile`]: the
+//!   controller that carries the decisions out;
 //!   [`events`]: the Events it publishes;
 //! - [`run`]: start-up, admin server and high availability; [`config`]: flags;
 //! - [`metrics`]: Prometheus metrics, with [`lease_metrics`] and [`failover`] for the
@@ -19,6 +20,7 @@ pub mod inject;
 pub mod lease_metrics;
 pub mod metrics;
 pub mod plan;
+pub mod pod_index;
 pub mod reconcile;
 pub mod run;
 pub mod webhook;

@@ -58,8 +58,12 @@ pub struct Metrics {
     pub handovers: Family<KindLabel, Counter>,
     /// Reconcile duration.
     pub reconcile_seconds: Histogram,
-    /// Reconcile errors by kind.
+    /// Reconcile errors by kind (the write that failed).
     pub reconcile_errors: Family<KindLabel, Counter>,
+    /// Writes that lost a compare-and-swap race, by write (`clear_claim`, `status`, `spec`).
+    pub write_conflicts: Family<KindLabel, Counter>,
+    /// Pods whose facts the operator keeps (every pod in its scope, none that is gone).
+    pub pods_indexed: Gauge,
     /// 1 while this replica is the active one.
     pub active: Gauge,
     /// Webhook requests by outcome.
@@ -88,6 +92,8 @@ impl Default for Metrics {
             handovers: Family::default(),
             reconcile_seconds: Histogram::new(buckets),
             reconcile_errors: Family::default(),
+            write_conflicts: Family::default(),
+            pods_indexed: Gauge::default(),
             active: Gauge::default(),
             webhook_requests: Family::default(),
             webhook_certificate_expiry: Gauge::default(),
@@ -146,6 +152,16 @@ impl Default for Metrics {
             "reconcile_errors",
             "Reconcile errors by kind",
             metrics.reconcile_errors.clone(),
+        );
+        registry.register(
+            "write_conflicts",
+            "Lease writes that lost a compare-and-swap race, by write",
+            metrics.write_conflicts.clone(),
+        );
+        registry.register(
+            "pods_indexed",
+            "Pods whose facts the operator keeps",
+            metrics.pods_indexed.clone(),
         );
         registry.register(
             "active",

@@ -1,9 +1,6 @@
 //! What the operator should do with one lease: a pure function of the object, the operator's own
-//! expiry judgement and what it knows of the holder's pod. No I/O; [`crate::reconcile`] carries
-//! the plan out.
-//!
-//! Over 500 lines on purpose: the decisions are about 350 lines and their unit tests, kept beside
-//! them as the model codebases do, the rest.
+//! expiry judgement and what it knows of the lease's pods. No I/O; [`crate::reconcile`] carries
+//! the plan out. The decisions and their unit tests are kept side by side.
 
 use k8s_openapi::{
     apimachinery::pkg::apis::meta::v1::{Condition, Time},
@@ -92,7 +89,7 @@ pub struct OperatorStatus {
 }
 
 /// What the operator has judged of one lease, on its own clock and from what it knows of pods.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Judgement {
     /// The claim has been seen unchanged for its length, the margin and any lock delay.
     pub expired: bool,
@@ -103,6 +100,12 @@ pub struct Judgement {
     pub holder_terminated: bool,
     /// A pending handover has outlived the operator's timeout.
     pub handover_overdue: bool,
+    /// The preferred unit's Pod is Ready, and no recent handover to it was abandoned.
+    pub preferred_live: bool,
+    /// The holder's Pod object is known (only a known Pod can be given the leader labels).
+    pub holder_pod_known: bool,
+    /// The Pods carrying this application's leader labels.
+    pub labelled: Vec<String>,
 }
 
 /// Everything to do for one lease in one reconcile.
@@ -114,8 +117,24 @@ pub struct Plan {
     pub revocation: Option<RevocationStep>,
     /// The end of a handover request.
     pub handover: Option<HandoverStep>,
+    /// A handover to ask for, so that the preferred unit leads.
+    pub preferred: Option<PreferredHandover>,
     /// New operator status fields, when they differ from the object's.
     pub status: Option<OperatorStatus>,
+    /// Leader labels to move, so that only the Pod of a holder whose claim has not run out
+    /// carries them.
+    pub labels: LabelChanges,
+}
+
+/// A handover from the holder to the preferred unit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PreferredHandover {
+    /// The holder.
+    pub from: String,
+    /// The term it holds.
+    pub term: u64,
+    /// The preferred unit.
+    pub to: String,
 }
 
 /// Decides what to do with `object`, given the operator's judgement of it.
@@ -138,11 +157,16 @@ pub fn plan(object: &LeadershipLease, judged: &Judgement, now: Timestamp) -> Pla
         && current.pinned == status.pinned
         && current.locked == status.locked
         && current.observed_generation == status.observed_generation;
+    let handover = handover(object, judged.handover_overdue);
+    let preferred = preferred_handover(object, judged.preferred_live).filter(|_| handover.is_none());
+    let leading = lease.holder_unit().filter(|_| !judged.expired);
     Plan {
         claim,
         revocation,
-        handover: handover(object, judged.handover_overdue),
+        handover,
+        preferred,
         status: (!unchanged).then_some(status),
+        labels: leader_labels(&judged.labelled, leading, judged.holder_pod_known),
     }
 }
 
@@ -301,14 +325,17 @@ fn operator_status(
 /// The handover to ask for so that the preferred unit leads: when `spec.preferredUnit` names a
 /// live unit (`preferred_live`) that does not hold the lease, another unit does, and no handover
 /// or revocation is pending.
-pub fn preferred_handover(object: &LeadershipLease, preferred_live: bool) -> Option<(String, u64, String)> {
+fn preferred_handover(object: &LeadershipLease, preferred_live: bool) -> Option<PreferredHandover> {
     let preferred = object.spec.preferred_unit.as_ref()?;
     let lease = object.to_lease();
     let holder = lease.holder_unit()?;
     let pending =
         object.spec.handover.is_some() || object.spec.revocation.is_some() || lease.revoked.is_some();
-    (preferred_live && holder != preferred && !pending)
-        .then(|| (holder.to_owned(), lease.term, preferred.clone()))
+    (preferred_live && holder != preferred && !pending).then(|| PreferredHandover {
+        from: holder.to_owned(),
+        term: lease.term,
+        to: preferred.clone(),
+    })
 }
 
 /// The label the operator keeps on the Pod of each application's leader, so that a Service can
@@ -326,26 +353,19 @@ pub struct LabelChanges {
     pub add: Option<String>,
 }
 
-/// Plans the leader labels of one application. `pods` maps each known Pod of the namespace to the
-/// application it is labelled leader of, if any.
-pub fn leader_labels<'a>(
-    pods: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
-    application: &str,
-    holder: Option<&str>,
-) -> LabelChanges {
-    let mut changes = LabelChanges::default();
-    for (pod, leads) in pods {
-        let labelled = leads == Some(application);
-        if Some(pod) == holder {
-            if !labelled {
-                changes.add = Some(pod.to_owned());
-            }
-        } else if labelled {
-            changes.remove.push(pod.to_owned());
-        }
-    }
-    changes.remove.sort();
-    changes
+/// Plans the leader labels of one application: `labelled` are the Pods carrying them, `holder`
+/// the unit that should, and `holder_pod_known` whether its Pod object exists.
+fn leader_labels(labelled: &[String], holder: Option<&str>, holder_pod_known: bool) -> LabelChanges {
+    let mut remove: Vec<String> = labelled
+        .iter()
+        .filter(|pod| Some(pod.as_str()) != holder)
+        .cloned()
+        .collect();
+    remove.sort();
+    let add = holder
+        .filter(|holder| holder_pod_known && !labelled.iter().any(|pod| pod == holder))
+        .map(str::to_owned);
+    LabelChanges { remove, add }
 }
 
 #[cfg(test)]
@@ -361,7 +381,7 @@ mod tests {
             expired,
             holder_terminated,
             handover_overdue,
-            locked: false,
+            ..Judgement::default()
         }
     }
 
@@ -504,26 +524,34 @@ mod tests {
 
     #[test]
     fn the_leader_label_moves_to_the_holder_and_is_taken_from_everyone_else_first() {
-        let pods = [
-            ("web-0", Some("web")),
-            ("web-1", None),
-            ("db-0", Some("db")),
-            ("web-2", Some("web")),
-        ];
-        let changes = leader_labels(pods, "web", Some("web-1"));
+        let labelled = ["web-2".to_owned(), "web-0".to_owned()];
+        let changes = leader_labels(&labelled, Some("web-1"), true);
         assert_eq!(changes.remove, vec!["web-0".to_owned(), "web-2".to_owned()]);
         assert_eq!(changes.add.as_deref(), Some("web-1"));
         // Nothing to do when only the holder carries it; no holder: nobody carries it.
+        let holder = ["web-1".to_owned()];
         assert_eq!(
-            leader_labels([("web-1", Some("web"))], "web", Some("web-1")),
+            leader_labels(&holder, Some("web-1"), true),
             LabelChanges::default()
         );
         assert_eq!(
-            leader_labels([("web-1", Some("web"))], "web", None).remove,
+            leader_labels(&holder, None, false).remove,
             vec!["web-1".to_owned()]
         );
         // A holder without a Pod object gets nothing.
-        assert_eq!(leader_labels([("web-0", None)], "web", Some("web-9")).add, None);
+        assert_eq!(leader_labels(&[], Some("web-9"), false).add, None);
+    }
+
+    #[test]
+    fn the_labels_leave_a_holder_whose_claim_ran_out() {
+        let judged = Judgement {
+            expired: true,
+            holder_pod_known: true,
+            labelled: vec!["web-0".into()],
+            ..Judgement::default()
+        };
+        let planned = plan(&held("web-0", 3), &judged, now());
+        assert_eq!(planned.labels.remove, vec!["web-0".to_owned()]);
     }
 
     #[test]
@@ -570,14 +598,26 @@ mod tests {
 
     #[test]
     fn the_preferred_unit_is_handed_the_lease_only_when_live_and_nothing_is_pending() {
+        let live = Judgement {
+            preferred_live: true,
+            ..Judgement::default()
+        };
         let mut object = held("web-0", 3);
-        assert_eq!(preferred_handover(&object, true), None, "no preference");
+        assert_eq!(plan(&object, &live, now()).preferred, None, "no preference");
         object.spec.preferred_unit = Some("web-1".into());
         assert_eq!(
-            preferred_handover(&object, true),
-            Some(("web-0".into(), 3, "web-1".into()))
+            plan(&object, &live, now()).preferred,
+            Some(PreferredHandover {
+                from: "web-0".into(),
+                term: 3,
+                to: "web-1".into()
+            })
         );
-        assert_eq!(preferred_handover(&object, false), None, "not live");
+        assert_eq!(
+            plan(&object, &Judgement::default(), now()).preferred,
+            None,
+            "not live"
+        );
         let mut pending = object.clone();
         pending.spec.handover = Some(HandoverRequest {
             from: "web-0".into(),
@@ -585,11 +625,11 @@ mod tests {
             to: None,
             requested_at: None,
         });
-        assert_eq!(preferred_handover(&pending, true), None);
+        assert_eq!(plan(&pending, &live, now()).preferred, None);
         let leading = LeadershipLease {
             status: held("web-1", 4).status,
             ..object
         };
-        assert_eq!(preferred_handover(&leading, true), None, "already leads");
+        assert_eq!(plan(&leading, &live, now()).preferred, None, "already leads");
     }
 }

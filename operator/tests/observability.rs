@@ -50,6 +50,7 @@ fn operator_metrics() -> String {
         &metrics.revocations,
         &metrics.handovers,
         &metrics.reconcile_errors,
+        &metrics.write_conflicts,
     ] {
         family.get_or_create(&KindLabel { kind: "done".into() }).inc();
     }
@@ -61,6 +62,7 @@ fn operator_metrics() -> String {
         .inc();
     metrics.webhook_certificate_expiry.set(1_900_000_000);
     metrics.active.set(1);
+    metrics.pods_indexed.set(3);
     metrics.render()
 }
 

@@ -1,17 +1,14 @@
 //! What the controller keeps between reconciles: each lease's observation and pending handover
-//! as this operator times them, the pods' readiness, termination and leader labels (fed by the Pod
-//! watch), and the writes and Events that act on pods and leases outside a reconcile's plan.
+//! as this operator times them, and the pod index (fed by the Pod watch).
 
 use std::{
-    collections::{BTreeSet, HashMap, HashSet},
+    collections::{HashMap, HashSet},
     sync::{Arc, Mutex, MutexGuard},
     time::Duration,
 };
 
-use k8s_openapi::api::core::v1::Pod;
 use kube::{
-    Api, Client,
-    api::{Patch, PatchParams},
+    Client,
     runtime::{
         events::EventType,
         reflector::{ObjectRef, Store},
@@ -20,20 +17,15 @@ use kube::{
 use leadership::expiry::{ExpiryPolicy, Observation};
 use leadership_kube::crd::LeadershipLease;
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::warn;
 
-use super::{Error, MANAGER, not_found};
-use crate::{
-    events::Events,
-    lease_metrics::LeaseObserver,
-    metrics::Metrics,
-    plan::{self, LEADER_LABEL, LEADER_OF_LABEL},
-};
+use super::{MANAGER, observe::Previous};
+use crate::{events::Events, lease_metrics::LeaseObserver, metrics::Metrics, pod_index::PodIndex};
 
-/// What the operator remembers of one lease between reconciles.
 /// A handover request as the operator times it: (from, term, to).
 pub(super) type HandoverKey = (String, i64, Option<String>);
 
+/// What the operator remembers of one lease between reconciles.
 #[derive(Default)]
 pub(super) struct Seen {
     pub(super) observation: Observation,
@@ -41,9 +33,8 @@ pub(super) struct Seen {
     pub(super) handover: Option<(HandoverKey, Instant)>,
     /// After a handover to the preferred unit was abandoned, no new one before this.
     pub(super) preferred_backoff: Option<Instant>,
-    pub(super) holder: Option<(String, u64)>,
-    pub(super) pins: BTreeSet<String>,
-    pub(super) visited: bool,
+    /// What the last visit saw, to report changes (none before the first visit).
+    pub(super) previous: Option<Previous>,
 }
 
 /// How long after an abandoned handover to the preferred unit before another is asked for.
@@ -62,11 +53,7 @@ pub struct Context {
     pub(super) policy: ExpiryPolicy,
     pub(super) handover_timeout: Duration,
     pub(super) seen: Mutex<HashMap<ObjectRef<LeadershipLease>, Seen>>,
-    pub(super) terminated: Mutex<HashSet<(String, String)>>,
-    /// Every known Pod, by (namespace, name), with the application it is labelled leader of.
-    pub(super) leader_labels: Mutex<HashMap<(String, String), Option<String>>>,
-    /// Pods whose Ready condition is true and that are not being deleted.
-    pub(super) ready: Mutex<HashSet<(String, String)>>,
+    pub(super) pods: Mutex<PodIndex>,
 }
 
 impl Context {
@@ -80,14 +67,8 @@ impl Context {
             policy,
             handover_timeout: DEFAULT_HANDOVER_TIMEOUT,
             seen: Mutex::default(),
-            terminated: Mutex::default(),
-            leader_labels: Mutex::default(),
-            ready: Mutex::default(),
+            pods: Mutex::default(),
         }
-    }
-
-    pub(super) fn ready(&self) -> MutexGuard<'_, HashSet<(String, String)>> {
-        self.ready.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The same context, abandoning handovers not taken within `timeout`.
@@ -98,78 +79,12 @@ impl Context {
         }
     }
 
-    pub(super) fn leader_labels(&self) -> MutexGuard<'_, HashMap<(String, String), Option<String>>> {
-        self.leader_labels.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Moves the leader labels of `application` in `namespace` to `holder`'s Pod: first off every
-    /// other Pod, then onto the holder's, so two Pods never carry them at once.
-    pub(super) async fn sync_leader_labels(
-        &self,
-        namespace: &str,
-        application: &str,
-        holder: Option<&str>,
-    ) -> Result<(), Error> {
-        let changes = {
-            let pods = self.leader_labels();
-            plan::leader_labels(
-                pods.iter()
-                    .filter(|((ns, _), _)| ns == namespace)
-                    .map(|((_, pod), leads)| (pod.as_str(), leads.as_deref())),
-                application,
-                holder,
-            )
-        };
-        let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
-        let label = |value: serde_json::Value, leads: serde_json::Value| serde_json::json!({ "metadata": { "labels": { LEADER_LABEL: value, LEADER_OF_LABEL: leads } } });
-        for pod in &changes.remove {
-            let patch = label(serde_json::Value::Null, serde_json::Value::Null);
-            match pods
-                .patch(pod, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-            {
-                Ok(_) => {}
-                Err(err) if not_found(&err) => {}
-                Err(source) => {
-                    return Err(Error::Kube {
-                        action: "remove the leader label",
-                        source,
-                    });
-                }
-            }
-            self.leader_labels()
-                .insert((namespace.to_owned(), pod.clone()), None);
-            info!(pod = %pod, %application, "leader label removed");
-        }
-        if let Some(pod) = &changes.add {
-            let patch = label("true".into(), application.into());
-            match pods
-                .patch(pod, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-            {
-                Ok(_) => {
-                    self.leader_labels()
-                        .insert((namespace.to_owned(), pod.clone()), Some(application.to_owned()));
-                    info!(pod = %pod, %application, "leader label set");
-                }
-                Err(err) if not_found(&err) => {}
-                Err(source) => {
-                    return Err(Error::Kube {
-                        action: "set the leader label",
-                        source,
-                    });
-                }
-            }
-        }
-        Ok(())
-    }
-
     pub(super) fn seen(&self) -> MutexGuard<'_, HashMap<ObjectRef<LeadershipLease>, Seen>> {
         self.seen.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(super) fn terminated(&self) -> MutexGuard<'_, HashSet<(String, String)>> {
-        self.terminated.lock().unwrap_or_else(|p| p.into_inner())
+    pub(super) fn pods(&self) -> MutexGuard<'_, PodIndex> {
+        self.pods.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub(super) async fn event(&self, object: &LeadershipLease, type_: EventType, reason: &str, note: String) {
@@ -183,7 +98,23 @@ impl Context {
         let state = leases.state();
         let live: HashSet<ObjectRef<LeadershipLease>> =
             state.iter().map(|l| ObjectRef::from_obj(l.as_ref())).collect();
-        self.seen().retain(|key, _| live.contains(key));
+        let mut gone = Vec::new();
+        self.seen().retain(|key, _| {
+            let keep = live.contains(key);
+            if !keep {
+                gone.push((key.namespace.clone().unwrap_or_default(), key.name.clone()));
+            }
+            keep
+        });
+        {
+            let mut pods = self.pods();
+            for (namespace, application) in &gone {
+                pods.forget_lease(namespace, application);
+            }
+            self.metrics
+                .pods_indexed
+                .set(i64::try_from(pods.len()).unwrap_or(i64::MAX));
+        }
         self.observer
             .retain(&state.iter().map(|l| crate::lease_metrics::labels(l)).collect());
         self.metrics

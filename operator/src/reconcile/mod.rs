@@ -1,42 +1,65 @@
-//! The controller: watches LeadershipLeases (and pods, for pod loss), times each claim on the
-//! operator's own clock, and carries out [`crate::plan`]'s decisions with compare-and-swap writes.
-//! In steady state (holders renewing) it writes nothing.
+//! The controller: watches LeadershipLeases (and pods, through the pod index), and visits a lease
+//! at every change and whenever its claim would run out. A visit is four phases: **observe** (time
+//! the claim on this operator's clock, gather the pod facts), **plan** (pure: [`crate::plan`]),
+//! **apply** (the writes, in order, each from the object the previous returned), **report**
+//! (Events, metrics). In steady state (holders renewing) it writes nothing.
 
-use std::{collections::BTreeSet, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
-use futures::StreamExt;
-use k8s_openapi::{api::core::v1::Pod, apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
+use futures::{StreamExt, channel::mpsc};
+use k8s_openapi::{api::core::v1::Pod, jiff::Timestamp};
 use kube::{
     Api, ResourceExt,
-    api::{Patch, PatchParams, PostParams},
     runtime::{
         Controller, WatchStreamExt,
         controller::Action,
-        events::EventType,
         reflector::{self, ObjectRef},
         watcher,
     },
 };
-use leadership_kube::crd::{HandoverRequest, LeadershipLease};
+use leadership_kube::crd::LeadershipLease;
 use tokio::time::Instant;
-use tracing::{info, instrument, warn};
+use tracing::{instrument, warn};
 
-use crate::{
-    metrics::KindLabel,
-    plan::{self, ClaimStep, HandoverStep, Judgement, LEADER_LABEL, LEADER_OF_LABEL, RevocationStep},
-};
+use crate::{metrics::KindLabel, plan};
+
+mod apply;
+mod context;
+mod observe;
+mod report;
+
+pub use self::context::{Context, DEFAULT_HANDOVER_TIMEOUT, PREFERRED_BACKOFF};
 
 /// The field manager of the operator's status writes.
 pub const MANAGER: &str = "leadership-operator";
 
-/// Why a reconcile failed.
+/// How soon a visit whose write lost a race is retried.
+const AFTER_LOST_RACE: Duration = Duration::from_millis(100);
+
+/// Why a visit failed: the write that failed (a lost race is not a failure: the lease is visited
+/// again).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A write or read failed.
-    #[error("{action}: {source}")]
-    Kube {
-        /// What was being done.
-        action: &'static str,
+    /// Clearing a claim (expiry, pod loss) failed.
+    #[error("clear a claim: {0}")]
+    ClearClaim(#[source] kube::Error),
+    /// Writing the operator's status fields (conditions, pinned, locked) failed.
+    #[error("write the operator's status fields: {0}")]
+    Status(#[source] kube::Error),
+    /// Writing the spec failed.
+    #[error("{what}: {source}")]
+    Spec {
+        /// What the write was for.
+        what: &'static str,
+        /// The failure.
+        #[source]
+        source: kube::Error,
+    },
+    /// Moving the leader labels failed.
+    #[error("move the leader labels of pod {pod}: {source}")]
+    Labels {
+        /// The Pod.
+        pod: String,
         /// The failure.
         #[source]
         source: kube::Error,
@@ -44,364 +67,51 @@ pub enum Error {
 }
 
 impl Error {
-    /// A low-cardinality label for metrics.
+    /// A low-cardinality label for metrics: the write that failed.
     pub fn kind(&self) -> &'static str {
         match self {
-            Error::Kube { action, .. } => action,
+            Error::ClearClaim(_) => "clear_claim",
+            Error::Status(_) => "status",
+            Error::Spec { .. } => "spec",
+            Error::Labels { .. } => "labels",
         }
     }
 }
 
-mod context;
-
-pub use self::context::{Context, DEFAULT_HANDOVER_TIMEOUT, PREFERRED_BACKOFF};
-
-/// Whether every container of `pod` has terminated, as its kubelet reports: the only proof that
-/// the unit can no longer act.
-pub fn all_containers_terminated(pod: &Pod) -> bool {
-    let Some(status) = pod.status.as_ref() else {
-        return false;
-    };
-    let Some(containers) = status.container_statuses.as_ref() else {
-        return false;
-    };
-    let declared = pod.spec.as_ref().map_or(0, |s| s.containers.len());
-    let init = status.init_container_statuses.as_deref().unwrap_or_default();
-    containers.len() >= declared.max(1)
-        && containers
-            .iter()
-            .chain(init)
-            .all(|c| c.state.as_ref().is_some_and(|s| s.terminated.is_some()))
-}
-
-fn not_found(err: &kube::Error) -> bool {
-    matches!(err, kube::Error::Api(status) if status.code == 404)
-}
-
-fn conflict(err: &kube::Error) -> bool {
-    matches!(err, kube::Error::Api(status) if status.code == 409 || status.code == 404)
-}
-
-/// One reconcile of one lease.
+/// One visit of one lease: observe, plan, apply, report, and when to come back.
 #[instrument(skip_all, fields(namespace = %object.namespace().unwrap_or_default(), application = %object.name_any()))]
 pub async fn reconcile(object: Arc<LeadershipLease>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
-    let result = reconcile_inner(&object, &ctx).await;
+    let observed = observe::observe(&object, &ctx, started);
+    ctx.observer.observe(&object, observed.judgement.expired, started);
+    if let Some(before) = &observed.before {
+        report::changes(&ctx, &object, before).await;
+    }
+    let plan = plan::plan(&object, &observed.judgement, Timestamp::now());
+    let applied = apply::apply(&object, &plan, &ctx).await;
+    if let Ok(applied) = &applied {
+        report::written(&ctx, &object, &plan, *applied, started).await;
+    }
     ctx.metrics
         .reconcile_seconds
         .observe(started.elapsed().as_secs_f64());
-    result
-}
-
-async fn reconcile_inner(object: &LeadershipLease, ctx: &Context) -> Result<Action, Error> {
-    let namespace = object.namespace().unwrap_or_default();
-    let name = object.name_any();
-    let api: Api<LeadershipLease> = Api::namespaced(ctx.client.clone(), &namespace);
-    let lease = object.to_lease();
-    let now = Instant::now();
-
-    let (expired, locked, runs_out_at, expires_at, changes, handover_due) = {
-        let mut seen = ctx.seen();
-        let entry = seen.entry(ObjectRef::from_obj(object)).or_default();
-        entry.observation.observe(&lease, now);
-        // A handover is timed on this operator's clock from when it first saw it.
-        let request = object
-            .spec
-            .handover
-            .as_ref()
-            .map(|h| (h.from.clone(), h.term, h.to.clone()));
-        entry.handover = match (request, entry.handover.take()) {
-            (Some(key), Some((seen_key, since))) if key == seen_key => Some((key, since)),
-            (Some(key), _) => Some((key, now)),
-            (None, _) => None,
-        };
-        let handover_due = entry
-            .handover
-            .as_ref()
-            .map(|(_, since)| *since + ctx.handover_timeout);
-        let holder = lease.holder_unit().map(|h| (h.to_owned(), lease.term));
-        let changes = entry.visited.then(|| (entry.holder.clone(), entry.pins.clone()));
-        entry.holder = holder;
-        entry.pins = lease.pins.clone();
-        entry.visited = true;
-        (
-            entry.observation.is_expired(&lease, &ctx.policy, now),
-            entry.observation.is_locked(&lease, &ctx.policy, now),
-            entry.observation.runs_out_at(&lease, &ctx.policy),
-            entry.observation.expires_at(&lease, &ctx.policy),
-            changes,
-            handover_due,
-        )
-    };
-    ctx.observer.observe(object, expired, now);
-    if let Some((before, pins_before)) = changes {
-        report_changes(ctx, object, before, pins_before).await;
-    }
-
-    let holder_terminated = lease
-        .holder_unit()
-        .is_some_and(|holder| ctx.terminated().contains(&(namespace.clone(), holder.to_owned())));
-    let judged = Judgement {
-        expired,
-        locked,
-        holder_terminated,
-        handover_overdue: handover_due.is_some_and(|due| now >= due),
-    };
-    let plan = plan::plan(object, &judged, Timestamp::now());
-
-    if let Some(step) = &plan.claim {
-        let mut next = object.clone();
-        next.status = Some(object.status_for(step.next(), step.reason(), Timestamp::now()));
-        match api.replace_status(&name, &PostParams::default(), &next).await {
-            Ok(_) => {
-                let holder = lease.holder_unit().unwrap_or_default().to_owned();
-                match step {
-                    ClaimStep::Expire(_) => {
-                        ctx.metrics.expiries.inc();
-                        info!(%holder, term = lease.term, "claim ran out; cleared");
-                    }
-                    ClaimStep::PodGone(_) => {
-                        ctx.metrics.pod_releases.inc();
-                        info!(%holder, term = lease.term, "holder's containers all terminated; released early");
-                    }
-                }
+    let applied = applied?;
+    Ok(if applied.stopped {
+        Action::requeue(AFTER_LOST_RACE)
+    } else if applied.claim_cleared || plan.preferred.is_some() {
+        // The write shows up as a watch event, which visits again.
+        Action::await_change()
+    } else {
+        // Come back when the claim would run out (a renewal visits earlier), or a pending
+        // handover is due to be abandoned.
+        let handover_due = observed.handover_due.filter(|_| plan.handover.is_none());
+        match [observed.claim_due, handover_due].into_iter().flatten().min() {
+            Some(at) => {
+                Action::requeue(at.saturating_duration_since(Instant::now()) + Duration::from_millis(20))
             }
-            Err(err) if conflict(&err) => return Ok(Action::requeue(Duration::from_millis(100))),
-            Err(source) => {
-                return Err(Error::Kube {
-                    action: "clear a claim",
-                    source,
-                });
-            }
+            None => Action::await_change(),
         }
-        // The write shows up as a watch event, which reconciles again.
-        return Ok(Action::await_change());
-    }
-
-    if let Some(status) = &plan.status {
-        let patch = serde_json::json!({
-            "apiVersion": "leadership.dev/v1alpha1",
-            "kind": "LeadershipLease",
-            "status": {
-                "conditions": status.conditions,
-                "pinned": status.pinned,
-                "locked": status.locked,
-                "observedGeneration": status.observed_generation,
-            }
-        });
-        api.patch_status(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch))
-            .await
-            .map_err(|source| Error::Kube {
-                action: "write conditions",
-                source,
-            })?;
-    }
-
-    if let Some(step) = &plan.revocation {
-        let mut next = object.clone();
-        next.spec.revocation = None;
-        match api.replace(&name, &PostParams::default(), &next).await {
-            Ok(_) => match step {
-                RevocationStep::Done { unit } => {
-                    ctx.metrics
-                        .revocations
-                        .get_or_create(&KindLabel { kind: "done".into() })
-                        .inc();
-                    ctx.event(
-                        object,
-                        EventType::Normal,
-                        "Revoked",
-                        format!("{unit}'s leadership was revoked"),
-                    )
-                    .await;
-                }
-                RevocationStep::NotHeld { unit } => {
-                    ctx.metrics
-                        .revocations
-                        .get_or_create(&KindLabel {
-                            kind: "not_held".into(),
-                        })
-                        .inc();
-                    ctx.event(
-                        object,
-                        EventType::Warning,
-                        "ClaimNotHeld",
-                        format!("cannot revoke {unit}: leadership lease not held"),
-                    )
-                    .await;
-                }
-            },
-            Err(err) if conflict(&err) => return Ok(Action::requeue(Duration::from_millis(100))),
-            Err(source) => {
-                return Err(Error::Kube {
-                    action: "clear a revocation",
-                    source,
-                });
-            }
-        }
-    }
-
-    if let Some(step) = &plan.handover {
-        let mut next = object.clone();
-        next.spec.handover = None;
-        match api.replace(&name, &PostParams::default(), &next).await {
-            Ok(_) => {
-                let (kind, type_, reason, note) = match step {
-                    HandoverStep::Done { from, holder } => (
-                        "done",
-                        EventType::Normal,
-                        "HandedOver",
-                        format!(
-                            "{from} handed leadership over to {}",
-                            holder.as_deref().unwrap_or("another unit")
-                        ),
-                    ),
-                    HandoverStep::Abandoned { from, to } => {
-                        if to.is_some() && *to == object.spec.preferred_unit {
-                            // Do not keep handing over to a preferred unit that cannot take it.
-                            if let Some(entry) = ctx.seen().get_mut(&ObjectRef::from_obj(object)) {
-                                entry.preferred_backoff = Some(now + PREFERRED_BACKOFF);
-                            }
-                        }
-                        (
-                            "abandoned",
-                            EventType::Warning,
-                            "HandoverAbandoned",
-                            format!(
-                                "{} did not take over from {from} within {:?}; any unit may claim again",
-                                to.as_deref().unwrap_or("no other unit"),
-                                ctx.handover_timeout
-                            ),
-                        )
-                    }
-                    HandoverStep::NotHeld { from } => (
-                        "not_held",
-                        EventType::Warning,
-                        "ClaimNotHeld",
-                        format!("cannot hand over from {from}: leadership lease not held"),
-                    ),
-                };
-                info!(%name, reason, "{note}");
-                ctx.metrics
-                    .handovers
-                    .get_or_create(&KindLabel { kind: kind.into() })
-                    .inc();
-                ctx.event(object, type_, reason, note).await;
-            }
-            Err(err) if conflict(&err) => return Ok(Action::requeue(Duration::from_millis(100))),
-            Err(source) => {
-                return Err(Error::Kube {
-                    action: "clear a handover",
-                    source,
-                });
-            }
-        }
-    }
-
-    // Hand over to the preferred unit when it is live and another unit leads.
-    let preferred_live = object.spec.preferred_unit.as_ref().is_some_and(|unit| {
-        ctx.ready().contains(&(namespace.clone(), unit.clone()))
-            && ctx
-                .seen()
-                .get(&ObjectRef::from_obj(object))
-                .and_then(|e| e.preferred_backoff)
-                .is_none_or(|until| now >= until)
-    });
-    if plan.handover.is_none()
-        && let Some((from, term, to)) = plan::preferred_handover(object, preferred_live)
-    {
-        let mut next = object.clone();
-        next.spec.handover = Some(HandoverRequest {
-            from: from.clone(),
-            term: i64::try_from(term).unwrap_or(i64::MAX),
-            to: Some(to.clone()),
-            requested_at: Some(Time(Timestamp::now())),
-        });
-        match api.replace(&name, &PostParams::default(), &next).await {
-            Ok(_) => {
-                info!(%name, %from, %to, "handing over to the preferred unit");
-                ctx.event(
-                    object,
-                    EventType::Normal,
-                    "PreferredUnit",
-                    format!("{to} is preferred and live: {from} hands over to it"),
-                )
-                .await;
-                return Ok(Action::await_change());
-            }
-            Err(err) if conflict(&err) => return Ok(Action::requeue(Duration::from_millis(100))),
-            Err(source) => {
-                return Err(Error::Kube {
-                    action: "ask for a handover to the preferred unit",
-                    source,
-                });
-            }
-        }
-    }
-
-    // The leader label follows the holder whose claim has not run out.
-    let leading = lease.holder_unit().filter(|_| !expired);
-    ctx.sync_leader_labels(&namespace, &name, leading).await?;
-
-    // Come back when the claim would run out (a renewal before then reconciles earlier).
-    // Also when a pending handover is due to be abandoned.
-    // With a lock delay, also when the claim runs out (to show the lease locked).
-    let locks_at = runs_out_at.filter(|at| !lease.lock_delay.is_zero() && now < *at);
-    let due = [
-        expires_at,
-        locks_at,
-        handover_due.filter(|_| plan.handover.is_none()),
-    ]
-    .into_iter()
-    .flatten()
-    .min();
-    Ok(match due {
-        Some(at) => Action::requeue(at.saturating_duration_since(Instant::now()) + Duration::from_millis(20)),
-        None => Action::await_change(),
     })
-}
-
-/// Events for what changed since the last visit: holder and pins.
-async fn report_changes(
-    ctx: &Context,
-    object: &LeadershipLease,
-    before: Option<(String, u64)>,
-    pins_before: BTreeSet<String>,
-) {
-    let lease = object.to_lease();
-    let now_holder = lease.holder_unit().map(|h| (h.to_owned(), lease.term));
-    if before != now_holder {
-        ctx.observer.transition(object);
-        let last = object.status.as_ref().and_then(|s| s.history.last());
-        let reason = last.map_or("Changed", |t| t.reason.as_str());
-        let (type_, note) = match (&now_holder, &before) {
-            (Some((holder, term)), _) => (EventType::Normal, format!("{holder} leads in term {term}")),
-            (None, Some((holder, term))) if reason == "Expired" || reason == "PodGone" => (
-                EventType::Warning,
-                format!("{holder}'s claim in term {term} was cleared: {reason}"),
-            ),
-            (None, Some((holder, term))) => (
-                EventType::Normal,
-                format!("{holder} gave up leadership in term {term}"),
-            ),
-            (None, None) => (EventType::Normal, "no unit holds the lease".to_owned()),
-        };
-        let reason = if now_holder.is_some() { "Elected" } else { reason };
-        ctx.event(object, type_, reason, note).await;
-    }
-    for added in lease.pins.difference(&pins_before) {
-        ctx.event(object, EventType::Normal, "Pinned", format!("pinned by {added}"))
-            .await;
-    }
-    for removed in pins_before.difference(&lease.pins) {
-        ctx.event(
-            object,
-            EventType::Normal,
-            "Unpinned",
-            format!("{removed} removed its pin"),
-        )
-        .await;
-    }
 }
 
 fn error_policy(_object: Arc<LeadershipLease>, err: &Error, ctx: Arc<Context>) -> Action {
@@ -413,6 +123,54 @@ fn error_policy(_object: Arc<LeadershipLease>, err: &Error, ctx: Arc<Context>) -
         })
         .inc();
     Action::requeue(Duration::from_secs(1))
+}
+
+/// Feeds the pod index from a watch of `pods` and asks for a visit of every lease whose pods'
+/// facts changed. Runs until the controller stops taking requests.
+async fn index_pods(
+    pods: Api<Pod>,
+    ctx: Arc<Context>,
+    wake: mpsc::UnboundedSender<ObjectRef<LeadershipLease>>,
+) {
+    let mut events = watcher(pods, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    while let Some(event) = events.next().await {
+        let woken = match event {
+            Ok(event) => {
+                let mut index = ctx.pods();
+                let woken = match event {
+                    watcher::Event::Apply(pod) => index.apply(&pod),
+                    watcher::Event::Delete(pod) => index.delete(&pod),
+                    watcher::Event::Init => {
+                        index.relist_begin();
+                        Vec::new()
+                    }
+                    watcher::Event::InitApply(pod) => {
+                        index.relist_apply(&pod);
+                        Vec::new()
+                    }
+                    watcher::Event::InitDone => index.relist_done(),
+                };
+                ctx.metrics
+                    .pods_indexed
+                    .set(i64::try_from(index.len()).unwrap_or(i64::MAX));
+                woken
+            }
+            Err(err) => {
+                warn!(error = %err, "the Pod watch failed; retrying");
+                Vec::new()
+            }
+        };
+        for (namespace, application) in woken {
+            if wake
+                .unbounded_send(ObjectRef::new(&application).within(&namespace))
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
 }
 
 /// Runs the controller until `stop` fires. `scope` is a namespace, or `None` for all.
@@ -439,12 +197,8 @@ pub async fn run_controller(
         }),
     )
     .applied_objects();
-    // A bounded number of reconciles at once: a burst (a thousand new leases in a few seconds)
-    // would otherwise start one each, all their requests in flight together.
-    let controller = Controller::for_stream(cached, store.clone())
-        .with_config(kube::runtime::controller::Config::default().concurrency(CONCURRENT_RECONCILES));
-    let mapper_ctx = ctx.clone();
-    let mapper_store = store.clone();
+    let (wake, woken) = mpsc::unbounded();
+    let indexer = tokio::spawn(index_pods(pods, ctx.clone(), wake));
     let refresher = {
         let (ctx, store, stop) = (ctx.clone(), store.clone(), stop.clone());
         tokio::spawn(async move {
@@ -457,44 +211,11 @@ pub async fn run_controller(
             }
         })
     };
-    let running = controller
-        .watches(pods, watcher::Config::default(), move |pod: Pod| {
-            // Remember which pods can no longer act; wake the leases they hold.
-            let namespace = pod.namespace().unwrap_or_default();
-            let key = (namespace.clone(), pod.name_any());
-            if all_containers_terminated(&pod) {
-                mapper_ctx.terminated().insert(key.clone());
-            } else {
-                mapper_ctx.terminated().remove(&key);
-            }
-            let labels = pod.labels();
-            let leads = (labels.get(LEADER_LABEL).map(String::as_str) == Some("true"))
-                .then(|| labels.get(LEADER_OF_LABEL).cloned())
-                .flatten();
-            mapper_ctx.leader_labels().insert(key.clone(), leads.clone());
-            let ready = pod.metadata.deletion_timestamp.is_none()
-                && pod
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-            if ready {
-                mapper_ctx.ready().insert(key.clone());
-            } else {
-                mapper_ctx.ready().remove(&key);
-            }
-            mapper_store
-                .state()
-                .into_iter()
-                .filter(|lease| {
-                    lease.namespace().as_deref() == Some(namespace.as_str())
-                        && (lease.status.as_ref().and_then(|s| s.holder.as_deref()) == Some(key.1.as_str())
-                            || leads.as_deref() == Some(lease.name_any().as_str())
-                            || lease.spec.preferred_unit.as_deref() == Some(key.1.as_str()))
-                })
-                .map(|lease| ObjectRef::from_obj(lease.as_ref()))
-                .collect::<Vec<_>>()
-        })
+    // A bounded number of reconciles at once: a burst (a thousand new leases in a few seconds)
+    // would otherwise start one each, all their requests in flight together.
+    let running = Controller::for_stream(cached, store)
+        .with_config(kube::runtime::controller::Config::default().concurrency(CONCURRENT_RECONCILES))
+        .reconcile_on(woken)
         .graceful_shutdown_on({
             let stop = stop.clone();
             async move { stop.cancelled().await }
@@ -513,6 +234,7 @@ pub async fn run_controller(
             tokio::time::sleep(STOP_GRACE).await;
         } => warn!(grace = ?STOP_GRACE, "the controller had not stopped within the grace after it was asked to; dropped"),
     }
+    indexer.abort();
     refresher.abort();
 }
 

@@ -1,0 +1,351 @@
+//! What the operator knows of pods: for each pod in its scope, the three facts the lease plans read
+//! (all containers terminated, Ready, the application it is labelled leader of), and which leases
+//! care about which pods. Fed by the Pod watch: an event updates one pod's facts and names only the
+//! leases of its namespace that read that pod, and only when a fact changed; a deleted pod is
+//! forgotten, and a relist replaces everything. No I/O.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
+
+use crate::plan::{LEADER_LABEL, LEADER_OF_LABEL};
+
+/// A pod or an application, by (namespace, name).
+pub type Key = (String, String);
+
+/// What the plans read of one pod.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodFacts {
+    /// Every container has terminated, as its kubelet reports: the unit can no longer act.
+    pub terminated: bool,
+    /// Its Ready condition is true and it is not being deleted.
+    pub ready: bool,
+    /// The application whose leader labels it carries, if any.
+    pub leads: Option<String>,
+}
+
+impl PodFacts {
+    /// The facts of `pod` as its object shows them.
+    pub fn of(pod: &Pod) -> Self {
+        let labels = pod.labels();
+        let leads = (labels.get(LEADER_LABEL).map(String::as_str) == Some("true"))
+            .then(|| labels.get(LEADER_OF_LABEL).cloned())
+            .flatten();
+        let ready = pod.metadata.deletion_timestamp.is_none()
+            && pod
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        PodFacts {
+            terminated: all_containers_terminated(pod),
+            ready,
+            leads,
+        }
+    }
+}
+
+/// Whether every container of `pod` has terminated, as its kubelet reports: the only proof that
+/// the unit can no longer act.
+pub fn all_containers_terminated(pod: &Pod) -> bool {
+    let Some(status) = pod.status.as_ref() else {
+        return false;
+    };
+    let Some(containers) = status.container_statuses.as_ref() else {
+        return false;
+    };
+    let declared = pod.spec.as_ref().map_or(0, |s| s.containers.len());
+    let init = status.init_container_statuses.as_deref().unwrap_or_default();
+    containers.len() >= declared.max(1)
+        && containers
+            .iter()
+            .chain(init)
+            .all(|c| c.state.as_ref().is_some_and(|s| s.terminated.is_some()))
+}
+
+/// The pods in scope and the leases that read them.
+#[derive(Debug, Default)]
+pub struct PodIndex {
+    /// Every known pod's facts.
+    pods: HashMap<Key, PodFacts>,
+    /// Per application, the pods carrying its leader labels.
+    labelled: HashMap<Key, BTreeSet<String>>,
+    /// Per pod, the applications of its namespace whose holder or preferred unit it is.
+    readers: HashMap<Key, BTreeSet<String>>,
+    /// Per application, the pods its lease reads (to undo `readers` when they change).
+    reads: HashMap<Key, Vec<String>>,
+    /// The pods of a relist in progress, replacing `pods` when it completes.
+    relist: Option<HashMap<Key, PodFacts>>,
+}
+
+impl PodIndex {
+    /// How many pods are known.
+    pub fn len(&self) -> usize {
+        self.pods.len()
+    }
+
+    /// Whether no pod is known.
+    pub fn is_empty(&self) -> bool {
+        self.pods.is_empty()
+    }
+
+    /// The facts of pod `name` in `namespace`, if it is known.
+    pub fn facts(&self, namespace: &str, name: &str) -> Option<&PodFacts> {
+        self.pods.get(&(namespace.to_owned(), name.to_owned()))
+    }
+
+    /// The pods carrying the leader labels of `application` in `namespace`.
+    pub fn labelled(&self, namespace: &str, application: &str) -> Vec<String> {
+        self.labelled
+            .get(&(namespace.to_owned(), application.to_owned()))
+            .map(|pods| pods.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// A pod was added or changed: the applications (namespace, name) to reconcile.
+    pub fn apply(&mut self, pod: &Pod) -> Vec<Key> {
+        let key = key_of(pod);
+        let facts = PodFacts::of(pod);
+        self.set(key, Some(facts))
+    }
+
+    /// A pod was deleted: it is forgotten; the applications to reconcile.
+    pub fn delete(&mut self, pod: &Pod) -> Vec<Key> {
+        self.set(key_of(pod), None)
+    }
+
+    /// A relist begins: the pods it lists replace every known one when it is done.
+    pub fn relist_begin(&mut self) {
+        self.relist = Some(HashMap::new());
+    }
+
+    /// A pod of the relist in progress.
+    pub fn relist_apply(&mut self, pod: &Pod) {
+        self.relist
+            .get_or_insert_with(HashMap::new)
+            .insert(key_of(pod), PodFacts::of(pod));
+    }
+
+    /// The relist is complete: pods it did not list are forgotten; the applications to reconcile
+    /// (those reading a pod whose facts changed).
+    pub fn relist_done(&mut self) -> Vec<Key> {
+        let Some(listed) = self.relist.take() else {
+            return Vec::new();
+        };
+        let gone: Vec<Key> = self
+            .pods
+            .keys()
+            .filter(|key| !listed.contains_key(*key))
+            .cloned()
+            .collect();
+        let mut woken: HashSet<Key> = HashSet::new();
+        for key in gone {
+            woken.extend(self.set(key, None));
+        }
+        for (key, facts) in listed {
+            woken.extend(self.set(key, Some(facts)));
+        }
+        let mut woken: Vec<Key> = woken.into_iter().collect();
+        woken.sort();
+        woken
+    }
+
+    /// The lease of `application` in `namespace` now reads these pods (its holder and its
+    /// preferred unit): their changes wake it.
+    pub fn reads(&mut self, namespace: &str, application: &str, pods: &[&str]) {
+        let app = (namespace.to_owned(), application.to_owned());
+        if self
+            .reads
+            .get(&app)
+            .is_some_and(|old| old.iter().map(String::as_str).eq(pods.iter().copied()))
+        {
+            return;
+        }
+        self.forget_lease(namespace, application);
+        for pod in pods {
+            self.readers
+                .entry((namespace.to_owned(), (*pod).to_owned()))
+                .or_default()
+                .insert(application.to_owned());
+        }
+        if !pods.is_empty() {
+            self.reads
+                .insert(app, pods.iter().map(|p| (*p).to_owned()).collect());
+        }
+    }
+
+    /// The lease of `application` in `namespace` is gone: it reads no pod.
+    pub fn forget_lease(&mut self, namespace: &str, application: &str) {
+        let app = (namespace.to_owned(), application.to_owned());
+        for pod in self.reads.remove(&app).unwrap_or_default() {
+            let key = (namespace.to_owned(), pod);
+            if let Some(readers) = self.readers.get_mut(&key) {
+                readers.remove(application);
+                if readers.is_empty() {
+                    self.readers.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// The leases known to read pods, for tests and metrics.
+    pub fn leases_reading(&self) -> usize {
+        self.reads.len()
+    }
+
+    /// Sets (or with `None`, forgets) one pod's facts; the applications to wake if any changed.
+    fn set(&mut self, key: Key, facts: Option<PodFacts>) -> Vec<Key> {
+        let old = match &facts {
+            Some(facts) => self.pods.insert(key.clone(), facts.clone()),
+            None => self.pods.remove(&key),
+        };
+        if old == facts {
+            return Vec::new();
+        }
+        let (namespace, pod) = &key;
+        let old_leads = old.and_then(|f| f.leads);
+        let new_leads = facts.and_then(|f| f.leads);
+        if old_leads != new_leads {
+            if let Some(app) = &old_leads {
+                let app_key = (namespace.clone(), app.clone());
+                if let Some(pods) = self.labelled.get_mut(&app_key) {
+                    pods.remove(pod);
+                    if pods.is_empty() {
+                        self.labelled.remove(&app_key);
+                    }
+                }
+            }
+            if let Some(app) = &new_leads {
+                self.labelled
+                    .entry((namespace.clone(), app.clone()))
+                    .or_default()
+                    .insert(pod.clone());
+            }
+        }
+        let mut woken: BTreeSet<String> = self.readers.get(&key).cloned().unwrap_or_default();
+        woken.extend(old_leads);
+        woken.extend(new_leads);
+        woken.into_iter().map(|app| (namespace.clone(), app)).collect()
+    }
+}
+
+fn key_of(pod: &Pod) -> Key {
+    (pod.namespace().unwrap_or_default(), pod.name_any())
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::{
+        api::core::v1::{PodCondition, PodStatus},
+        apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    };
+
+    use super::*;
+
+    fn pod(namespace: &str, name: &str, ready: bool, leads: Option<&str>) -> Pod {
+        let mut labels = std::collections::BTreeMap::new();
+        if let Some(app) = leads {
+            labels.insert(LEADER_LABEL.to_owned(), "true".to_owned());
+            labels.insert(LEADER_OF_LABEL.to_owned(), app.to_owned());
+        }
+        Pod {
+            metadata: ObjectMeta {
+                namespace: Some(namespace.into()),
+                name: Some(name.into()),
+                labels: Some(labels),
+                ..ObjectMeta::default()
+            },
+            status: Some(PodStatus {
+                conditions: Some(vec![PodCondition {
+                    type_: "Ready".into(),
+                    status: if ready { "True" } else { "False" }.into(),
+                    ..PodCondition::default()
+                }]),
+                ..PodStatus::default()
+            }),
+            ..Pod::default()
+        }
+    }
+
+    fn app(namespace: &str, name: &str) -> Key {
+        (namespace.into(), name.into())
+    }
+
+    #[test]
+    fn churned_pods_are_forgotten_and_the_index_returns_to_its_size() {
+        let mut index = PodIndex::default();
+        index.apply(&pod("shop", "web-0", true, Some("web")));
+        index.reads("shop", "web", &["web-0"]);
+        let before = (index.len(), index.leases_reading());
+        for round in 0..100 {
+            let name = format!("job-{round}");
+            index.apply(&pod("batch", &name, false, None));
+            index.apply(&pod("batch", &name, true, None));
+            index.delete(&pod("batch", &name, true, None));
+        }
+        assert_eq!((index.len(), index.leases_reading()), before);
+        index.delete(&pod("shop", "web-0", true, Some("web")));
+        assert!(index.is_empty());
+        assert!(index.labelled("shop", "web").is_empty());
+    }
+
+    #[test]
+    fn a_pod_event_wakes_only_the_leases_that_read_it_and_only_when_a_fact_changed() {
+        let mut index = PodIndex::default();
+        index.reads("shop", "web", &["web-0", "web-1"]);
+        index.reads("shop", "db", &["db-0"]);
+        index.reads("other", "web", &["web-0"]);
+        assert_eq!(
+            index.apply(&pod("shop", "web-1", false, None)),
+            vec![app("shop", "web")]
+        );
+        assert_eq!(
+            index.apply(&pod("shop", "web-1", false, None)),
+            Vec::<Key>::new(),
+            "nothing the plans read changed"
+        );
+        assert_eq!(
+            index.apply(&pod("shop", "web-1", true, None)),
+            vec![app("shop", "web")]
+        );
+        assert_eq!(index.apply(&pod("shop", "web-9", true, None)), Vec::<Key>::new());
+        // A leader label wakes the application it names, and its removal too.
+        assert_eq!(
+            index.apply(&pod("shop", "web-9", true, Some("db"))),
+            vec![app("shop", "db")]
+        );
+        assert_eq!(index.labelled("shop", "db"), vec!["web-9".to_owned()]);
+        assert_eq!(
+            index.delete(&pod("shop", "web-9", true, Some("db"))),
+            vec![app("shop", "db")]
+        );
+        assert!(index.labelled("shop", "db").is_empty());
+        // A lease that no longer reads a pod is not woken by it.
+        index.reads("shop", "web", &["web-0"]);
+        assert_eq!(index.apply(&pod("shop", "web-1", false, None)), Vec::<Key>::new());
+        index.forget_lease("shop", "web");
+        assert_eq!(index.apply(&pod("shop", "web-0", true, None)), Vec::<Key>::new());
+    }
+
+    #[test]
+    fn a_relist_replaces_every_pod_and_wakes_the_leases_whose_pods_changed() {
+        let mut index = PodIndex::default();
+        index.reads("shop", "web", &["web-0"]);
+        index.reads("shop", "db", &["db-0"]);
+        index.apply(&pod("shop", "web-0", true, Some("web")));
+        index.apply(&pod("shop", "db-0", true, None));
+        index.apply(&pod("shop", "gone", true, None));
+        index.relist_begin();
+        index.relist_apply(&pod("shop", "db-0", true, None));
+        index.relist_apply(&pod("shop", "new", false, None));
+        assert_eq!(
+            index.relist_done(),
+            vec![app("shop", "web")],
+            "web-0 was deleted while away"
+        );
+        assert_eq!(index.len(), 2);
+        assert!(index.facts("shop", "gone").is_none());
+        assert!(index.labelled("shop", "web").is_empty());
+    }
+}

@@ -1,0 +1,105 @@
+//! Observe: time the lease's claim and pending handover on this operator's clock, note what changed
+//! since the last visit, and gather what the pod index knows of the lease's pods. Everything the
+//! plan needs, and when to come back, without a request to the API server.
+
+use std::collections::BTreeSet;
+
+use kube::{ResourceExt, runtime::reflector::ObjectRef};
+use leadership_kube::crd::LeadershipLease;
+use tokio::time::Instant;
+
+use super::Context;
+use crate::plan::Judgement;
+
+/// What one visit observed of a lease.
+pub(super) struct Observed {
+    /// The operator's judgement, for the plan.
+    pub(super) judgement: Judgement,
+    /// When the claim runs out, or shows locked; a reconcile is due then.
+    pub(super) claim_due: Option<Instant>,
+    /// When a pending handover is due to be abandoned.
+    pub(super) handover_due: Option<Instant>,
+    /// What the previous visit saw, when there was one.
+    pub(super) before: Option<Previous>,
+}
+
+/// What a visit saw that the next reports changes of.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Previous {
+    /// The holder and its term.
+    pub(super) holder: Option<(String, u64)>,
+    /// The pins.
+    pub(super) pins: BTreeSet<String>,
+}
+
+/// Observes `object` at `now`.
+pub(super) fn observe(object: &LeadershipLease, ctx: &Context, now: Instant) -> Observed {
+    let namespace = object.namespace().unwrap_or_default();
+    let application = object.name_any();
+    let lease = object.to_lease();
+    let preferred = object.spec.preferred_unit.as_deref();
+
+    let (expired, locked, claim_due, handover_due, before, preferred_backoff) = {
+        let mut seen = ctx.seen();
+        let entry = seen.entry(ObjectRef::from_obj(object)).or_default();
+        entry.observation.observe(&lease, now);
+        // A handover is timed on this operator's clock from when it first saw it.
+        let request = object
+            .spec
+            .handover
+            .as_ref()
+            .map(|h| (h.from.clone(), h.term, h.to.clone()));
+        entry.handover = match (request, entry.handover.take()) {
+            (Some(key), Some((seen_key, since))) if key == seen_key => Some((key, since)),
+            (Some(key), _) => Some((key, now)),
+            (None, _) => None,
+        };
+        let handover_due = entry
+            .handover
+            .as_ref()
+            .map(|(_, since)| *since + ctx.handover_timeout);
+        let now_seen = Previous {
+            holder: lease.holder_unit().map(|h| (h.to_owned(), lease.term)),
+            pins: lease.pins.clone(),
+        };
+        let before = entry.previous.replace(now_seen);
+        let expires_at = entry.observation.expires_at(&lease, &ctx.policy);
+        // With a lock delay, also when the claim runs out (to show the lease locked).
+        let locks_at = entry
+            .observation
+            .runs_out_at(&lease, &ctx.policy)
+            .filter(|at| !lease.lock_delay.is_zero() && now < *at);
+        (
+            entry.observation.is_expired(&lease, &ctx.policy, now),
+            entry.observation.is_locked(&lease, &ctx.policy, now),
+            [expires_at, locks_at].into_iter().flatten().min(),
+            handover_due,
+            before,
+            entry.preferred_backoff,
+        )
+    };
+
+    let mut pods = ctx.pods();
+    let holder = lease.holder_unit();
+    let reads: Vec<&str> = holder.into_iter().chain(preferred).collect();
+    pods.reads(&namespace, &application, &reads);
+    let holder_facts = holder.and_then(|unit| pods.facts(&namespace, unit));
+    let preferred_ready = preferred
+        .and_then(|unit| pods.facts(&namespace, unit))
+        .is_some_and(|facts| facts.ready);
+    let judgement = Judgement {
+        expired,
+        locked,
+        holder_terminated: holder_facts.is_some_and(|facts| facts.terminated),
+        handover_overdue: handover_due.is_some_and(|due| now >= due),
+        preferred_live: preferred_ready && preferred_backoff.is_none_or(|until| now >= until),
+        holder_pod_known: holder_facts.is_some(),
+        labelled: pods.labelled(&namespace, &application),
+    };
+    Observed {
+        judgement,
+        claim_due,
+        handover_due,
+        before,
+    }
+}

@@ -1,0 +1,158 @@
+//! Report: Events, metrics and logs for what a visit saw change (holder, pins) and for what it
+//! wrote. Nothing here decides or writes a lease.
+
+use kube::runtime::{events::EventType, reflector::ObjectRef};
+use leadership_kube::crd::LeadershipLease;
+use tokio::time::Instant;
+use tracing::info;
+
+use super::{Context, PREFERRED_BACKOFF, apply::Applied, observe::Previous};
+use crate::{
+    metrics::KindLabel,
+    plan::{ClaimStep, HandoverStep, Plan, RevocationStep},
+};
+
+/// Events for what changed since the last visit: holder and pins.
+pub(super) async fn changes(ctx: &Context, object: &LeadershipLease, previous: &Previous) {
+    let (before, pins_before) = (&previous.holder, &previous.pins);
+    let lease = object.to_lease();
+    let now_holder = lease.holder_unit().map(|h| (h.to_owned(), lease.term));
+    if *before != now_holder {
+        ctx.observer.transition(object);
+        let last = object.status.as_ref().and_then(|s| s.history.last());
+        let reason = last.map_or("Changed", |t| t.reason.as_str());
+        let (type_, note) = match (&now_holder, before) {
+            (Some((holder, term)), _) => (EventType::Normal, format!("{holder} leads in term {term}")),
+            (None, Some((holder, term))) if reason == "Expired" || reason == "PodGone" => (
+                EventType::Warning,
+                format!("{holder}'s claim in term {term} was cleared: {reason}"),
+            ),
+            (None, Some((holder, term))) => (
+                EventType::Normal,
+                format!("{holder} gave up leadership in term {term}"),
+            ),
+            (None, None) => (EventType::Normal, "no unit holds the lease".to_owned()),
+        };
+        let reason = if now_holder.is_some() { "Elected" } else { reason };
+        ctx.event(object, type_, reason, note).await;
+    }
+    for added in lease.pins.difference(pins_before) {
+        ctx.event(object, EventType::Normal, "Pinned", format!("pinned by {added}"))
+            .await;
+    }
+    for removed in pins_before.difference(&lease.pins) {
+        ctx.event(
+            object,
+            EventType::Normal,
+            "Unpinned",
+            format!("{removed} removed its pin"),
+        )
+        .await;
+    }
+}
+
+/// Events, metrics and logs for what `applied` wrote of `plan`.
+pub(super) async fn written(
+    ctx: &Context,
+    object: &LeadershipLease,
+    plan: &Plan,
+    applied: Applied,
+    now: Instant,
+) {
+    let lease = object.to_lease();
+    if applied.claim_cleared
+        && let Some(step) = &plan.claim
+    {
+        let holder = lease.holder_unit().unwrap_or_default();
+        match step {
+            ClaimStep::Expire(_) => {
+                ctx.metrics.expiries.inc();
+                info!(%holder, term = lease.term, "claim ran out; cleared");
+            }
+            ClaimStep::PodGone(_) => {
+                ctx.metrics.pod_releases.inc();
+                info!(%holder, term = lease.term, "holder's containers all terminated; released early");
+            }
+        }
+    }
+    if !applied.spec_written {
+        return;
+    }
+    if let Some(step) = &plan.revocation {
+        let (kind, type_, reason, note) = match step {
+            RevocationStep::Done { unit } => (
+                "done",
+                EventType::Normal,
+                "Revoked",
+                format!("{unit}'s leadership was revoked"),
+            ),
+            RevocationStep::NotHeld { unit } => (
+                "not_held",
+                EventType::Warning,
+                "ClaimNotHeld",
+                format!("cannot revoke {unit}: leadership lease not held"),
+            ),
+        };
+        ctx.metrics
+            .revocations
+            .get_or_create(&KindLabel { kind: kind.into() })
+            .inc();
+        ctx.event(object, type_, reason, note).await;
+    }
+    if let Some(step) = &plan.handover {
+        let (kind, type_, reason, note) = match step {
+            HandoverStep::Done { from, holder } => (
+                "done",
+                EventType::Normal,
+                "HandedOver",
+                format!(
+                    "{from} handed leadership over to {}",
+                    holder.as_deref().unwrap_or("another unit")
+                ),
+            ),
+            HandoverStep::Abandoned { from, to } => {
+                if to.is_some() && *to == object.spec.preferred_unit {
+                    // Do not keep handing over to a preferred unit that cannot take it.
+                    if let Some(entry) = ctx.seen().get_mut(&ObjectRef::from_obj(object)) {
+                        entry.preferred_backoff = Some(now + PREFERRED_BACKOFF);
+                    }
+                }
+                (
+                    "abandoned",
+                    EventType::Warning,
+                    "HandoverAbandoned",
+                    format!(
+                        "{} did not take over from {from} within {:?}; any unit may claim again",
+                        to.as_deref().unwrap_or("no other unit"),
+                        ctx.handover_timeout
+                    ),
+                )
+            }
+            HandoverStep::NotHeld { from } => (
+                "not_held",
+                EventType::Warning,
+                "ClaimNotHeld",
+                format!("cannot hand over from {from}: leadership lease not held"),
+            ),
+        };
+        info!(application = %object.metadata.name.as_deref().unwrap_or_default(), reason, "{note}");
+        ctx.metrics
+            .handovers
+            .get_or_create(&KindLabel { kind: kind.into() })
+            .inc();
+        ctx.event(object, type_, reason, note).await;
+    }
+    if let Some(preferred) = &plan.preferred {
+        info!(from = %preferred.from, to = %preferred.to, "handing over to the preferred unit");
+        ctx.event(
+            object,
+            EventType::Normal,
+            "PreferredUnit",
+            format!(
+                "{} is preferred and live: {} hands over to it",
+                preferred.to, preferred.from
+            ),
+        )
+        .await;
+    }
+}

@@ -1,7 +1,10 @@
 //! The Helm chart in tests: `helm` with the test cluster's kubeconfig, rendering to YAML
 //! documents, and a release installed for one test (uninstalled when dropped).
 
-use std::process::Output;
+use std::{process::Output, time::Duration};
+
+use kube::api::{DeleteParams, PostParams};
+use leadership_kube::crd::{LeadershipLease, LeadershipLeaseStatus};
 
 use crate::testenv::{self, TestEnv, TestNamespace};
 
@@ -77,6 +80,68 @@ impl Release {
         }
     }
 
+    /// Installs the chart with `args`, its webhook and its admission policies confined to the
+    /// namespace ([`webhook_in`], [`policies_in`]): tests install releases side by side.
+    pub fn install_confined(ns: &TestNamespace, args: &[&str]) -> Release {
+        let (webhook, policies) = (webhook_in(ns), policies_in(ns));
+        let mut all = vec!["--set-json", webhook.as_str(), "--set-json", policies.as_str()];
+        all.extend_from_slice(args);
+        Release::install(ns, &all)
+    }
+
+    /// Waits until the release's admission policies judge writes in `ns`: the API server loads
+    /// them a moment after they are created. Probes with dry runs on a lease of its own (deleted
+    /// afterwards): a status write by the admin, who has no pod binding, and a label written with
+    /// a pod binding (the admin impersonating one).
+    pub async fn wait_for_policies(&self, ns: &TestNamespace) {
+        const PROBE: &str = "policy-probe";
+        let admin = ns.api::<LeadershipLease>();
+        let created = admin
+            .create(&PostParams::default(), &LeadershipLease::empty(&ns.name, PROBE))
+            .await
+            .expect("create the probe lease");
+        let pod = ns
+            .env()
+            .impersonating_with(
+                "leadership-probe",
+                &["system:masters"],
+                &[("authentication.kubernetes.io/pod-name", PROBE)],
+            )
+            .await;
+        let as_pod = kube::Api::<LeadershipLease>::namespaced(pod, &ns.name);
+        let dry = PostParams {
+            dry_run: true,
+            ..PostParams::default()
+        };
+        let mut claim = created.clone();
+        claim.status = Some(LeadershipLeaseStatus {
+            holder: Some(PROBE.into()),
+            term: 1,
+            lease_duration_ms: Some(1_000),
+            ..LeadershipLeaseStatus::default()
+        });
+        let mut labelled = created.clone();
+        labelled.metadata.labels = Some([("probe".to_owned(), "yes".to_owned())].into());
+        let refused = |result: kube::Result<LeadershipLease>| matches!(result, Err(kube::Error::Api(s)) if s.code == 403);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let claims = refused(admin.replace_status(PROBE, &dry, &claim).await);
+            let spec = refused(as_pod.replace(PROBE, &dry, &labelled).await);
+            if claims && spec {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the release's admission policies are not in force after 60 s (claims {claims}, spec {spec})"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        admin
+            .delete(PROBE, &DeleteParams::default())
+            .await
+            .expect("delete the probe lease");
+    }
+
     /// The full name prefix of the release's resources.
     pub fn fullname(&self) -> String {
         format!("{}-leadership", self.name)
@@ -85,6 +150,11 @@ impl Release {
     /// The operator's ServiceAccount.
     pub fn operator_account(&self) -> String {
         self.fullname()
+    }
+
+    /// The operator's user name, as the API server sees its ServiceAccount's tokens.
+    pub fn operator_user(&self) -> String {
+        format!("system:serviceaccount:{}:{}", self.name, self.operator_account())
     }
 }
 
@@ -99,6 +169,16 @@ impl Drop for Release {
 pub fn webhook_in(ns: &TestNamespace) -> String {
     format!(
         "webhook.namespaceSelector={{\"matchLabels\":{{\"kubernetes.io/metadata.name\":\"{}\"}}}}",
+        ns.name
+    )
+}
+
+/// The chart's settings that keep a test's admission policies to its own namespace: by default
+/// they judge every namespace, and each release's policies know only their own operator, so a
+/// release running beside another would refuse the other operator's writes.
+pub fn policies_in(ns: &TestNamespace) -> String {
+    format!(
+        "admissionPolicy.namespaceSelector={{\"matchLabels\":{{\"kubernetes.io/metadata.name\":\"{}\"}}}}",
         ns.name
     )
 }

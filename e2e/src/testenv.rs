@@ -202,6 +202,35 @@ impl TestEnv {
         admin_client(&self.kubeconfig).await.expect("admin client")
     }
 
+    /// An admin client that impersonates `user` (with the groups the API server gives it: a
+    /// ServiceAccount's, for one of theirs), as `kubectl --as` does.
+    pub async fn impersonating(&self, user: &str) -> Client {
+        self.impersonating_with(user, &[], &[]).await
+    }
+
+    /// An admin client that impersonates `user` with `groups` and the user info `extra` (as
+    /// `kubectl --as --as-group --as-user-extra` do).
+    pub async fn impersonating_with(&self, user: &str, groups: &[&str], extra: &[(&str, &str)]) -> Client {
+        let file = Kubeconfig::read_from(&self.kubeconfig).expect("read the admin kubeconfig");
+        let mut config =
+            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+                .await
+                .expect("the admin kubeconfig");
+        config.auth_info.impersonate = Some(user.to_owned());
+        if !groups.is_empty() {
+            config.auth_info.impersonate_groups = Some(groups.iter().map(|g| (*g).to_owned()).collect());
+        }
+        if !extra.is_empty() {
+            config.auth_info.impersonate_user_extra = Some(
+                extra
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), vec![(*v).to_owned()]))
+                    .collect(),
+            );
+        }
+        Client::try_from(config).expect("an impersonating client")
+    }
+
     /// `kubectl` with the admin kubeconfig.
     pub fn kubectl(&self) -> Command {
         let mut command = Command::new(self.tools.path("kubectl"));

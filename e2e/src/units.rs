@@ -40,6 +40,29 @@ pub async fn pod_as(ns: &TestNamespace, name: &str, service_account: Option<&str
         .expect("create the Pod object")
 }
 
+/// A token of ServiceAccount `account` bound to a new Pod object `pod` that runs as it: what the
+/// pod's projected token gives its containers (the API server's user info then names the pod).
+pub async fn pod_token(ns: &TestNamespace, account: &str, pod: &str) -> String {
+    let created = pod_as(ns, pod, Some(account)).await;
+    let uid = created.metadata.uid.expect("a created Pod has a uid");
+    ns.token(account, Some((pod, &uid))).await
+}
+
+/// A client with [`pod_token`]: a request as pod `pod` of ServiceAccount `account`.
+pub async fn pod_client(ns: &TestNamespace, account: &str, pod: &str) -> kube::Client {
+    ns.client_with_token(&pod_token(ns, account, pod).await).await
+}
+
+/// A kubeconfig file with [`pod_token`], for a process (sidecar, operator) that runs as `pod`.
+pub async fn pod_kubeconfig(ns: &TestNamespace, account: &str, pod: &str) -> PathBuf {
+    let token = pod_token(ns, account, pod).await;
+    let path = scratch(ns).join(format!("{pod}.kubeconfig"));
+    ns.env()
+        .token_kubeconfig(&token, &path)
+        .expect("write a token kubeconfig");
+    path
+}
+
 /// The Pod object of a unit named `name`, with one app container (nothing runs it).
 pub fn unit_pod(name: &str) -> Pod {
     Pod {
@@ -227,11 +250,17 @@ impl Sidecar {
 
 /// Starts three sidecars for `application`, each with its Pod object.
 pub async fn three(ns: &TestNamespace, application: &str) -> Vec<Sidecar> {
+    three_with(ns, application, &[]).await
+}
+
+/// Like [`three`], each sidecar with the `extra` flags.
+pub async fn three_with(ns: &TestNamespace, application: &str, extra: &[&str]) -> Vec<Sidecar> {
     let mut sidecars = Vec::new();
     for i in 0..3 {
         let unit = format!("{application}-{i}");
         pod(ns, &unit).await;
-        sidecars.push(Sidecar::start(ns, application, &unit).await);
+        let kubeconfig = testenv::shared().kubeconfig();
+        sidecars.push(Sidecar::start_with(ns, application, &unit, kubeconfig, D, extra).await);
     }
     sidecars
 }

@@ -1,12 +1,13 @@
 //! The Helm chart: lint and render, install into the real control plane, least-privilege RBAC
 //! checked with `kubectl auth can-i`, the operator and sidecars running with the chart's
-//! ServiceAccounts (not as admin), and the admission policy that lets a pod claim only for itself.
+//! ServiceAccounts (not as admin) and pod-bound tokens, and the admission policy that lets a pod
+//! claim only for itself (every rule of the policy: `attacks.rs`).
 
-use std::{path::PathBuf, time::Duration};
+use std::time::Duration;
 
 use leadership_e2e::{
-    chart::{CHART, Release, document, helm, render, text, webhook_in},
-    testenv::{self, TestNamespace},
+    chart::{CHART, Release, document, helm, render, text},
+    testenv,
     units::{self, PROMPTLY, Sidecar, leader},
 };
 use nix::sys::signal::Signal;
@@ -40,6 +41,11 @@ fn the_chart_lints_and_renders() {
         "'leadership.dev/application' in object.metadata.annotations",
         "--webhook-address=0.0.0.0:9443",
         "supplementalGroups: [65532]",
+        "name: demo-leadership-claims",
+        "name: demo-leadership-spec",
+        "request.userInfo.username == 'system:serviceaccount:leadership-system:demo-leadership'",
+        "request.name == 'leadership-operator'",
+        "failurePolicy: Fail",
     ] {
         assert!(yaml.contains(kind), "the rendered chart lacks {kind:?}");
     }
@@ -141,22 +147,11 @@ fn can_i(verb: &str, resource: &str, namespace: Option<&str>, user: &str) -> boo
     String::from_utf8_lossy(&command.output().unwrap().stdout).trim() == "yes"
 }
 
-async fn token_kubeconfig(
-    ns: &TestNamespace,
-    account: &str,
-    pod: Option<(&str, &str)>,
-    file: &str,
-) -> PathBuf {
-    let token = ns.token(account, pod).await;
-    let path = std::env::temp_dir().join(format!("{}-{file}.kubeconfig", ns.name));
-    testenv::shared().token_kubeconfig(&token, &path).unwrap();
-    path
-}
-
 #[tokio::test]
 async fn helm_install_gives_least_privilege_and_the_parts_run_with_the_charts_accounts() {
     let ns = testenv::shared().namespace().await;
-    let release = Release::install(&ns, &["--set-json", &webhook_in(&ns)]);
+    let release = Release::install_confined(&ns, &[]);
+    release.wait_for_policies(&ns).await;
     let operator_user = format!("system:serviceaccount:{}:{}", ns.name, release.operator_account());
     let sidecar_user = format!("system:serviceaccount:{}:leadership-sidecar", ns.name);
     let matrix: &[(&str, &str, Option<&str>, &str, bool)] = &[
@@ -307,15 +302,15 @@ async fn helm_install_gives_least_privilege_and_the_parts_run_with_the_charts_ac
         );
     }
 
-    // The operator and three sidecars, each with a token of the chart's ServiceAccounts.
-    let operator_config = token_kubeconfig(&ns, &release.operator_account(), None, "operator").await;
+    // The operator and three sidecars, each with a token of the chart's ServiceAccounts bound to
+    // its Pod object, as in real pods: the policy lets the operator's replicas claim its own
+    // lease only as their pods.
+    let operator_config = units::pod_kubeconfig(&ns, &release.operator_account(), "operator-0").await;
     let _operator = units::operator(&ns, "operator-0", &operator_config);
     let mut sidecars = Vec::new();
     for i in 0..3 {
         let unit = format!("app-{i}");
-        let pod = units::pod_as(&ns, &unit, Some("leadership-sidecar")).await;
-        let uid = pod.metadata.uid.unwrap();
-        let config = token_kubeconfig(&ns, "leadership-sidecar", Some((&unit, &uid)), &unit).await;
+        let config = units::pod_kubeconfig(&ns, "leadership-sidecar", &unit).await;
         sidecars.push(Sidecar::start_with(&ns, "app", &unit, &config, units::D, &[]).await);
     }
     let (first, status) = leader(&sidecars, PROMPTLY).await;
@@ -340,26 +335,39 @@ async fn helm_install_gives_least_privilege_and_the_parts_run_with_the_charts_ac
     sidecars[first].signal(Signal::SIGKILL);
     let mut dead = sidecars.remove(first);
     let _ = dead.process.exit_code().await;
+    // The standbys take the lease only once the operator has cleared the run-out claim: the
+    // policy lets a unit take only a free lease.
     let (_, after) = leader(&sidecars, Duration::from_secs(30)).await;
     assert!(
         after.term > status.term,
         "a standby took over with the chart's RBAC"
+    );
+    let lease = ns
+        .api::<leadership_kube::crd::LeadershipLease>()
+        .get("app")
+        .await
+        .unwrap();
+    let reasons: Vec<&str> = lease
+        .status
+        .as_ref()
+        .unwrap()
+        .history
+        .iter()
+        .map(|t| t.reason.as_str())
+        .collect();
+    assert!(
+        reasons.ends_with(&["Expired", "Acquired"]),
+        "the operator cleared the claim, then a standby took the free lease: {reasons:?}"
     );
 }
 
 #[tokio::test]
 async fn a_pod_cannot_claim_as_another_pod() {
     let ns = testenv::shared().namespace().await;
-    let _release = Release::install(&ns, &["--set-json", &webhook_in(&ns)]);
-    let pod_a = units::pod_as(&ns, "web-a", Some("leadership-sidecar")).await;
+    let release = Release::install_confined(&ns, &[]);
+    release.wait_for_policies(&ns).await;
+    let config = units::pod_kubeconfig(&ns, "leadership-sidecar", "web-a").await;
     units::pod_as(&ns, "web-b", Some("leadership-sidecar")).await;
-    let config = token_kubeconfig(
-        &ns,
-        "leadership-sidecar",
-        Some(("web-a", &pod_a.metadata.uid.unwrap())),
-        "a",
-    )
-    .await;
 
     // Pod A's sidecar configured to claim as pod B: the API server refuses every claim.
     let impostor = Sidecar::start_with(&ns, "web", "web-b", &config, units::D, &[]).await;

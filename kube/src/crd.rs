@@ -21,6 +21,9 @@ pub const GROUP: &str = "leadership.dev";
 pub const HISTORY_LIMIT: usize = 10;
 /// The longest lease the schema accepts, in milliseconds (one hour).
 pub const MAX_LEASE_MS: i64 = 3_600_000;
+/// The largest term and renewal count the schema accepts: 2^53 − 1, the largest integer every JSON
+/// reader (JavaScript's numbers included) reads exactly.
+pub const MAX_COUNT: i64 = 9_007_199_254_740_991;
 
 /// What a unit's name must be, in every field that names one: a Pod name (a DNS subdomain name).
 const UNIT_NAME_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
@@ -97,7 +100,7 @@ pub struct Revocation {
     #[schemars(transform = unit_name)]
     pub unit: String,
     /// The term being revoked: a later term of the same unit is not affected.
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = MAX_COUNT))]
     pub term: i64,
     /// When the revocation was asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -112,7 +115,7 @@ pub struct HandoverRequest {
     #[schemars(transform = unit_name)]
     pub from: String,
     /// The term it holds: the handover applies until a later grant.
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = MAX_COUNT))]
     pub term: i64,
     /// The unit that is to take over; any other unit when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -153,14 +156,18 @@ pub struct LeadershipLeaseStatus {
     #[schemars(transform = unit_name)]
     pub holder: Option<String>,
     /// The fencing term: rises by one at every grant that is not an extension and never decreases.
+    /// At most 2^53 − 1.
     #[serde(default)]
-    #[schemars(range(min = 0))]
-    #[x_kube(validation = Rule::new("self >= oldSelf").message("the term must never decrease"))]
+    #[schemars(range(min = 0, max = MAX_COUNT))]
+    #[x_kube(
+        validation = Rule::new("self >= oldSelf").message("the term must never decrease"),
+        validation = Rule::new("self <= oldSelf + 1").message("the term rises by at most one per write: a grant takes the next term")
+    )]
     pub term: i64,
     /// How many times the current grant has been renewed; with the term, it identifies the claim
-    /// that observers time.
+    /// that observers time. At most 2^53 − 1.
     #[serde(default)]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = MAX_COUNT))]
     pub renewals: i64,
     /// How long the claim lasts after each write, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -198,7 +205,7 @@ pub struct LeadershipLeaseStatus {
 #[serde(rename_all = "camelCase")]
 pub struct Transition {
     /// The term after the change.
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = MAX_COUNT))]
     pub term: i64,
     /// The holder after the change; absent when the lease became free.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -460,6 +467,8 @@ mod tests {
             "Pinned",
             "Expires",
             "self >= oldSelf",
+            "self <= oldSelf + 1",
+            "maximum: 9007199254740991.0",
         ] {
             assert!(yaml.contains(needle), "{needle}");
         }

@@ -5,7 +5,7 @@
 pub mod crd;
 pub mod store;
 
-pub use store::{KubeStore, Scope, StoreConfig};
+pub use store::{ExpiryAuthority, KubeStore, Scope, StoreConfig};
 
 /// A client from the usual configuration (in-cluster, or `KUBECONFIG`), and the namespace to use:
 /// `namespace` if given, else the configuration's default.

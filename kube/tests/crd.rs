@@ -8,7 +8,7 @@ use std::{io::Write, process::Stdio};
 use kube::api::PostParams;
 use leadership::{Claimer, Pinner};
 use leadership_e2e::testenv::{self, TestNamespace};
-use leadership_kube::crd::{LeadershipLease, LeadershipLeaseStatus, crd_yaml};
+use leadership_kube::crd::{LeadershipLease, LeadershipLeaseStatus, MAX_COUNT, crd_yaml};
 
 const COMMITTED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/leadershiplease.yaml");
 const CHART_COPY: &str = concat!(
@@ -175,7 +175,19 @@ async fn status_writes_keep_the_invariants() {
     };
     refused(attempt(|s| s.term = 0).await, "the term must never decrease");
     refused(attempt(|s| s.term = -1).await, "status.term");
+    refused(
+        attempt(|s| s.term += 2).await,
+        "the term rises by at most one per write",
+    );
+    refused(
+        attempt(|s| s.term = MAX_COUNT + 1).await,
+        "less than or equal to 9007199254740991",
+    );
     refused(attempt(|s| s.renewals = -1).await, "status.renewals");
+    refused(
+        attempt(|s| s.renewals = MAX_COUNT + 1).await,
+        "less than or equal to 9007199254740991",
+    );
     refused(
         attempt(|s| s.holder = Some("Web/0".into())).await,
         "status.holder",

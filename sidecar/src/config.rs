@@ -4,6 +4,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use leadership::{client::DEFAULT_SOCKET, validate::parse_duration};
+use leadership_kube::ExpiryAuthority;
 
 fn duration(text: &str) -> Result<Duration, String> {
     parse_duration(text).map_err(|e| e.to_string())
@@ -45,6 +46,12 @@ pub struct RunArgs {
     /// guarantee.
     #[arg(long, env = "LEADERSHIP_LEASE_LENGTH", value_parser = duration, global = true)]
     pub lease_length: Option<Duration>,
+    /// Who frees a lease whose holder stopped renewing: `operator` (the default: the operator
+    /// clears the run-out claim and this unit takes only a free lease, the one grant the chart's
+    /// admission policy admits) or `units` (this unit takes over a claim it judges run out; only
+    /// for namespaces whose pods are all trusted, without the chart's policy).
+    #[arg(long, env = "LEADERSHIP_EXPIRY_AUTHORITY", default_value_t = ExpiryAuthority::Operator, global = true)]
+    pub expiry_authority: ExpiryAuthority,
     /// Where to serve /healthz, /readyz and /metrics over TCP, for probes and Prometheus.
     #[arg(
         long,

@@ -12,7 +12,7 @@ use leadership::{
     },
     validate,
 };
-use leadership_kube::{KubeStore, Scope};
+use leadership_kube::{KubeStore, Scope, StoreConfig};
 use tokio::{
     net::{TcpListener, UnixListener},
     signal::unix::{SignalKind, signal},
@@ -62,7 +62,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         );
     }
     let (client, namespace) = leadership_kube::connect(args.namespace.clone()).await?;
-    let store = KubeStore::new(client, Scope::Namespace(namespace.clone()));
+    let store_config = StoreConfig {
+        expiry_authority: args.expiry_authority,
+        ..StoreConfig::default()
+    };
+    let store = KubeStore::with_config(client, Scope::Namespace(namespace.clone()), store_config);
     if let Err(err) = store.check_installed().await {
         // Not fatal: a crash loop would help nobody. The sidecar stays unready and keeps trying.
         error!(error = %err, "cannot read LeadershipLeases; not ready until this is fixed");
@@ -72,7 +76,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let store = Counted::new(store, metrics.clone());
     let tracker = LeaseTracker::start(store.clone(), config)?;
     let sidecar = Sidecar::new(namespace.clone(), tracker, store, metrics);
-    info!(%application, %unit, %namespace, socket = %args.socket.display(), claim_duration = ?timing.claim_duration, lease_length = ?timing.lease_length, renew_every = ?timing.renewal_interval(), "sidecar starting");
+    info!(%application, %unit, %namespace, socket = %args.socket.display(), claim_duration = ?timing.claim_duration, lease_length = ?timing.lease_length, expiry_authority = %args.expiry_authority, renew_every = ?timing.renewal_interval(), "sidecar starting");
     serve_until_signalled(sidecar, &args).await
 }
 

@@ -1,12 +1,13 @@
 //! Three sidecars for one application on the real control plane: one leader, and handovers on
-//! release, SIGTERM, SIGKILL and SIGSTOP; the term rises at every change; the wait and watch routes
-//! fire on the changes; the CLI answers as an exec probe.
+//! release, SIGTERM, SIGKILL (the operator clears the dead leader's claim) and SIGSTOP (units that
+//! judge expiry themselves, `--expiry-authority units`); the term rises at every change; the wait
+//! and watch routes fire on the changes; the CLI answers as an exec probe.
 
 mod common;
 
 use std::{process::Command, time::Duration};
 
-use common::{PROMPTLY, Sidecar, leader, three};
+use common::{PROMPTLY, Sidecar, leader, three, three_with};
 use futures::StreamExt;
 use http::Method;
 use nix::sys::signal::Signal;
@@ -162,8 +163,10 @@ async fn sigterm_releases_and_hands_over() {
 }
 
 #[tokio::test]
-async fn sigkill_hands_over_when_the_lease_runs_out() {
+async fn sigkill_hands_over_when_the_operator_clears_the_run_out_claim() {
     let ns = common::namespace().await;
+    let _operator =
+        leadership_e2e::units::operator(&ns, "operator-0", leadership_e2e::testenv::shared().kubeconfig());
     let mut sidecars = three(&ns, "db").await;
     let (first, status) = leader(&sidecars, PROMPTLY).await;
     let killed_at = Instant::now();
@@ -173,15 +176,42 @@ async fn sigkill_hands_over_when_the_lease_runs_out() {
     let (_, after) = leader(&sidecars, Duration::from_secs(30)).await;
     let failover = killed_at.elapsed();
     assert!(after.term > status.term);
-    // The standby waits for the 4 s lease (from the last renewal) plus the margin, not longer.
+    // The standby waits for the 4 s lease (from the last renewal) plus the margin, until the
+    // operator clears the claim, not longer.
     assert!(failover < Duration::from_secs(4) + PROMPTLY, "{failover:?}");
     drop(dead);
+    // Without the operator, nobody takes a claim that ran out: units take only a free lease.
+    drop(_operator);
+    let (first, status) = leader(&sidecars, PROMPTLY).await;
+    sidecars[first].signal(Signal::SIGKILL);
+    sleep(Duration::from_secs(8)).await;
+    for sidecar in &sidecars {
+        if let Some(other) = sidecar.status().await {
+            assert!(!other.leader, "a unit took a claim it judged run out: {other:?}");
+        }
+    }
+    let lease = ns
+        .api::<leadership_kube::crd::LeadershipLease>()
+        .get("db")
+        .await
+        .unwrap()
+        .status
+        .unwrap_or_default();
+    assert_eq!(
+        (lease.holder.as_deref(), lease.term),
+        (
+            Some(sidecars[first].unit.as_str()),
+            i64::try_from(status.term).unwrap()
+        ),
+        "the dead leader's claim stands until an operator clears it"
+    );
 }
 
 #[tokio::test]
 async fn a_leader_paused_past_its_lease_reports_not_leader_when_resumed() {
+    // Units that judge expiry themselves (a trusted namespace): no operator takes part.
     let ns = common::namespace().await;
-    let sidecars = three(&ns, "queue").await;
+    let sidecars = three_with(&ns, "queue", &["--expiry-authority", "units"]).await;
     let (first, status) = leader(&sidecars, PROMPTLY).await;
     sidecars[first].signal(Signal::SIGSTOP);
     let others: Vec<&Sidecar> = sidecars

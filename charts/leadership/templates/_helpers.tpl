@@ -37,6 +37,19 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
+{{/* The operator's user name as the API server sees it: its ServiceAccount's tokens. */}}
+{{- define "leadership.operatorUser" -}}
+system:serviceaccount:{{ .Release.Namespace }}:{{ include "leadership.serviceAccountName" . }}
+{{- end }}
+
+{{/*
+The operator's own LeadershipLease, in the release namespace: the application its replicas elect
+their leader with (`OPERATOR_APPLICATION` in operator/src/run.rs; a fixed name, not a setting).
+*/}}
+{{- define "leadership.operatorLease" -}}
+leadership-operator
+{{- end }}
+
 {{/* The namespaces that get the sidecar's ServiceAccount and Role. */}}
 {{- define "leadership.sidecarNamespaces" -}}
 {{- if .Values.sidecar.namespaces }}{{ join " " .Values.sidecar.namespaces }}{{ else }}{{ .Release.Namespace }}{{ end }}

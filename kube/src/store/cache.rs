@@ -12,17 +12,13 @@ use kube::{
     Api,
     runtime::{WatchStreamExt, watcher},
 };
-use leadership::{
-    Error, LeaseFeed, LeaseView, Result, Watcher,
-    expiry::{ExpiryPolicy, Observation},
-    validate,
-};
+use leadership::{Error, LeaseFeed, LeaseView, Result, Watcher, expiry::Observation, validate};
 use tokio::{sync::watch, time::Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use super::{
-    KubeStore,
+    ExpiryAuthority, KubeStore, StoreConfig,
     errors::{clone_api_error, from_kube},
 };
 use crate::crd::LeadershipLease;
@@ -106,7 +102,7 @@ impl App {
 
     /// Records a newer view of the object (older ones, by resourceVersion, are ignored) and
     /// publishes it.
-    pub(super) fn learn(&self, object: Option<LeadershipLease>, policy: &ExpiryPolicy) {
+    pub(super) fn learn(&self, object: Option<LeadershipLease>, config: &StoreConfig) {
         let now = Instant::now();
         let mut known = self.known();
         if let (Some(new), Some(old)) = (&object, &known.object)
@@ -118,7 +114,11 @@ impl App {
         let lease = object.as_ref().map(LeadershipLease::to_lease).unwrap_or_default();
         known.seen.observe(&lease, now);
         known.object = object;
-        let view = LeaseView::of(&lease, &known.seen, policy);
+        let mut view = LeaseView::of(&lease, &known.seen, &config.expiry);
+        if config.expiry_authority == ExpiryAuthority::Operator {
+            // The claim stands until the operator clears it: nobody here waits for its end.
+            view.expires_at = None;
+        }
         drop(known);
         self.feed.send_if_modified(|current| {
             let changed = *current != view;
@@ -147,7 +147,7 @@ impl KubeStore {
                 api,
                 application.to_owned(),
                 app.clone(),
-                self.inner.config.expiry,
+                self.inner.config,
                 self.inner.stop.clone(),
             ));
         }
@@ -169,7 +169,7 @@ impl KubeStore {
             .get_opt(application)
             .await
             .map_err(|e| from_kube(&format!("read leadershiplease {application}"), e))?;
-        app.learn(object.clone(), &self.inner.config.expiry);
+        app.learn(object.clone(), &self.inner.config);
         Ok(object)
     }
 }
@@ -179,7 +179,7 @@ async fn watch_app(
     api: Api<LeadershipLease>,
     application: String,
     app: Arc<App>,
-    policy: ExpiryPolicy,
+    store: StoreConfig,
     stop: CancellationToken,
 ) {
     let config = watcher::Config::default().fields(&format!("metadata.name={application}"));
@@ -191,12 +191,12 @@ async fn watch_app(
             event = events.next() => event,
         };
         match event {
-            Some(Ok(watcher::Event::Apply(object))) => app.learn(Some(object), &policy),
-            Some(Ok(watcher::Event::Delete(_))) => app.learn(None, &policy),
+            Some(Ok(watcher::Event::Apply(object))) => app.learn(Some(object), &store),
+            Some(Ok(watcher::Event::Delete(_))) => app.learn(None, &store),
             Some(Ok(watcher::Event::Init)) => listed = None,
             Some(Ok(watcher::Event::InitApply(object))) => listed = Some(object),
             Some(Ok(watcher::Event::InitDone)) => {
-                app.learn(listed.take(), &policy);
+                app.learn(listed.take(), &store);
                 app.watching.send_replace(WatchState::Synced);
             }
             Some(Err(err)) => {

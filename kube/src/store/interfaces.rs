@@ -32,7 +32,7 @@ impl Claimer for KubeStore {
                 let (lease, expired) = {
                     let known = app.known();
                     let lease = object.to_lease();
-                    let expired = known.seen.is_expired(&lease, &self.inner.config.expiry, now);
+                    let expired = self.inner.config.run_out(&known.seen, &lease, now);
                     (lease, expired)
                 };
                 let (next, outcome) = lease.claim(unit, duration, expired)?;
@@ -210,11 +210,7 @@ impl Reader for KubeStore {
                     .name
                     .as_ref()
                     .and_then(|name| apps.get(name))
-                    .is_some_and(|app| {
-                        app.known()
-                            .seen
-                            .is_expired(&lease, &self.inner.config.expiry, now)
-                    });
+                    .is_some_and(|app| self.inner.config.run_out(&app.known().seen, &lease, now));
                 (!run_out).then(|| (self.key(&object), holder))
             })
             .collect())

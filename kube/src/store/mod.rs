@@ -9,9 +9,11 @@
 //!
 //! - Every write is a compare-and-swap on the `resourceVersion` this store last saw; a conflict
 //!   means someone else wrote first: re-read, decide again. Never a blind write.
-//! - Expiry is judged by observation on this process's monotonic clock: a claim is run out only
-//!   after this store has seen the same (term, renewals) unchanged for its length plus a margin.
-//!   Timestamps written by other machines are for display and never decide anything.
+//! - Expiry is judged by observation on a monotonic clock: a claim is run out only after its judge
+//!   has seen the same (term, renewals) unchanged for its length plus a margin. Timestamps written
+//!   by other machines are for display and never decide anything. The judge is the operator (it
+//!   clears the claim; units take only a free lease, which is all the API server's admission
+//!   policy admits from a pod) or, where configured, this store itself ([`ExpiryAuthority`]).
 //! - A watch per application keeps the view current, so waiting is woken by changes, not polling.
 //! - A token vouches only for claims made through this store: only the claimant knows when its
 //!   claim was sent, so only it knows when the guarantee ends. A pending revocation or handover
@@ -30,7 +32,13 @@ use std::{
 };
 
 use kube::{Api, Client, api::ListParams};
-use leadership::{Error, Result, expiry::ExpiryPolicy, validate::DurationLimits};
+use leadership::{
+    Error, Result,
+    expiry::{ExpiryPolicy, Observation},
+    lease::Lease,
+    validate::DurationLimits,
+};
+use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 pub use interfaces::KubeToken;
@@ -47,6 +55,40 @@ pub enum Scope {
     All,
 }
 
+/// Who decides that a claim has run out and frees the lease.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ExpiryAuthority {
+    /// Every store judges expiry by its own observation, and a unit takes a lease whose claim it
+    /// judges run out (a grant over a named holder). For namespaces whose pods are trusted, and
+    /// for the operator's replicas on their own lease. The default of the library.
+    #[default]
+    Units,
+    /// Only the operator clears a claim that ran out; a unit takes only a free lease (no holder),
+    /// the one grant the chart's admission policy admits from a pod. The sidecar's default.
+    Operator,
+}
+
+impl std::str::FromStr for ExpiryAuthority {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        match text {
+            "operator" => Ok(ExpiryAuthority::Operator),
+            "units" => Ok(ExpiryAuthority::Units),
+            other => Err(format!("{other:?} is not an expiry authority: operator or units")),
+        }
+    }
+}
+
+impl std::fmt::Display for ExpiryAuthority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ExpiryAuthority::Operator => "operator",
+            ExpiryAuthority::Units => "units",
+        })
+    }
+}
+
 /// Settings of a [`KubeStore`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct StoreConfig {
@@ -54,6 +96,8 @@ pub struct StoreConfig {
     pub limits: DurationLimits,
     /// The margin over a claim's length before this store treats it as run out.
     pub expiry: ExpiryPolicy,
+    /// Who frees a lease whose claim ran out.
+    pub expiry_authority: ExpiryAuthority,
 }
 
 impl Default for StoreConfig {
@@ -64,7 +108,16 @@ impl Default for StoreConfig {
                 max: Duration::from_secs(600),
             },
             expiry: ExpiryPolicy::default(),
+            expiry_authority: ExpiryAuthority::default(),
         }
+    }
+}
+
+impl StoreConfig {
+    /// Whether this store treats the claim it has `seen` as run out at `now`: never when the
+    /// operator is the authority (the claim stands until the operator clears it).
+    pub(crate) fn run_out(&self, seen: &Observation, lease: &Lease, now: Instant) -> bool {
+        self.expiry_authority == ExpiryAuthority::Units && seen.is_expired(lease, &self.expiry, now)
     }
 }
 

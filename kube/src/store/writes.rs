@@ -28,7 +28,7 @@ impl KubeStore {
         object.spec = spec;
         match self.api()?.create(&PostParams::default(), &object).await {
             Ok(created) => {
-                app.learn(Some(created), &self.inner.config.expiry);
+                app.learn(Some(created), &self.inner.config);
                 Ok(())
             }
             Err(err) if is_conflict(&err) => Ok(()),
@@ -50,7 +50,7 @@ impl KubeStore {
             .await
         {
             Ok(written) => {
-                app.learn(Some(written.clone()), &self.inner.config.expiry);
+                app.learn(Some(written.clone()), &self.inner.config);
                 Ok(Some(written))
             }
             Err(err) if is_conflict(&err) || is_not_found(&err) => Ok(None),
@@ -70,7 +70,7 @@ impl KubeStore {
         let name = object.metadata.name.clone().unwrap_or_default();
         match self.api()?.replace(&name, &PostParams::default(), object).await {
             Ok(written) => {
-                app.learn(Some(written.clone()), &self.inner.config.expiry);
+                app.learn(Some(written.clone()), &self.inner.config);
                 Ok(Some(written))
             }
             Err(err) if is_conflict(&err) || is_not_found(&err) => Ok(None),

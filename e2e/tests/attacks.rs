@@ -1,0 +1,880 @@
+//! The chart's admission policies against every illegal LeadershipLease write, tried directly with
+//! kube clients that hold each kind of credential: a standby pod's pod-bound token of the sidecar's
+//! ServiceAccount, an unbound token of it, the admin impersonating it, and the operator's
+//! ServiceAccount (unbound, and bound to a replica's Pod). Each is refused with the message of the
+//! rule it breaks and leaves the lease as it was; the legal writes, made through the store as the
+//! sidecar and the operator make them, are admitted. No operator runs here: nothing but the test
+//! writes the leases.
+
+use std::{collections::BTreeMap, fmt::Debug, time::Duration};
+
+use k8s_openapi::{
+    api::core::v1::Pod,
+    apimachinery::pkg::apis::meta::v1::{Condition, OwnerReference},
+    jiff::Timestamp,
+};
+use kube::{
+    Api, Client,
+    api::{Patch, PatchParams, PostParams},
+};
+use leadership::{Claimer, Error, Pinner};
+use leadership_e2e::{
+    chart::Release,
+    testenv::{self, TestNamespace},
+    units,
+};
+use leadership_kube::{
+    KubeStore, Scope,
+    crd::{
+        HandoverRequest, LeadershipLease, LeadershipLeaseSpec, LeadershipLeaseStatus, LeasePolicy, MAX_COUNT,
+        Pin, Revocation,
+    },
+};
+
+/// The sidecar's ServiceAccount in the chart's namespace.
+const SIDECAR: &str = "leadership-sidecar";
+/// The operator's own lease.
+const OPERATOR_LEASE: &str = "leadership-operator";
+/// The lease every claim here asks for: long, so that no store judges a claim run out mid-test.
+const L: Duration = Duration::from_secs(60);
+
+/// A release of the chart in a namespace of its own, and an admin view of its leases.
+struct Bench {
+    ns: TestNamespace,
+    release: Release,
+    admin: Api<LeadershipLease>,
+}
+
+impl Bench {
+    async fn new(values: &[&str]) -> Bench {
+        let ns = testenv::shared().namespace().await;
+        let release = Release::install_confined(&ns, values);
+        release.wait_for_policies(&ns).await;
+        let admin = ns.api();
+        Bench { ns, release, admin }
+    }
+
+    /// A client of `account` as the pod `pod` (a new Pod object).
+    async fn pod(&self, account: &str, pod: &str) -> Client {
+        units::pod_client(&self.ns, account, pod).await
+    }
+
+    /// A client of `account` with an unbound token.
+    async fn unbound(&self, account: &str) -> Client {
+        self.ns
+            .client_with_token(&self.ns.token(account, None).await)
+            .await
+    }
+
+    /// The sidecar account's user name.
+    fn sidecar_user(&self) -> String {
+        format!("system:serviceaccount:{}:{SIDECAR}", self.ns.name)
+    }
+
+    fn api(&self, client: &Client) -> Api<LeadershipLease> {
+        Api::namespaced(client.clone(), &self.ns.name)
+    }
+
+    /// The store as a sidecar (or the operator) uses it, with `client`'s credentials.
+    fn store(&self, client: &Client) -> KubeStore {
+        KubeStore::new(client.clone(), Scope::Namespace(self.ns.name.clone()))
+    }
+
+    async fn lease(&self, name: &str) -> LeadershipLease {
+        self.admin.get(name).await.expect("read the lease")
+    }
+
+    async fn status(&self, name: &str) -> LeadershipLeaseStatus {
+        self.lease(name).await.status.unwrap_or_default()
+    }
+
+    /// `client` replaces the status of lease `name` with the current one changed by `change`.
+    async fn write(
+        &self,
+        client: &Client,
+        name: &str,
+        change: impl FnOnce(&mut LeadershipLeaseStatus),
+    ) -> kube::Result<LeadershipLease> {
+        let mut object = self.lease(name).await;
+        let mut status = object.status.clone().unwrap_or_default();
+        change(&mut status);
+        object.status = Some(status);
+        self.api(client)
+            .replace_status(name, &PostParams::default(), &object)
+            .await
+    }
+
+    /// `client` replaces lease `name` (its spec and metadata) with the current one changed by
+    /// `change`.
+    async fn write_spec(
+        &self,
+        client: &Client,
+        name: &str,
+        change: impl FnOnce(&mut LeadershipLease),
+    ) -> kube::Result<LeadershipLease> {
+        let mut object = self.lease(name).await;
+        change(&mut object);
+        self.api(client)
+            .replace(name, &PostParams::default(), &object)
+            .await
+    }
+
+    /// Asserts that `client`'s status write is refused saying `expected`, and the lease unchanged.
+    async fn refused(
+        &self,
+        client: &Client,
+        name: &str,
+        change: impl FnOnce(&mut LeadershipLeaseStatus),
+        expected: &str,
+    ) {
+        let before = self.lease(name).await;
+        refusal(self.write(client, name, change).await, expected);
+        self.unchanged(name, &before).await;
+    }
+
+    /// Asserts that `client`'s write of the object is refused saying `expected`, and the lease
+    /// unchanged.
+    async fn refused_spec(
+        &self,
+        client: &Client,
+        name: &str,
+        change: impl FnOnce(&mut LeadershipLease),
+        expected: &str,
+    ) {
+        let before = self.lease(name).await;
+        refusal(self.write_spec(client, name, change).await, expected);
+        self.unchanged(name, &before).await;
+    }
+
+    /// Asserts that `client` may not create lease `name` with `spec`, saying `expected`.
+    async fn refused_create(&self, client: &Client, name: &str, spec: LeadershipLeaseSpec, expected: &str) {
+        let mut object = LeadershipLease::empty(&self.ns.name, name);
+        object.spec = spec;
+        refusal(
+            self.api(client).create(&PostParams::default(), &object).await,
+            expected,
+        );
+        assert!(
+            self.admin.get_opt(name).await.unwrap().is_none(),
+            "the refused create left no lease {name}"
+        );
+    }
+
+    async fn unchanged(&self, name: &str, before: &LeadershipLease) {
+        let after = self.lease(name).await;
+        assert_eq!(
+            after.metadata.resource_version, before.metadata.resource_version,
+            "a refused write leaves lease {name} as it was"
+        );
+        assert_eq!((&after.spec, &after.status), (&before.spec, &before.status));
+    }
+
+    /// `client`'s status write, which must be admitted.
+    async fn admitted(
+        &self,
+        client: &Client,
+        name: &str,
+        change: impl FnOnce(&mut LeadershipLeaseStatus),
+    ) -> LeadershipLeaseStatus {
+        self.write(client, name, change)
+            .await
+            .unwrap_or_else(|e| panic!("a legal write of {name} was refused: {e}"))
+            .status
+            .unwrap_or_default()
+    }
+
+    /// The admin changes the spec (people and tools with the editor role do).
+    async fn set_spec(&self, name: &str, change: impl FnOnce(&mut LeadershipLeaseSpec)) {
+        self.write_spec(&self.ns.client, name, |o| change(&mut o.spec))
+            .await
+            .expect("the admin writes the spec");
+    }
+}
+
+/// Asserts that `result` is the API server's refusal (the policy's 403 or the schema's 422) and
+/// that its message says `expected`.
+fn refusal<T: Debug>(result: kube::Result<T>, expected: &str) {
+    match result {
+        Err(kube::Error::Api(status)) => {
+            assert!(
+                status.code == 403 || status.code == 422,
+                "a refusal by the policy or the schema: {status:?}"
+            );
+            assert!(
+                status.message.contains(expected),
+                "the refusal should say {expected:?}, it says: {}",
+                status.message
+            );
+        }
+        other => panic!("expected a refusal saying {expected:?}, got {other:?}"),
+    }
+}
+
+/// What a unit writes to take a free lease (or to try to take a held one) for `unit`.
+fn grant(unit: &str) -> impl FnOnce(&mut LeadershipLeaseStatus) {
+    let unit = unit.to_owned();
+    move |s| {
+        s.holder = Some(unit);
+        s.term += 1;
+        s.renewals = 0;
+        s.lease_duration_ms = Some(4_000);
+    }
+}
+
+/// What a holder writes to release (or another to try to clear its claim).
+fn clear(s: &mut LeadershipLeaseStatus) {
+    s.holder = None;
+    s.renewals = 0;
+    s.lease_duration_ms = None;
+}
+
+fn renew(s: &mut LeadershipLeaseStatus) {
+    s.renewals += 1;
+}
+
+fn condition() -> Condition {
+    Condition {
+        type_: "Ready".into(),
+        status: "True".into(),
+        reason: "Held".into(),
+        message: String::new(),
+        observed_generation: None,
+        last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::now()),
+    }
+}
+
+fn pinned_spec() -> LeadershipLeaseSpec {
+    LeadershipLeaseSpec {
+        pins: BTreeMap::from([(
+            "machine-0".to_owned(),
+            Pin {
+                since: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::now()),
+            },
+        )]),
+        ..LeadershipLeaseSpec::default()
+    }
+}
+
+#[tokio::test]
+async fn a_pod_takes_only_a_free_lease_for_itself_and_never_changes_another_units_claim() {
+    let b = Bench::new(&[]).await;
+    let web0 = b.pod(SIDECAR, "web-0").await;
+    let web1 = b.pod(SIDECAR, "web-1").await;
+
+    // Legal: the first unit creates the lease (empty spec) and takes it, as its sidecar does.
+    let granted = b.store(&web0).claim_leadership("web", "web-0", L).await.unwrap();
+    assert_eq!(granted.term, 1);
+
+    // A standby's own store refuses itself; written directly, each way of taking, changing or
+    // ending web-0's live claim is refused.
+    let held = "the lease is held by web-0: only the operator clears a claim; a unit takes only a free lease (pod web-1";
+    let others = "the lease is held by web-0: a unit changes only its own claim (pod web-1";
+    b.refused(&web1, "web", grant("web-1"), held).await;
+    b.refused(&web1, "web", clear, held).await;
+    b.refused(&web1, "web", |s| s.lease_duration_ms = Some(1_000), others)
+        .await;
+    b.refused(&web1, "web", |s| s.lease_duration_ms = Some(3_600_000), others)
+        .await;
+    b.refused(&web1, "web", renew, others).await;
+    // The term: the schema's own rules come first (+2, 2^53 − 1 and 2^53).
+    let jump = "the term rises by at most one per write";
+    b.refused(
+        &web1,
+        "web",
+        |s| {
+            grant("web-1")(s);
+            s.term += 1;
+        },
+        jump,
+    )
+    .await;
+    b.refused(
+        &web1,
+        "web",
+        |s| {
+            grant("web-1")(s);
+            s.term = MAX_COUNT;
+        },
+        jump,
+    )
+    .await;
+    b.refused(
+        &web1,
+        "web",
+        |s| {
+            grant("web-1")(s);
+            s.term = MAX_COUNT + 1;
+        },
+        "less than or equal to 9007199254740991",
+    )
+    .await;
+    b.refused(
+        &web1,
+        "web",
+        |s| s.renewals = MAX_COUNT + 1,
+        "less than or equal to 9007199254740991",
+    )
+    .await;
+
+    // Another application's lease, held by its own unit.
+    let db0 = b.pod(SIDECAR, "db-0").await;
+    b.store(&db0).claim_leadership("db", "db-0", L).await.unwrap();
+    b.refused(
+        &web1,
+        "db",
+        grant("web-1"),
+        "the lease is held by db-0: only the operator clears a claim; a unit takes only a free lease",
+    )
+    .await;
+
+    // A free lease: taken only for oneself, with the next term, renewals 0 and a duration.
+    let batch0 = b.pod(SIDECAR, "batch-0").await;
+    let store = b.store(&batch0);
+    store.claim_leadership("batch", "batch-0", L).await.unwrap();
+    store.release_leadership("batch", "batch-0").await.unwrap();
+    assert_eq!(b.status("batch").await.holder, None, "a legal release");
+    b.refused(
+        &web1,
+        "batch",
+        grant("batch-0"),
+        "claim refused: a pod may claim leadership only for itself (pod web-1 wrote holder batch-0)",
+    )
+    .await;
+    b.refused(
+        &web1,
+        "batch",
+        |s| {
+            grant("web-1")(s);
+            s.term -= 1;
+        },
+        "grant refused: the term must rise by exactly one (pod web-1, old 1, new 1)",
+    )
+    .await;
+    b.refused(
+        &web1,
+        "batch",
+        |s| {
+            grant("web-1")(s);
+            s.renewals = 3;
+        },
+        "grant refused: a grant starts at renewals 0 (pod web-1, renewals 3)",
+    )
+    .await;
+    b.refused(
+        &web1,
+        "batch",
+        |s| {
+            grant("web-1")(s);
+            s.lease_duration_ms = None;
+        },
+        "a claim needs leaseDurationMs",
+    )
+    .await;
+    b.refused(
+        &web1,
+        "batch",
+        |s| s.renewals = 5,
+        "no claim written: a unit writes status only to take a free lease, renew its own claim or release it, and pod web-1",
+    )
+    .await;
+    let taken = b
+        .store(&web1)
+        .claim_leadership("batch", "web-1", L)
+        .await
+        .unwrap();
+    assert_eq!(taken.term, 2, "a legal grant of the free lease");
+    // Its own store now judges web-1 the holder: the standby's write is the legal renewal.
+    let renewed = b
+        .store(&web1)
+        .claim_leadership("batch", "web-1", L)
+        .await
+        .unwrap();
+    assert_eq!(renewed.term, 2);
+    assert_eq!(b.status("batch").await.renewals, 1);
+}
+
+#[tokio::test]
+async fn a_holder_renews_by_one_keeps_its_term_and_its_duration_and_stops_when_revoked() {
+    let b = Bench::new(&[]).await;
+    let web0 = b.pod(SIDECAR, "web-0").await;
+    let web1 = b.pod(SIDECAR, "web-1").await;
+    let web2 = b.pod(SIDECAR, "web-2").await;
+    let store = b.store(&web0);
+    store.claim_leadership("web", "web-0", L).await.unwrap();
+    store.claim_leadership("web", "web-0", L).await.unwrap();
+    assert_eq!(b.status("web").await.renewals, 1, "a legal renewal");
+
+    b.refused(
+        &web0,
+        "web",
+        |s| s.renew_time = None,
+        "renewal refused: renewals must rise by exactly one (pod web-0, old 1, new 1)",
+    )
+    .await;
+    b.refused(
+        &web0,
+        "web",
+        |s| s.renewals += 2,
+        "renewal refused: renewals must rise by exactly one (pod web-0, old 1, new 3)",
+    )
+    .await;
+    b.refused(
+        &web0,
+        "web",
+        |s| {
+            renew(s);
+            s.lease_duration_ms = Some(1_000);
+        },
+        "renewal refused: leaseDurationMs must not shrink (pod web-0, old 60000, new 1000)",
+    )
+    .await;
+    b.refused(
+        &web0,
+        "web",
+        grant("web-0"),
+        "renewal refused: a renewal keeps the term; a unit takes a new term only on a free lease (pod web-0, old 1, new 2)",
+    )
+    .await;
+    // The operator's fields.
+    let fields = "the operator's fields are not a unit's to write: pod web-0 changed";
+    b.refused(
+        &web0,
+        "web",
+        |s| {
+            renew(s);
+            s.conditions = vec![condition()];
+        },
+        &format!("{fields} conditions"),
+    )
+    .await;
+    b.refused(
+        &web0,
+        "web",
+        |s| {
+            renew(s);
+            s.observed_generation = Some(7);
+        },
+        &format!("{fields} observedGeneration"),
+    )
+    .await;
+    b.refused(
+        &web0,
+        "web",
+        |s| {
+            renew(s);
+            s.pinned = true;
+        },
+        &format!("{fields} pinned"),
+    )
+    .await;
+    b.refused(
+        &web0,
+        "web",
+        |s| {
+            renew(s);
+            s.locked = true;
+        },
+        &format!("{fields} locked"),
+    )
+    .await;
+    // A claim write mirrors spec.pins into `pinned`, which is legal.
+    b.set_spec("web", |spec| spec.pins = pinned_spec().pins).await;
+    store.claim_leadership("web", "web-0", L).await.unwrap();
+    assert!(b.status("web").await.pinned, "the renewal mirrored the pin");
+    b.set_spec("web", |spec| spec.pins.clear()).await;
+
+    // Revoked in its term: its store refuses itself, and so does the API server.
+    b.set_spec("web", |spec| {
+        spec.revocation = Some(Revocation {
+            unit: "web-0".into(),
+            term: 1,
+            requested_at: None,
+        });
+    })
+    .await;
+    let denied = store.claim_leadership("web", "web-0", L).await.unwrap_err();
+    assert!(matches!(denied, Error::ClaimDenied), "{denied:?}");
+    b.refused(
+        &web0,
+        "web",
+        renew,
+        "renewal refused: the leadership of pod web-0 in term 1 is revoked: it steps down instead",
+    )
+    .await;
+    // Handing over in its term: the same, and after its release only the target may take it.
+    b.set_spec("web", |spec| {
+        spec.revocation = None;
+        spec.handover = Some(HandoverRequest {
+            from: "web-0".into(),
+            term: 1,
+            to: Some("web-2".into()),
+            requested_at: None,
+        });
+    })
+    .await;
+    b.refused(
+        &web0,
+        "web",
+        renew,
+        "renewal refused: pod web-0 is handing its term 1 over: it steps down instead",
+    )
+    .await;
+    b.refused(
+        &web0,
+        "web",
+        |s| {
+            clear(s);
+            s.term += 1;
+        },
+        "release refused: a release keeps the term (pod web-0, old 1, new 2)",
+    )
+    .await;
+    store.release_leadership("web", "web-0").await.unwrap();
+    let released = b.status("web").await;
+    assert_eq!((released.holder, released.term), (None, 1), "a legal release");
+    b.refused(
+        &web1,
+        "web",
+        grant("web-1"),
+        "grant refused: the handover from web-0 in term 1 admits only web-2 (pod web-1)",
+    )
+    .await;
+    let taken = b.store(&web2).claim_leadership("web", "web-2", L).await.unwrap();
+    assert_eq!(taken.term, 2, "the handover's target takes the lease");
+}
+
+#[tokio::test]
+async fn credentials_without_a_pod_binding_write_no_claims_and_create_only_empty_leases() {
+    let b = Bench::new(&[]).await;
+    let web0 = b.pod(SIDECAR, "web-0").await;
+    let unbound = b.unbound(SIDECAR).await;
+    let impersonated = b.ns.env().impersonating(&b.sidecar_user()).await;
+    let store = b.store(&web0);
+    store.claim_leadership("web", "web-0", L).await.unwrap();
+
+    let needs = "status writes need a pod-bound ServiceAccount token: a unit claims only as its own pod, and";
+    let writers = [
+        (&unbound, b.sidecar_user()),
+        (&impersonated, b.sidecar_user()),
+        // The admin is a user too: nobody but pods and the operator writes claims.
+        (&b.ns.client, String::new()),
+    ];
+    for (client, user) in &writers {
+        let expected = format!("{needs} {user}");
+        b.refused(client, "web", renew, &expected).await;
+        b.refused(client, "web", clear, &expected).await;
+    }
+    store.release_leadership("web", "web-0").await.unwrap();
+    for (client, user) in &writers {
+        b.refused(client, "web", grant("web-0"), &format!("{needs} {user}"))
+            .await;
+    }
+    // Through the store, as a sidecar with such a token would: Forbidden, never a grant.
+    let forbidden = b
+        .store(&unbound)
+        .claim_leadership("web", "web-0", L)
+        .await
+        .unwrap_err();
+    assert_eq!(forbidden.code(), "Forbidden", "{forbidden:?}");
+    assert!(forbidden.detail().contains(needs), "{}", forbidden.detail());
+
+    // Creates: a unit creates its application's lease, empty; nobody who may not write the spec
+    // pre-seeds it (a pin on creation would keep the first claim from ever running out).
+    let empty = "create refused: a lease is created with an empty spec;";
+    let user = b.sidecar_user();
+    b.refused_create(
+        &unbound,
+        "seeded",
+        pinned_spec(),
+        &format!("{empty} {user} may not pre-seed pins"),
+    )
+    .await;
+    b.refused_create(
+        &impersonated,
+        "seeded",
+        pinned_spec(),
+        &format!("{empty} {user} may not pre-seed pins"),
+    )
+    .await;
+    b.refused_create(
+        &web0,
+        "seeded",
+        pinned_spec(),
+        &format!("{empty} pod web-0 may not pre-seed pins"),
+    )
+    .await;
+    let policy = LeadershipLeaseSpec {
+        policy: Some(LeasePolicy {
+            min_duration_ms: None,
+            max_duration_ms: None,
+            lock_delay_ms: Some(60_000),
+        }),
+        ..LeadershipLeaseSpec::default()
+    };
+    b.refused_create(
+        &web0,
+        "seeded",
+        policy,
+        &format!("{empty} pod web-0 may not pre-seed policy"),
+    )
+    .await;
+    // Nor an owner, whose deletion would delete the lease and start its terms again from 1.
+    let pod_uid = b.ns.api::<Pod>().get("web-0").await.unwrap().metadata.uid;
+    let mut owned = LeadershipLease::empty(&b.ns.name, "seeded");
+    owned.metadata.owner_references = Some(vec![OwnerReference {
+        api_version: "v1".into(),
+        kind: "Pod".into(),
+        name: "web-0".into(),
+        uid: pod_uid.unwrap(),
+        ..OwnerReference::default()
+    }]);
+    refusal(
+        b.api(&web0).create(&PostParams::default(), &owned).await,
+        &format!("{empty} pod web-0 may not pre-seed metadata.ownerReferences"),
+    );
+    // Whoever may write the spec may create it with one (the admin here; the editor role).
+    let mut seeded = LeadershipLease::empty(&b.ns.name, "seeded");
+    seeded.spec = pinned_spec();
+    b.admin
+        .create(&PostParams::default(), &seeded)
+        .await
+        .expect("the admin creates a pinned lease");
+}
+
+#[tokio::test]
+async fn the_operator_only_clears_claims_and_writes_its_own_fields() {
+    let b = Bench::new(&[]).await;
+    let web0 = b.pod(SIDECAR, "web-0").await;
+    let operator = b.unbound(&b.release.operator_account()).await;
+    b.store(&web0).claim_leadership("web", "web-0", L).await.unwrap();
+
+    let sets = "the operator never sets a holder: it only clears claims";
+    let term = "the operator never changes the term: it only clears claims";
+    let only = "the operator changes a claim only by clearing it";
+    b.refused(&operator, "web", grant("web-1"), sets).await;
+    b.refused(&operator, "web", |s| s.term += 1, term).await;
+    b.refused(&operator, "web", |s| s.lease_duration_ms = Some(1_000), only)
+        .await;
+    b.refused(&operator, "web", |s| s.lease_duration_ms = Some(3_600_000), only)
+        .await;
+    b.refused(&operator, "web", renew, only).await;
+    b.refused(
+        &operator,
+        "web",
+        |s| {
+            clear(s);
+            s.term += 1;
+        },
+        term,
+    )
+    .await;
+
+    // Legal: its own fields, by server-side apply as it writes them.
+    let patch = serde_json::json!({
+        "apiVersion": "leadership.dev/v1alpha1",
+        "kind": "LeadershipLease",
+        "status": {
+            "conditions": [condition()],
+            "pinned": false,
+            "locked": true,
+            "observedGeneration": 1,
+        }
+    });
+    b.api(&operator)
+        .patch_status(
+            "web",
+            &PatchParams::apply("leadership-operator").force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .expect("the operator writes its own fields");
+    let status = b.status("web").await;
+    assert_eq!(
+        (status.holder.as_deref(), status.locked, status.conditions.len()),
+        (Some("web-0"), true, 1)
+    );
+
+    // Legal: it clears a claim (one that ran out, by its own judgement), keeping the term.
+    let object = b.lease("web").await;
+    let next = object.to_lease().expire(true).expect("a claim to clear");
+    let mut cleared = object.clone();
+    cleared.status = Some(object.status_for(&next, "Expired", Timestamp::now()));
+    let written = b
+        .api(&operator)
+        .replace_status("web", &PostParams::default(), &cleared)
+        .await
+        .expect("the operator clears a claim");
+    let status = written.status.unwrap();
+    assert_eq!((status.holder, status.term), (None, 1));
+
+    // On the free lease it still never sets a holder.
+    b.refused(&operator, "web", grant("web-0"), sets).await;
+}
+
+#[tokio::test]
+async fn the_operators_replicas_claim_its_own_lease_only_as_their_pods() {
+    let b = Bench::new(&[]).await;
+    let account = b.release.operator_account();
+    let op0 = b.pod(&account, "operator-0").await;
+    let op1 = b.pod(&account, "operator-1").await;
+    let unbound = b.unbound(&account).await;
+    let web1 = b.pod(SIDECAR, "web-1").await;
+
+    // Legal: a replica creates and takes the operator's lease, and renews, through the store.
+    let store = b.store(&op0);
+    assert_eq!(
+        store
+            .claim_leadership(OPERATOR_LEASE, "operator-0", L)
+            .await
+            .unwrap()
+            .term,
+        1
+    );
+    store
+        .claim_leadership(OPERATOR_LEASE, "operator-0", L)
+        .await
+        .unwrap();
+
+    b.refused(
+        &unbound,
+        OPERATOR_LEASE,
+        grant("operator-1"),
+        "claims on the operator's own lease need a pod-bound token: a replica claims only as its own pod",
+    )
+    .await;
+    let itself =
+        "operator claim refused: a replica claims the operator's own lease only for its own pod operator-1";
+    b.refused(&op1, OPERATOR_LEASE, grant("operator-0"), itself).await;
+    b.refused(&op1, OPERATOR_LEASE, renew, itself).await;
+    b.refused(
+        &op1,
+        OPERATOR_LEASE,
+        |s| {
+            grant("operator-1")(s);
+            s.renewals = 2;
+        },
+        "grant refused: a grant starts at renewals 0 (pod operator-1, renewals 2)",
+    )
+    .await;
+    b.refused(
+        &op0,
+        OPERATOR_LEASE,
+        |s| s.renewals += 2,
+        "renewal refused: renewals must rise by exactly one (pod operator-0, old 1, new 3)",
+    )
+    .await;
+    // No unit claims it, held or free.
+    let replicas_only = "the operator's own lease is claimed only by the operator's replicas (pod web-1";
+    b.refused(&web1, OPERATOR_LEASE, grant("web-1"), replicas_only)
+        .await;
+
+    // Legal: a replica takes over a held lease (it judged the claim run out itself).
+    let taken = b.admitted(&op1, OPERATOR_LEASE, grant("operator-1")).await;
+    assert_eq!((taken.holder.as_deref(), taken.term), (Some("operator-1"), 2));
+    // Legal: the operator, even unbound, clears its own lease as it clears any other.
+    let free = b.admitted(&unbound, OPERATOR_LEASE, clear).await;
+    assert_eq!((free.holder, free.term), (None, 2));
+    b.refused(&web1, OPERATOR_LEASE, grant("web-1"), replicas_only)
+        .await;
+    assert_eq!(
+        store
+            .claim_leadership(OPERATOR_LEASE, "operator-0", L)
+            .await
+            .unwrap()
+            .term,
+        3,
+        "a replica takes the free lease"
+    );
+}
+
+#[tokio::test]
+async fn a_pod_changes_only_the_pins_of_a_lease() {
+    let b = Bench::new(&["--set", "sidecar.allowPinning=true"]).await;
+    let web0 = b.pod(SIDECAR, "web-0").await;
+    let store = b.store(&web0);
+    // Legal, as the sidecar pins through its socket: a pin of a lease that does not exist yet
+    // creates it with the pin (the pod may write the spec's pins), and unpinning removes it.
+    store.pin_leadership("web", "machine-0").await.unwrap();
+    assert!(b.lease("web").await.spec.pins.contains_key("machine-0"));
+    store.unpin_leadership("web", "machine-0").await.unwrap();
+    store.pin_leadership("web", "machine-1").await.unwrap();
+
+    let only = "spec write refused: a pod-bound token changes only spec.pins, and pod web-0 changed";
+    b.refused_spec(
+        &web0,
+        "web",
+        |o| {
+            o.spec.revocation = Some(Revocation {
+                unit: "web-1".into(),
+                term: 1,
+                requested_at: None,
+            });
+        },
+        &format!("{only} spec.revocation"),
+    )
+    .await;
+    b.refused_spec(
+        &web0,
+        "web",
+        |o| {
+            o.spec.handover = Some(HandoverRequest {
+                from: "web-1".into(),
+                term: 1,
+                to: Some("web-0".into()),
+                requested_at: None,
+            });
+        },
+        &format!("{only} spec.handover"),
+    )
+    .await;
+    b.refused_spec(
+        &web0,
+        "web",
+        |o| o.spec.preferred_unit = Some("web-0".into()),
+        &format!("{only} spec.preferredUnit"),
+    )
+    .await;
+    b.refused_spec(
+        &web0,
+        "web",
+        |o| {
+            o.spec.policy = Some(LeasePolicy {
+                min_duration_ms: None,
+                max_duration_ms: None,
+                lock_delay_ms: Some(60_000),
+            });
+        },
+        &format!("{only} spec.policy"),
+    )
+    .await;
+    b.refused_spec(
+        &web0,
+        "web",
+        |o| {
+            o.metadata
+                .labels
+                .get_or_insert_default()
+                .insert("owner".into(), "web-0".into());
+        },
+        &format!("{only} metadata.labels"),
+    )
+    .await;
+    b.refused_spec(
+        &web0,
+        "web",
+        |o| o.metadata.finalizers = Some(vec!["leadership.dev/keep".into()]),
+        &format!("{only} metadata.finalizers"),
+    )
+    .await;
+    // With the right to write pins, a pod may create a lease with pins, never with more.
+    b.refused_create(
+        &web0,
+        "seeded",
+        LeadershipLeaseSpec {
+            preferred_unit: Some("web-0".into()),
+            ..pinned_spec()
+        },
+        "create refused: a lease is created with an empty spec; pod web-0 may not pre-seed preferredUnit (",
+    )
+    .await;
+}

@@ -8,6 +8,20 @@ use std::{collections::BTreeSet, time::Duration};
 
 use crate::{Error, Result};
 
+/// The largest term and renewal count: 2^53 − 1, the largest integer every JSON reader
+/// (JavaScript's numbers included) reads exactly. A lease at the bound takes no further grant
+/// (or renewal): the transitions refuse instead of wrapping or saturating, so a term is never
+/// reused for two grants.
+pub const MAX_COUNT: u64 = (1 << 53) - 1;
+
+/// One more than `count`, unless that passes [`MAX_COUNT`].
+fn next_count(count: u64, what: &'static str) -> Result<u64> {
+    count
+        .checked_add(1)
+        .filter(|next| *next <= MAX_COUNT)
+        .ok_or_else(|| Error::invalid(what, format!("{count} is at its bound (2^53 - 1)")))
+}
+
 /// The identity of one claim as observers see it: it changes at every grant and every renewal, and
 /// never repeats (a new grant always has a new term; renewals count up within a term).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -132,7 +146,7 @@ impl Lease {
                 next.holder = Some(Claim {
                     unit: unit.to_owned(),
                     duration: current.duration.max(duration),
-                    renewals: current.renewals + 1,
+                    renewals: next_count(current.renewals, "renewals")?,
                 });
                 Ok((next, ClaimOutcome::Extended))
             }
@@ -143,7 +157,7 @@ impl Lease {
                     duration,
                     renewals: 0,
                 });
-                next.term = self.term + 1;
+                next.term = next_count(self.term, "term")?;
                 next.revoked = None;
                 next.handover = None;
                 Ok((next, ClaimOutcome::Granted))
@@ -387,5 +401,31 @@ mod tests {
         let (again, _) = released.claim("web-0", D, false).unwrap();
         assert_eq!(again.term, 2, "A -> none -> A is a new term");
         assert!(matches!(released.release("web-0"), Err(Error::ClaimNotHeld)));
+    }
+
+    #[test]
+    fn the_term_and_renewals_stop_at_their_bound_instead_of_wrapping() {
+        let at_bound = Lease {
+            term: MAX_COUNT,
+            ..Lease::default()
+        };
+        let refused = at_bound.claim("web-0", D, false).unwrap_err();
+        assert_eq!(refused.code(), "BadRequest", "{refused}");
+        assert!(refused.to_string().contains("bound"), "{refused}");
+        let (almost, _) = Lease {
+            term: MAX_COUNT - 1,
+            ..Lease::default()
+        }
+        .claim("web-0", D, false)
+        .unwrap();
+        assert_eq!(almost.term, MAX_COUNT);
+        let mut renewed_out = almost;
+        if let Some(claim) = renewed_out.holder.as_mut() {
+            claim.renewals = MAX_COUNT;
+        }
+        assert_eq!(
+            renewed_out.claim("web-0", D, false).unwrap_err().code(),
+            "BadRequest"
+        );
     }
 }

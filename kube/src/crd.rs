@@ -21,9 +21,8 @@ pub const GROUP: &str = "leadership.dev";
 pub const HISTORY_LIMIT: usize = 10;
 /// The longest lease the schema accepts, in milliseconds (one hour).
 pub const MAX_LEASE_MS: i64 = 3_600_000;
-/// The largest term and renewal count the schema accepts: 2^53 − 1, the largest integer every JSON
-/// reader (JavaScript's numbers included) reads exactly.
-pub const MAX_COUNT: i64 = 9_007_199_254_740_991;
+/// The largest term and renewal count the schema accepts: the core's bound, 2^53 − 1.
+pub const MAX_COUNT: i64 = leadership::lease::MAX_COUNT as i64;
 
 /// What a unit's name must be, in every field that names one: a Pod name (a DNS subdomain name).
 const UNIT_NAME_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";

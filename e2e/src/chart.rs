@@ -81,10 +81,18 @@ impl Release {
     }
 
     /// Installs the chart with `args`, its webhook and its admission policies confined to the
-    /// namespace ([`webhook_in`], [`policies_in`]): tests install releases side by side.
+    /// namespace ([`webhook_in`], [`policies_in`]): tests install releases side by side. The
+    /// namespace is the one onboarded ([`sidecar_in`]).
     pub fn install_confined(ns: &TestNamespace, args: &[&str]) -> Release {
-        let (webhook, policies) = (webhook_in(ns), policies_in(ns));
-        let mut all = vec!["--set-json", webhook.as_str(), "--set-json", policies.as_str()];
+        let (webhook, policies, sidecar) = (webhook_in(ns), policies_in(ns), sidecar_in(ns));
+        let mut all = vec![
+            "--set-json",
+            webhook.as_str(),
+            "--set-json",
+            policies.as_str(),
+            "--set-json",
+            sidecar.as_str(),
+        ];
         all.extend_from_slice(args);
         Release::install(ns, &all)
     }
@@ -171,6 +179,12 @@ pub fn webhook_in(ns: &TestNamespace) -> String {
         "webhook.namespaceSelector={{\"matchLabels\":{{\"kubernetes.io/metadata.name\":\"{}\"}}}}",
         ns.name
     )
+}
+
+/// The chart's setting that onboards the test's namespace: the sidecar's ServiceAccount and Role
+/// there (by default the chart onboards no namespace).
+pub fn sidecar_in(ns: &TestNamespace) -> String {
+    format!("sidecar.namespaces=[\"{}\"]", ns.name)
 }
 
 /// The chart's settings that keep a test's admission policies to its own namespace: by default

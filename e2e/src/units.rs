@@ -30,9 +30,33 @@ pub async fn pod(ns: &TestNamespace, name: &str) -> Pod {
 
 /// Creates a Pod object for a unit that runs as `service_account`.
 pub async fn pod_as(ns: &TestNamespace, name: &str, service_account: Option<&str>) -> Pod {
+    create_pod(ns, name, service_account, None).await
+}
+
+/// Creates a Pod object for a unit that runs as `service_account` and belongs to `application`
+/// (its `leadership.dev/application` annotation, from which the operator lists the members that
+/// may take the lease).
+pub async fn member_pod(
+    ns: &TestNamespace,
+    name: &str,
+    application: &str,
+    service_account: Option<&str>,
+) -> Pod {
+    create_pod(ns, name, service_account, Some(application)).await
+}
+
+async fn create_pod(
+    ns: &TestNamespace,
+    name: &str,
+    service_account: Option<&str>,
+    application: Option<&str>,
+) -> Pod {
     let mut pod = unit_pod(name);
     if let Some(spec) = pod.spec.as_mut() {
         spec.service_account_name = service_account.map(str::to_owned);
+    }
+    if let Some(application) = application {
+        pod.metadata.annotations = Some([(APPLICATION_ANNOTATION.to_owned(), application.to_owned())].into());
     }
     ns.api::<Pod>()
         .create(&PostParams::default(), &pod)
@@ -40,10 +64,17 @@ pub async fn pod_as(ns: &TestNamespace, name: &str, service_account: Option<&str
         .expect("create the Pod object")
 }
 
+/// The annotation naming the application a pod belongs to.
+pub const APPLICATION_ANNOTATION: &str = "leadership.dev/application";
+
 /// A token of ServiceAccount `account` bound to a new Pod object `pod` that runs as it: what the
 /// pod's projected token gives its containers (the API server's user info then names the pod).
 pub async fn pod_token(ns: &TestNamespace, account: &str, pod: &str) -> String {
-    let created = pod_as(ns, pod, Some(account)).await;
+    bound_token(ns, account, pod, None).await
+}
+
+async fn bound_token(ns: &TestNamespace, account: &str, pod: &str, application: Option<&str>) -> String {
+    let created = create_pod(ns, pod, Some(account), application).await;
     let uid = created.metadata.uid.expect("a created Pod has a uid");
     ns.token(account, Some((pod, &uid))).await
 }
@@ -55,7 +86,15 @@ pub async fn pod_client(ns: &TestNamespace, account: &str, pod: &str) -> kube::C
 
 /// A kubeconfig file with [`pod_token`], for a process (sidecar, operator) that runs as `pod`.
 pub async fn pod_kubeconfig(ns: &TestNamespace, account: &str, pod: &str) -> PathBuf {
-    let token = pod_token(ns, account, pod).await;
+    token_file(ns, pod, bound_token(ns, account, pod, None).await)
+}
+
+/// Like [`pod_kubeconfig`], for a sidecar whose Pod belongs to `application` (see [`member_pod`]).
+pub async fn member_kubeconfig(ns: &TestNamespace, account: &str, pod: &str, application: &str) -> PathBuf {
+    token_file(ns, pod, bound_token(ns, account, pod, Some(application)).await)
+}
+
+fn token_file(ns: &TestNamespace, pod: &str, token: String) -> PathBuf {
     let path = scratch(ns).join(format!("{pod}.kubeconfig"));
     ns.env()
         .token_kubeconfig(&token, &path)

@@ -4,7 +4,8 @@
 //! ServiceAccount (unbound, and bound to a replica's Pod). Each is refused with the message of the
 //! rule it breaks and leaves the lease as it was; the legal writes, made through the store as the
 //! sidecar and the operator make them, are admitted. No operator runs here: nothing but the test
-//! writes the leases.
+//! writes the leases. The operator's account is also tried beyond leases: on pods it changes only
+//! the leader labels, on its MutatingWebhookConfiguration only the caBundle.
 
 use std::{collections::BTreeMap, fmt::Debug, time::Duration};
 
@@ -183,6 +184,26 @@ impl Bench {
             .unwrap_or_default()
     }
 
+    /// Lists `pods` as the members of lease `name` (creating it empty if needed), as the operator
+    /// does for the pods whose `leadership.dev/application` annotation names the application: the
+    /// operator's account writes its own status field.
+    async fn members(&self, name: &str, pods: &[&str]) {
+        if self.admin.get_opt(name).await.expect("read the lease").is_none() {
+            self.admin
+                .create(
+                    &PostParams::default(),
+                    &LeadershipLease::empty(&self.ns.name, name),
+                )
+                .await
+                .expect("create the lease");
+        }
+        let operator = self.unbound(&self.release.operator_account()).await;
+        let members = pods.iter().map(|p| (*p).to_owned()).collect();
+        self.write(&operator, name, |s| s.members = members)
+            .await
+            .expect("the operator lists the members");
+    }
+
     /// The admin changes the spec (people and tools with the editor role do).
     async fn set_spec(&self, name: &str, change: impl FnOnce(&mut LeadershipLeaseSpec)) {
         self.write_spec(&self.ns.client, name, |o| change(&mut o.spec))
@@ -260,8 +281,12 @@ async fn a_pod_takes_only_a_free_lease_for_itself_and_never_changes_another_unit
     let b = Bench::new(&[]).await;
     let web0 = b.pod(SIDECAR, "web-0").await;
     let web1 = b.pod(SIDECAR, "web-1").await;
+    b.members("web", &["web-0", "web-1"]).await;
+    b.members("db", &["db-0"]).await;
+    b.members("batch", &["batch-0", "web-1"]).await;
+    b.members("shop", &["shop-0"]).await;
 
-    // Legal: the first unit creates the lease (empty spec) and takes it, as its sidecar does.
+    // Legal: a member takes the free lease, as its sidecar does.
     let granted = b.store(&web0).claim_leadership("web", "web-0", L).await.unwrap();
     assert_eq!(granted.term, 1);
 
@@ -391,6 +416,28 @@ async fn a_pod_takes_only_a_free_lease_for_itself_and_never_changes_another_unit
         .unwrap();
     assert_eq!(renewed.term, 2);
     assert_eq!(b.status("batch").await.renewals, 1);
+
+    // Another application's free lease: web-1 is no member of shop (its annotation names web).
+    let member = "grant refused: pod web-1 is not a member of application shop (members are the pods whose leadership.dev/application annotation names it, as the operator lists them: shop-0)";
+    b.refused(&web1, "shop", grant("web-1"), member).await;
+    let denied = b
+        .store(&web1)
+        .claim_leadership("shop", "web-1", L)
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), "Forbidden", "{denied:?}");
+    // Nor may a unit list others (or itself): members are the operator's to write, even in an
+    // otherwise legal renewal of its own claim.
+    b.refused(
+        &web1,
+        "batch",
+        |s| {
+            renew(s);
+            s.members.push("shop-9".into());
+        },
+        "the operator's fields are not a unit's to write: pod web-1 changed members",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -398,6 +445,7 @@ async fn a_holder_renews_by_one_keeps_its_term_and_its_duration_and_stops_when_r
     let b = Bench::new(&[]).await;
     let web0 = b.pod(SIDECAR, "web-0").await;
     let web1 = b.pod(SIDECAR, "web-1").await;
+    b.members("web", &["web-0", "web-1", "web-2"]).await;
     let web2 = b.pod(SIDECAR, "web-2").await;
     let store = b.store(&web0);
     store.claim_leadership("web", "web-0", L).await.unwrap();
@@ -549,6 +597,7 @@ async fn credentials_without_a_pod_binding_write_no_claims_and_create_only_empty
     let web0 = b.pod(SIDECAR, "web-0").await;
     let unbound = b.unbound(SIDECAR).await;
     let impersonated = b.ns.env().impersonating(&b.sidecar_user()).await;
+    b.members("web", &["web-0"]).await;
     let store = b.store(&web0);
     store.claim_leadership("web", "web-0", L).await.unwrap();
 
@@ -646,6 +695,7 @@ async fn the_operator_only_clears_claims_and_writes_its_own_fields() {
     let b = Bench::new(&[]).await;
     let web0 = b.pod(SIDECAR, "web-0").await;
     let operator = b.unbound(&b.release.operator_account()).await;
+    b.members("web", &["web-0"]).await;
     b.store(&web0).claim_leadership("web", "web-0", L).await.unwrap();
 
     let sets = "the operator never sets a holder: it only clears claims";
@@ -877,4 +927,196 @@ async fn a_pod_changes_only_the_pins_of_a_lease() {
         "create refused: a lease is created with an empty spec; pod web-0 may not pre-seed preferredUnit (",
     )
     .await;
+}
+
+/// Retries the dry run `probe` until the API server refuses it (403): the API server loads a new
+/// policy a moment after it is created.
+async fn until_refused<T: Debug, F: std::future::Future<Output = kube::Result<T>>>(
+    what: &str,
+    mut probe: impl FnMut() -> F,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match probe().await {
+            Err(kube::Error::Api(status)) if status.code == 403 => return,
+            other => assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what}: still {other:?} after 60 s"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A dry-run patch: the policies judge it, nothing is stored.
+fn dry_patch() -> PatchParams {
+    PatchParams {
+        dry_run: true,
+        ..PatchParams::default()
+    }
+}
+
+#[tokio::test]
+async fn the_operator_changes_only_the_leader_labels_of_a_pod() {
+    let b = Bench::new(&[]).await;
+    units::pod_as(&b.ns, "web-0", None).await;
+    let operator = b.unbound(&b.release.operator_account()).await;
+    let pods: Api<Pod> = Api::namespaced(operator, &b.ns.name);
+    let image = serde_json::json!({ "spec": { "containers": [{ "name": "app", "image": "evil:1" }] } });
+    let (dry, image_patch) = (dry_patch(), Patch::Strategic(image.clone()));
+    until_refused("the operator-pods policy", || {
+        pods.patch("web-0", &dry, &image_patch)
+    })
+    .await;
+
+    let rule = "the leadership operator changes only the labels leadership.dev/leader and leadership.dev/leader-of of a pod";
+    let refused = |patch: serde_json::Value, expected: String| {
+        let pods = pods.clone();
+        async move {
+            refusal(
+                pods.patch("web-0", &PatchParams::default(), &Patch::Strategic(&patch))
+                    .await,
+                &expected,
+            );
+        }
+    };
+    let who = b.release.operator_user();
+    refused(image.clone(), format!("{rule}: {who} changed spec of pod web-0")).await;
+    refused(
+        serde_json::json!({ "metadata": { "labels": { "app": "evil", "leadership.dev/leader": "true" } } }),
+        format!("{rule}: {who} changed the labels app of pod web-0"),
+    )
+    .await;
+    refused(
+        serde_json::json!({ "metadata": { "annotations": { "leadership.dev/on-elected": "curl evil" } } }),
+        format!("{rule}: {who} changed metadata.annotations"),
+    )
+    .await;
+    refused(
+        serde_json::json!({ "metadata": { "finalizers": ["leadership.dev/keep"] } }),
+        format!("{rule}: {who} changed metadata.finalizers"),
+    )
+    .await;
+    refused(
+        serde_json::json!({ "spec": { "activeDeadlineSeconds": 1 } }),
+        format!("{rule}: {who} changed spec"),
+    )
+    .await;
+    let pod = b.ns.api::<Pod>().get("web-0").await.unwrap();
+    assert_eq!(
+        pod.spec.unwrap().containers[0].image.as_deref(),
+        Some("app:1"),
+        "the refused writes changed nothing"
+    );
+    assert!(pod.metadata.labels.unwrap_or_default().is_empty());
+
+    // Legal: the leader labels, set and removed, as the operator writes them (a merge patch).
+    let leads = serde_json::json!({ "metadata": { "labels": { "leadership.dev/leader": "true", "leadership.dev/leader-of": "web" } } });
+    let written = pods
+        .patch("web-0", &PatchParams::default(), &Patch::Merge(&leads))
+        .await
+        .expect("the operator sets the leader labels");
+    assert_eq!(
+        written.metadata.labels.unwrap()["leadership.dev/leader-of"],
+        "web"
+    );
+    let steps_down = serde_json::json!({ "metadata": { "labels": { "leadership.dev/leader": null, "leadership.dev/leader-of": null } } });
+    let written = pods
+        .patch("web-0", &PatchParams::default(), &Patch::Merge(&steps_down))
+        .await
+        .expect("the operator removes the leader labels");
+    assert!(written.metadata.labels.unwrap_or_default().is_empty());
+}
+
+#[tokio::test]
+async fn the_operator_changes_only_the_ca_bundle_of_its_webhook_configuration() {
+    use k8s_openapi::{ByteString, api::admissionregistration::v1::MutatingWebhookConfiguration};
+
+    let b = Bench::new(&[]).await;
+    let operator = b.unbound(&b.release.operator_account()).await;
+    let configs: Api<MutatingWebhookConfiguration> = Api::all(operator);
+    let name = format!("{}-injector", b.release.fullname());
+    let current = configs
+        .get(&name)
+        .await
+        .expect("the operator reads its configuration");
+    let rewritten = |change: &dyn Fn(&mut MutatingWebhookConfiguration)| {
+        let mut config = current.clone();
+        change(&mut config);
+        config
+    };
+    let every_operation = rewritten(&|c| {
+        for webhook in c.webhooks.iter_mut().flatten() {
+            for rule in webhook.rules.iter_mut().flatten() {
+                rule.operations = Some(vec!["CREATE".into(), "UPDATE".into()]);
+            }
+        }
+    });
+    let dry = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    until_refused("the operator-webhook policy", || {
+        configs.replace(&name, &dry, &every_operation)
+    })
+    .await;
+
+    let rule = "the leadership operator changes only the caBundle of its MutatingWebhookConfiguration";
+    let who = b.release.operator_user();
+    refusal(
+        configs
+            .replace(&name, &PostParams::default(), &every_operation)
+            .await,
+        &format!("{rule}: {who} changed webhooks[].rules of {name}"),
+    );
+    let every_namespace = rewritten(&|c| {
+        for webhook in c.webhooks.iter_mut().flatten() {
+            webhook.namespace_selector = Some(Default::default());
+            webhook.match_conditions = None;
+        }
+    });
+    refusal(
+        configs
+            .replace(&name, &PostParams::default(), &every_namespace)
+            .await,
+        &format!("{rule}: {who} changed webhooks[].matchConditions, webhooks[].namespaceSelector of {name}"),
+    );
+    let elsewhere = rewritten(&|c| {
+        for webhook in c.webhooks.iter_mut().flatten() {
+            webhook.client_config.service = None;
+            webhook.client_config.url = Some("https://evil.example/inject".into());
+            webhook.failure_policy = Some("Ignore".into());
+        }
+    });
+    refusal(
+        configs.replace(&name, &PostParams::default(), &elsewhere).await,
+        &format!(
+            "{rule}: {who} changed webhooks[].clientConfig.url, webhooks[].clientConfig.service, webhooks[].failurePolicy of {name}"
+        ),
+    );
+    let relabelled = rewritten(&|c| {
+        c.metadata
+            .labels
+            .get_or_insert_default()
+            .insert("evil".into(), "yes".into());
+    });
+    refusal(
+        configs.replace(&name, &PostParams::default(), &relabelled).await,
+        &format!("{rule}: {who} changed metadata.labels of {name}"),
+    );
+
+    // Legal: the caBundle alone, as the keeper writes it.
+    let bundle = ByteString(b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".to_vec());
+    let rebundled = rewritten(&|c| {
+        for webhook in c.webhooks.iter_mut().flatten() {
+            webhook.client_config.ca_bundle = Some(bundle.clone());
+        }
+    });
+    let written = configs
+        .replace(&name, &PostParams::default(), &rebundled)
+        .await
+        .expect("the operator writes the caBundle");
+    let webhook = &written.webhooks.unwrap()[0];
+    assert_eq!(webhook.client_config.ca_bundle.as_ref(), Some(&bundle));
+    assert_eq!(webhook.rules, current.webhooks.as_ref().unwrap()[0].rules);
 }

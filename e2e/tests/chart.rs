@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use leadership_e2e::{
     chart::{CHART, Release, document, helm, render, text},
-    testenv,
+    testenv::{self, TestNamespace},
     units::{self, PROMPTLY, Sidecar, leader},
 };
 use nix::sys::signal::Signal;
@@ -46,6 +46,11 @@ fn the_chart_lints_and_renders() {
         "request.userInfo.username == 'system:serviceaccount:leadership-system:demo-leadership'",
         "request.name == 'leadership-operator'",
         "failurePolicy: Fail",
+        "name: demo-leadership-operator-pods",
+        "name: demo-leadership-operator-webhook",
+        "automountServiceAccountToken: false",
+        "name: leadership-token",
+        "namespace: leadership-example",
     ] {
         assert!(yaml.contains(kind), "the rendered chart lacks {kind:?}");
     }
@@ -65,6 +70,113 @@ fn the_chart_lints_and_renders() {
         "webhook.failurePolicy=Sometimes",
     ]);
     assert!(!bad_policy.status.success(), "failurePolicy is Fail or Ignore");
+}
+
+/// The namespaces a rendering gives the sidecar's ServiceAccount, Role and RoleBinding.
+fn onboarded(documents: &[serde_yaml::Value]) -> Vec<(String, String)> {
+    let mut found: Vec<(String, String)> = documents
+        .iter()
+        .filter(|d| {
+            d["metadata"]["name"].as_str() == Some("leadership-sidecar")
+                || d["metadata"]["name"].as_str() == Some("demo-leadership-sidecar")
+        })
+        .map(|d| {
+            (
+                d["kind"].as_str().unwrap().to_owned(),
+                d["metadata"]["namespace"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+#[test]
+fn no_namespace_is_onboarded_unless_listed_and_the_example_runs_in_its_own() {
+    let none = render("demo", &["--namespace", "ops"]);
+    assert_eq!(
+        onboarded(&none),
+        Vec::<(String, String)>::new(),
+        "not even the release's"
+    );
+    let listed = render(
+        "demo",
+        &["--namespace", "ops", "--set", "sidecar.namespaces={shop,ops}"],
+    );
+    let expected: Vec<(String, String)> = ["Role", "RoleBinding", "ServiceAccount"]
+        .iter()
+        .flat_map(|kind| ["ops", "shop"].map(|ns| ((*kind).to_owned(), ns.to_owned())))
+        .collect();
+    assert_eq!(onboarded(&listed), expected);
+
+    let example = render("demo", &["--namespace", "ops", "--set", "example.enabled=true"]);
+    let statefulset = document(&example, "StatefulSet", "demo-leadership-example");
+    assert_eq!(
+        statefulset["metadata"]["namespace"].as_str(),
+        Some("leadership-example")
+    );
+    let service = document(&example, "Service", "demo-leadership-example-leader");
+    assert_eq!(
+        service["metadata"]["namespace"].as_str(),
+        Some("leadership-example")
+    );
+    assert!(
+        onboarded(&example)
+            .iter()
+            .all(|(_, ns)| ns == "leadership-example")
+            && onboarded(&example).len() == 3,
+        "{:?}",
+        onboarded(&example)
+    );
+    assert!(
+        !example.iter().any(|d| d["kind"].as_str() == Some("Namespace")),
+        "the namespace is created only when asked"
+    );
+    let created = render(
+        "demo",
+        &[
+            "--namespace",
+            "ops",
+            "--set",
+            "example.enabled=true",
+            "--set",
+            "example.createNamespace=true",
+        ],
+    );
+    document(&created, "Namespace", "leadership-example");
+    // Only the sidecar mounts a token in the example's pods.
+    let spec = &statefulset["spec"]["template"]["spec"];
+    assert_eq!(spec["automountServiceAccountToken"].as_bool(), Some(false));
+    let token_path = "/var/run/secrets/kubernetes.io/serviceaccount";
+    let mounts = |container: &serde_yaml::Value| -> Vec<String> {
+        container["volumeMounts"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .filter(|m| m["mountPath"].as_str() == Some(token_path))
+            .map(|m| m["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(mounts(&spec["initContainers"][0]), ["leadership-token"]);
+    assert!(mounts(&spec["containers"][0]).is_empty());
+    let in_release = render(
+        "demo",
+        &[
+            "--namespace",
+            "ops",
+            "--set",
+            "example.enabled=true",
+            "--set",
+            "example.namespace=",
+            "--set",
+            "example.createNamespace=true",
+        ],
+    );
+    assert_eq!(
+        document(&in_release, "StatefulSet", "demo-leadership-example")["metadata"]["namespace"].as_str(),
+        Some("ops")
+    );
+    assert!(!in_release.iter().any(|d| d["kind"].as_str() == Some("Namespace")));
 }
 
 #[test]
@@ -108,7 +220,7 @@ fn with_cert_manager_the_chart_asks_it_for_the_certificate_and_the_operator_only
     );
     let secrets = serde_yaml::to_string(document(&documents, "Role", "demo-leadership-webhook")).unwrap();
     assert!(
-        !secrets.contains("update") && !secrets.contains("create"),
+        !secrets.contains("update") && !secrets.contains("create") && !secrets.contains("webhook-ca"),
         "{secrets}"
     );
 
@@ -150,7 +262,7 @@ fn can_i(verb: &str, resource: &str, namespace: Option<&str>, user: &str) -> boo
 #[tokio::test]
 async fn helm_install_gives_least_privilege_and_the_parts_run_with_the_charts_accounts() {
     let ns = testenv::shared().namespace().await;
-    let release = Release::install_confined(&ns, &[]);
+    let release = Release::install_confined(&ns, &["--set-json", &webhook_elsewhere(&ns)]);
     release.wait_for_policies(&ns).await;
     let operator_user = format!("system:serviceaccount:{}:{}", ns.name, release.operator_account());
     let sidecar_user = format!("system:serviceaccount:{}:leadership-sidecar", ns.name);
@@ -263,6 +375,18 @@ async fn helm_install_gives_least_privilege_and_the_parts_run_with_the_charts_ac
             Some(&ns.name),
             true,
         ),
+        (
+            "get",
+            format!("secrets/{}-webhook-ca", release.fullname()),
+            Some(&ns.name),
+            true,
+        ),
+        (
+            "update",
+            format!("secrets/{}-webhook-ca", release.fullname()),
+            Some(&ns.name),
+            true,
+        ),
         ("get", "secrets/another".into(), Some(&ns.name), false),
         (
             "get",
@@ -310,7 +434,7 @@ async fn helm_install_gives_least_privilege_and_the_parts_run_with_the_charts_ac
     let mut sidecars = Vec::new();
     for i in 0..3 {
         let unit = format!("app-{i}");
-        let config = units::pod_kubeconfig(&ns, "leadership-sidecar", &unit).await;
+        let config = units::member_kubeconfig(&ns, "leadership-sidecar", &unit, "app").await;
         sidecars.push(Sidecar::start_with(&ns, "app", &unit, &config, units::D, &[]).await);
     }
     let (first, status) = leader(&sidecars, PROMPTLY).await;
@@ -361,13 +485,25 @@ async fn helm_install_gives_least_privilege_and_the_parts_run_with_the_charts_ac
     );
 }
 
+/// Points the webhook at a namespace with no pods: the unit Pods here carry the application
+/// annotation (the operator lists members by it), and no node runs the webhook's Service.
+fn webhook_elsewhere(ns: &TestNamespace) -> String {
+    format!(
+        "webhook.namespaceSelector={{\"matchLabels\":{{\"kubernetes.io/metadata.name\":\"{}-injected\"}}}}",
+        ns.name
+    )
+}
+
 #[tokio::test]
 async fn a_pod_cannot_claim_as_another_pod() {
     let ns = testenv::shared().namespace().await;
-    let release = Release::install_confined(&ns, &[]);
+    let release = Release::install_confined(&ns, &["--set-json", &webhook_elsewhere(&ns)]);
     release.wait_for_policies(&ns).await;
-    let config = units::pod_kubeconfig(&ns, "leadership-sidecar", "web-a").await;
-    units::pod_as(&ns, "web-b", Some("leadership-sidecar")).await;
+    let config = units::member_kubeconfig(&ns, "leadership-sidecar", "web-a", "web").await;
+    units::member_pod(&ns, "web-b", "web", Some("leadership-sidecar")).await;
+    // The operator lists the members (the Pods annotated with the application) that may claim.
+    let operator_config = units::pod_kubeconfig(&ns, &release.operator_account(), "operator-0").await;
+    let _operator = units::operator(&ns, "operator-0", &operator_config);
 
     // Pod A's sidecar configured to claim as pod B: the API server refuses every claim.
     let impostor = Sidecar::start_with(&ns, "web", "web-b", &config, units::D, &[]).await;
@@ -384,4 +520,16 @@ async fn a_pod_cannot_claim_as_another_pod() {
     let honest = Sidecar::start_with(&ns, "web", "web-a", &config, units::D, &[]).await;
     let (_, status) = leader(std::slice::from_ref(&honest), PROMPTLY).await;
     assert_eq!(status.unit, "web-a");
+
+    // As itself, but for an application its Pod does not belong to: refused at every grant.
+    drop(honest);
+    let stranger = Sidecar::start_with(&ns, "shop", "web-a", &config, units::D, &[]).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let status = stranger.status().await.unwrap();
+    assert!(!status.leader, "{status:?}");
+    let log = stranger.process.log_text();
+    assert!(
+        log.contains("is not a member of application shop"),
+        "the refusal is logged clearly:\n{log}"
+    );
 }

@@ -43,9 +43,13 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 fn install(ns: &TestNamespace, extra: &[&str]) -> Release {
     let webhook = webhook_in(ns);
     let image = format!("example.image={APP_IMAGE}");
+    // The example in the release's namespace: the tests find its pods there.
+    let example_ns = format!("example.namespace={}", ns.name);
     let mut args = vec![
         "--set",
         "example.enabled=true",
+        "--set",
+        &example_ns,
         "--set",
         &image,
         "--set-json",

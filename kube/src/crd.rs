@@ -24,6 +24,9 @@ pub const MAX_LEASE_MS: i64 = 3_600_000;
 /// The largest term and renewal count the schema accepts: the core's bound, 2^53 − 1.
 pub const MAX_COUNT: i64 = leadership::lease::MAX_COUNT as i64;
 
+/// The most members a lease lists: units beyond these (in name order) cannot take the lease.
+pub const MAX_MEMBERS: usize = 256;
+
 /// What a unit's name must be, in every field that names one: a Pod name (a DNS subdomain name).
 const UNIT_NAME_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 
@@ -32,6 +35,14 @@ fn unit_name(schema: &mut schemars::Schema) {
     schema.insert("minLength".into(), 1.into());
     schema.insert("maxLength".into(), 253.into());
     schema.insert("pattern".into(), UNIT_NAME_PATTERN.into());
+}
+
+/// The schema of a list of unit names.
+fn member_names(schema: &mut schemars::Schema) {
+    let mut item = schemars::json_schema!({ "type": "string" });
+    unit_name(&mut item);
+    schema.insert("items".into(), item.into());
+    schema.insert("x-kubernetes-list-type".into(), "set".into());
 }
 
 /// The desired state of an application's leadership: what people and tools ask for.
@@ -193,6 +204,13 @@ pub struct LeadershipLeaseStatus {
     /// The spec generation the operator last acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The units (Pods) that belong to the application, as the operator last saw them: the Pods
+    /// of the namespace whose `leadership.dev/application` annotation names it and that are not
+    /// being deleted. Only a member may take a free lease (the chart's admission policy); renewals
+    /// and releases do not look. Written by the operator alone: at most 256, in name order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_MEMBERS), transform = member_names)]
+    pub members: Vec<String>,
     /// The latest changes of holder, newest last.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 10))]

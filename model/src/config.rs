@@ -72,8 +72,12 @@ pub struct Config {
     pub drift: f64,
     /// The clock offsets processes may have (any of them, per process).
     pub offsets: Vec<Duration>,
-    /// Whether the operator runs (units also judge expiry themselves).
+    /// Whether the operator runs (it judges expiry and clears run-out claims).
     pub operator: bool,
+    /// Whether units judge expiry themselves and take over a claim they judge run out (the
+    /// sidecar's `--expiry-authority units`); otherwise they take only a free lease and the
+    /// operator is the only one that clears a claim (the product's default).
+    pub units_judge_expiry: bool,
     /// The faults allowed.
     pub budget: Budget,
     /// No time passes while a message is in flight or a decision is due, and no faults: the
@@ -96,6 +100,7 @@ impl Config {
             drift: 0.05,
             offsets: vec![Duration::ZERO],
             operator: false,
+            units_judge_expiry: true,
             budget,
             prompt: false,
             variant,

@@ -1,6 +1,6 @@
 //! `cargo run --release -p leadership-model --bin model-check -- [--units 2|3] [--horizon TICKS]
 //! [--variant product|no-cas|trust-timestamp|whole-lease] [--liveness] [--faults LIST]
-//! [--no-operator] [--offsets]`: the larger model check (default: two units and the operator, six
+//! [--no-operator | --operator-judges-expiry] [--offsets]`: the larger model check (default: two units and the operator, six
 //! ticks of 500 ms, no faults; `--offsets` gives each unit but the first a clock offset of 0 or 3 s).
 //! Prints the configuration, the states explored, the time taken and each property's result;
 //! exit code 1 if a property the variant must keep fails.
@@ -37,6 +37,10 @@ struct Args {
     /// Leave the operator out (units still judge expiry themselves).
     #[arg(long)]
     no_operator: bool,
+    /// Units leave expiry to the operator and take only a free lease (the sidecar's default,
+    /// `--expiry-authority operator`); without it, units also judge expiry themselves.
+    #[arg(long, conflicts_with = "no_operator")]
+    operator_judges_expiry: bool,
     /// Give each unit but the first a clock offset of 0 or 3 s.
     #[arg(long)]
     offsets: bool,
@@ -116,6 +120,9 @@ impl Args {
         if self.no_operator {
             config.operator = false;
         }
+        if self.operator_judges_expiry {
+            config.units_judge_expiry = false;
+        }
         if self.offsets {
             config.offsets = vec![Duration::ZERO, Duration::from_secs(3)];
         }
@@ -129,7 +136,11 @@ fn main() -> ExitCode {
     println!(
         "model: {} units{}, {} ticks of {:?} ({:?} of real time), d = {:?}, lease {:?} (renewal due {:?} after a claim), drift ±{}%, offsets {:?}, {}, {}",
         config.units,
-        if config.operator { " and the operator" } else { "" },
+        match (config.operator, config.units_judge_expiry) {
+            (false, _) => "",
+            (true, true) => " and the operator",
+            (true, false) => " and the operator as the only expiry authority",
+        },
         config.horizon,
         config.tick,
         config.tick * config.horizon,

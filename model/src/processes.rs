@@ -84,8 +84,15 @@ impl LeaseModel {
         view
     }
 
-    fn expired(&self, object: &Object, seen: &Observation, now: Instant) -> bool {
-        self.view_of(object, seen).expires_at.is_some_and(|at| now >= at)
+    /// What a unit knows of `object`: as any observer, except that a unit that leaves expiry to
+    /// the operator never sees a named holder's claim run out (it waits for the operator to clear
+    /// it).
+    fn unit_view(&self, object: &Object, seen: &Observation) -> LeaseView {
+        let mut view = self.view_of(object, seen);
+        if !self.config.units_judge_expiry {
+            view.expires_at = None;
+        }
+        view
     }
 
     /// The write unit `i` would send to claim now, if its tracker would claim.
@@ -100,10 +107,11 @@ impl LeaseModel {
             return None;
         }
         let name = unit_name(i);
-        if !may_claim(&self.view_of(object, &unit.observer.seen), &name, now) {
+        let view = self.unit_view(object, &unit.observer.seen);
+        if !may_claim(&view, &name, now) {
             return None;
         }
-        let expired = self.expired(object, &unit.observer.seen, now);
+        let expired = view.expires_at.is_some_and(|at| now >= at);
         let (next, _) = object
             .lease
             .claim(&name, self.config.lease_length, expired)
@@ -146,7 +154,11 @@ impl LeaseModel {
         let operator = &state.operator;
         let object = operator.view.as_ref()?;
         let now = self.operator_now(state);
-        let next = object.lease.expire(self.expired(object, &operator.seen, now))?;
+        let expired = self
+            .view_of(object, &operator.seen)
+            .expires_at
+            .is_some_and(|at| now >= at);
+        let next = object.lease.expire(expired)?;
         Some(Write {
             from: None,
             request: 0,
@@ -186,7 +198,7 @@ impl LeaseModel {
         let name = unit_name(i);
         let unit = &mut state.units[i];
         let Some(object) = &unit.observer.view else { return };
-        let view = self.view_of(object, &unit.observer.seen);
+        let view = self.unit_view(object, &unit.observer.seen);
         let release = match unit.guarantee {
             Some(_) => match judge_as_leader(&view, &name, unit.term) {
                 LeaderVerdict::Keep => false,

@@ -50,13 +50,18 @@ pub struct WebhookArgs {
     /// The sidecar to inject, as the chart renders it (needed with --webhook-address).
     #[arg(long, env = "LEADERSHIP_SIDECAR_TEMPLATE")]
     pub sidecar_template: Option<PathBuf>,
-    /// The Secret, in the operator's namespace, that holds the webhook's certificate.
+    /// The Secret, in the operator's namespace, that holds the webhook's serving certificate
+    /// (`tls.crt`, `tls.key`, and `ca.crt`: the CAs to trust).
     #[arg(
         long,
         env = "LEADERSHIP_WEBHOOK_SECRET",
         default_value = "leadership-webhook-tls"
     )]
     pub webhook_secret: String,
+    /// The Secret, in the operator's namespace, that holds the managed CA's key apart from the
+    /// serving certificate (default: the --webhook-secret name and `-ca`).
+    #[arg(long, env = "LEADERSHIP_WEBHOOK_CA_SECRET")]
+    pub webhook_ca_secret: Option<String>,
     /// Who makes the certificate: `managed` (the operator makes and rotates its own CA and
     /// serving certificate, and keeps the webhook's caBundle) or `external` (cert-manager, or
     /// anyone, writes tls.crt and tls.key and the caBundle; the operator only serves them).

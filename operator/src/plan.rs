@@ -7,7 +7,7 @@ use k8s_openapi::{
     jiff::Timestamp,
 };
 use leadership::lease::Lease;
-use leadership_kube::crd::LeadershipLease;
+use leadership_kube::crd::{LeadershipLease, MAX_MEMBERS};
 
 /// A change to the claim itself, written with a compare-and-swap.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,6 +86,8 @@ pub struct OperatorStatus {
     pub locked: bool,
     /// The spec generation acted on.
     pub observed_generation: Option<i64>,
+    /// The units that may take the lease when it is free (at most [`MAX_MEMBERS`]).
+    pub members: Vec<String>,
 }
 
 /// What the operator has judged of one lease, on its own clock and from what it knows of pods.
@@ -106,6 +108,8 @@ pub struct Judgement {
     pub holder_pod_known: bool,
     /// The Pods carrying this application's leader labels.
     pub labelled: Vec<String>,
+    /// The Pods that belong to the application, in name order: only these may take a free lease.
+    pub members: Vec<String>,
 }
 
 /// Everything to do for one lease in one reconcile.
@@ -151,12 +155,14 @@ pub fn plan(object: &LeadershipLease, judged: &Judgement, now: Timestamp) -> Pla
         None
     };
     let revocation = revocation(object);
-    let status = operator_status(object, revocation.as_ref(), judged.locked, now);
+    let mut status = operator_status(object, revocation.as_ref(), judged.locked, now);
+    status.members = judged.members.iter().take(MAX_MEMBERS).cloned().collect();
     let current = object.status.clone().unwrap_or_default();
     let unchanged = current.conditions == status.conditions
         && current.pinned == status.pinned
         && current.locked == status.locked
-        && current.observed_generation == status.observed_generation;
+        && current.observed_generation == status.observed_generation
+        && current.members == status.members;
     let handover = handover(object, judged.handover_overdue);
     let preferred = preferred_handover(object, judged.preferred_live).filter(|_| handover.is_none());
     let leading = lease.holder_unit().filter(|_| !judged.expired);
@@ -319,6 +325,7 @@ fn operator_status(
         pinned: lease.is_pinned(),
         locked,
         observed_generation: generation,
+        members: Vec::new(),
     }
 }
 
@@ -491,6 +498,30 @@ mod tests {
             plan(&later, &judged(false, false, false), now()).revocation,
             Some(RevocationStep::Done { unit: "web-0".into() })
         );
+    }
+
+    #[test]
+    fn the_members_are_written_when_they_change_and_capped() {
+        let mut object = held("web-0", 3);
+        let judged = Judgement {
+            members: vec!["web-0".into(), "web-1".into()],
+            ..Judgement::default()
+        };
+        let first = plan(&object, &judged, now()).status.expect("members to write");
+        assert_eq!(first.members, vec!["web-0".to_owned(), "web-1".to_owned()]);
+        let status = object.status.as_mut().unwrap();
+        status.conditions = first.conditions;
+        status.pinned = first.pinned;
+        status.observed_generation = first.observed_generation;
+        status.members = first.members;
+        assert_eq!(plan(&object, &judged, now()).status, None, "unchanged");
+        let crowd = Judgement {
+            members: (0..MAX_MEMBERS + 10).map(|i| format!("web-{i:04}")).collect(),
+            ..Judgement::default()
+        };
+        let capped = plan(&object, &crowd, now()).status.unwrap();
+        assert_eq!(capped.members.len(), MAX_MEMBERS);
+        assert_eq!(capped.members.last().map(String::as_str), Some("web-0255"));
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! What the operator knows of pods: for each pod in its scope, the three facts the lease plans read
-//! (all containers terminated, Ready, the application it is labelled leader of), and which leases
-//! care about which pods. Fed by the Pod watch: an event updates one pod's facts and names only the
+//! What the operator knows of pods: for each pod in its scope, the facts the lease plans read (all
+//! containers terminated, Ready, the application it belongs to, the application it is labelled
+//! leader of), and which leases care about which pods. Fed by the Pod watch: an event updates one pod's facts and names only the
 //! leases of its namespace that read that pod, and only when a fact changed; a deleted pod is
 //! forgotten, and a relist replaces everything. No I/O.
 
@@ -9,7 +9,10 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 
-use crate::plan::{LEADER_LABEL, LEADER_OF_LABEL};
+use crate::{
+    inject::annotations::APPLICATION,
+    plan::{LEADER_LABEL, LEADER_OF_LABEL},
+};
 
 /// A pod or an application, by (namespace, name).
 pub type Key = (String, String);
@@ -23,6 +26,9 @@ pub struct PodFacts {
     pub ready: bool,
     /// The application whose leader labels it carries, if any.
     pub leads: Option<String>,
+    /// The application it belongs to (its `leadership.dev/application` annotation), unless it is
+    /// being deleted.
+    pub member_of: Option<String>,
 }
 
 impl PodFacts {
@@ -38,10 +44,17 @@ impl PodFacts {
                 .as_ref()
                 .and_then(|s| s.conditions.as_ref())
                 .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        let member_of = pod
+            .metadata
+            .deletion_timestamp
+            .is_none()
+            .then(|| pod.annotations().get(APPLICATION).cloned())
+            .flatten();
         PodFacts {
             terminated: all_containers_terminated(pod),
             ready,
             leads,
+            member_of,
         }
     }
 }
@@ -71,6 +84,8 @@ pub struct PodIndex {
     pods: HashMap<Key, PodFacts>,
     /// Per application, the pods carrying its leader labels.
     labelled: HashMap<Key, BTreeSet<String>>,
+    /// Per application, the pods that belong to it.
+    members: HashMap<Key, BTreeSet<String>>,
     /// Per pod, the applications of its namespace whose holder or preferred unit it is.
     readers: HashMap<Key, BTreeSet<String>>,
     /// Per application, the pods its lease reads (to undo `readers` when they change).
@@ -98,6 +113,14 @@ impl PodIndex {
     /// The pods carrying the leader labels of `application` in `namespace`.
     pub fn labelled(&self, namespace: &str, application: &str) -> Vec<String> {
         self.labelled
+            .get(&(namespace.to_owned(), application.to_owned()))
+            .map(|pods| pods.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The pods that belong to `application` in `namespace`, in name order.
+    pub fn members(&self, namespace: &str, application: &str) -> Vec<String> {
+        self.members
             .get(&(namespace.to_owned(), application.to_owned()))
             .map(|pods| pods.iter().cloned().collect())
             .unwrap_or_default()
@@ -204,29 +227,45 @@ impl PodIndex {
             return Vec::new();
         }
         let (namespace, pod) = &key;
-        let old_leads = old.and_then(|f| f.leads);
-        let new_leads = facts.and_then(|f| f.leads);
-        if old_leads != new_leads {
-            if let Some(app) = &old_leads {
-                let app_key = (namespace.clone(), app.clone());
-                if let Some(pods) = self.labelled.get_mut(&app_key) {
-                    pods.remove(pod);
-                    if pods.is_empty() {
-                        self.labelled.remove(&app_key);
-                    }
-                }
-            }
-            if let Some(app) = &new_leads {
-                self.labelled
-                    .entry((namespace.clone(), app.clone()))
-                    .or_default()
-                    .insert(pod.clone());
+        let (old_leads, old_member) = old.map_or((None, None), |f| (f.leads, f.member_of));
+        let (new_leads, new_member) = facts.map_or((None, None), |f| (f.leads, f.member_of));
+        move_between(&mut self.labelled, namespace, pod, &old_leads, &new_leads);
+        move_between(&mut self.members, namespace, pod, &old_member, &new_member);
+        let mut woken: BTreeSet<String> = self.readers.get(&key).cloned().unwrap_or_default();
+        woken.extend(
+            [old_leads, new_leads, old_member, new_member]
+                .into_iter()
+                .flatten(),
+        );
+        woken.into_iter().map(|app| (namespace.clone(), app)).collect()
+    }
+}
+
+/// Moves `pod` from the set of application `from` to that of `to` in `sets` (nothing when equal);
+/// an emptied set is removed.
+fn move_between(
+    sets: &mut HashMap<Key, BTreeSet<String>>,
+    namespace: &str,
+    pod: &str,
+    from: &Option<String>,
+    to: &Option<String>,
+) {
+    if from == to {
+        return;
+    }
+    if let Some(app) = from {
+        let key = (namespace.to_owned(), app.clone());
+        if let Some(pods) = sets.get_mut(&key) {
+            pods.remove(pod);
+            if pods.is_empty() {
+                sets.remove(&key);
             }
         }
-        let mut woken: BTreeSet<String> = self.readers.get(&key).cloned().unwrap_or_default();
-        woken.extend(old_leads);
-        woken.extend(new_leads);
-        woken.into_iter().map(|app| (namespace.clone(), app)).collect()
+    }
+    if let Some(app) = to {
+        sets.entry((namespace.to_owned(), app.clone()))
+            .or_default()
+            .insert(pod.to_owned());
     }
 }
 
@@ -347,5 +386,40 @@ mod tests {
         assert_eq!(index.len(), 2);
         assert!(index.facts("shop", "gone").is_none());
         assert!(index.labelled("shop", "web").is_empty());
+    }
+
+    #[test]
+    fn members_are_the_annotated_pods_not_being_deleted() {
+        let member = |name: &str, app: &str, deleting: bool| {
+            let mut pod = pod("shop", name, true, None);
+            pod.metadata.annotations = Some([(APPLICATION.to_owned(), app.to_owned())].into());
+            if deleting {
+                pod.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+                ));
+            }
+            pod
+        };
+        let mut index = PodIndex::default();
+        assert_eq!(
+            index.apply(&member("web-1", "web", false)),
+            vec![app("shop", "web")]
+        );
+        index.apply(&member("web-0", "web", false));
+        index.apply(&member("db-0", "db", false));
+        index.apply(&pod("shop", "loner", true, None));
+        assert_eq!(
+            index.members("shop", "web"),
+            vec!["web-0".to_owned(), "web-1".to_owned()]
+        );
+        assert_eq!(
+            index.apply(&member("web-0", "web", true)),
+            vec![app("shop", "web")],
+            "a pod being deleted leaves its application"
+        );
+        assert_eq!(index.members("shop", "web"), vec!["web-1".to_owned()]);
+        index.delete(&member("web-1", "web", false));
+        assert!(index.members("shop", "web").is_empty());
+        assert_eq!(index.members("shop", "db"), vec!["db-0".to_owned()]);
     }
 }

@@ -191,6 +191,11 @@ fn webhook_serving(
                     names,
                 },
                 configuration: flags.webhook_configuration.clone().filter(|n| !n.is_empty()),
+                ca_secret: flags
+                    .webhook_ca_secret
+                    .clone()
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or_else(|| format!("{}-ca", flags.webhook_secret)),
             }
         }
     };

@@ -27,7 +27,7 @@ use kube::{
     api::{ListParams, ObjectMeta, PostParams},
 };
 use leadership_e2e::{
-    chart::{Release, document, render, webhook_in},
+    chart::{Release, document, render, sidecar_in, webhook_in},
     testenv::{self, TestNamespace},
     units::{Process, free_loopback_port},
 };
@@ -62,8 +62,8 @@ impl Injector {
         extra: &[&str],
         ca_bundle: Option<&str>,
     ) -> Injector {
-        let selector = webhook_in(ns);
-        let mut all = vec!["--set-json", selector.as_str()];
+        let (selector, onboarded) = (webhook_in(ns), sidecar_in(ns));
+        let mut all = vec!["--set-json", selector.as_str(), "--set-json", onboarded.as_str()];
         all.extend_from_slice(values);
         let release = Release::install(ns, &all);
         let fullname = release.fullname();
@@ -512,6 +512,174 @@ async fn bad_annotations_are_refused_naming_the_annotation() {
     }
 }
 
+/// The names of the volumes `container` mounts on the ServiceAccount token's path.
+fn token_mounts(container: &k8s_openapi::api::core::v1::Container) -> Vec<String> {
+    container
+        .volume_mounts
+        .iter()
+        .flatten()
+        .filter(|m| m.mount_path == "/var/run/secrets/kubernetes.io/serviceaccount")
+        .map(|m| m.name.clone())
+        .collect()
+}
+
+/// App containers get no token they did not have before injection: with
+/// `automountServiceAccountToken: false` (or no token mounted anywhere) the sidecar alone mounts
+/// one, its own projected volume; with the automounted token, the pod is left as it was.
+#[tokio::test]
+async fn only_the_sidecar_gets_a_token_the_app_containers_did_not_have() {
+    let ns = testenv::shared().namespace().await;
+    let _injector = Injector::start(&ns, &[], &[]).await;
+    let pods = ns.api::<Pod>();
+    let mut locked = annotated("locked", &[]);
+    locked.spec.as_mut().unwrap().automount_service_account_token = Some(false);
+    let spec = pods
+        .create(&PostParams::default(), &locked)
+        .await
+        .unwrap()
+        .spec
+        .unwrap();
+    assert_eq!(spec.automount_service_account_token, Some(false));
+    let sidecar = &spec.init_containers.as_ref().unwrap()[0];
+    assert_eq!(
+        token_mounts(sidecar),
+        ["leadership-token"],
+        "the sidecar's own token"
+    );
+    assert!(
+        token_mounts(&spec.containers[0]).is_empty(),
+        "the app container has no token: {:?}",
+        spec.containers[0].volume_mounts
+    );
+    let volume = spec
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == "leadership-token")
+        .unwrap();
+    let sources = volume.projected.as_ref().unwrap().sources.as_ref().unwrap();
+    assert!(sources[0].service_account_token.is_some());
+    assert!(
+        !spec
+            .volumes
+            .iter()
+            .flatten()
+            .any(|v| v.name.starts_with("kube-api-access-")),
+        "no automounted token volume"
+    );
+
+    // Automount unset and no token anywhere: here the API server runs without its ServiceAccount
+    // admission (no kubelet), as a cluster does for a ServiceAccount that opts out. The app
+    // containers had no token: only the sidecar gets one, and the pod opts out for good.
+    let unset = pods
+        .create(&PostParams::default(), &annotated("unset", &[]))
+        .await
+        .unwrap()
+        .spec
+        .unwrap();
+    assert_eq!(unset.automount_service_account_token, Some(false));
+    assert_eq!(
+        token_mounts(&unset.init_containers.unwrap()[0]),
+        ["leadership-token"]
+    );
+    assert!(token_mounts(&unset.containers[0]).is_empty());
+
+    // What the ServiceAccount admission makes of a pod whose account automounts (before webhooks
+    // run): a kube-api-access volume mounted into every container. The app keeps its token, and
+    // the webhook adds none of its own (that admission, run again after the webhook, mounts the
+    // same volume into the sidecar).
+    let mut automounted = annotated("automounted", &[]);
+    let spec = automounted.spec.as_mut().unwrap();
+    spec.volumes = Some(vec![
+        serde_json::from_value(
+            json!({ "name": "kube-api-access-x1y2z", "projected": { "sources": [
+            { "serviceAccountToken": { "expirationSeconds": 3607, "path": "token" } }] } }),
+        )
+        .unwrap(),
+    ]);
+    spec.containers[0].volume_mounts = Some(vec![
+        serde_json::from_value(json!({ "name": "kube-api-access-x1y2z",
+            "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "readOnly": true }))
+        .unwrap(),
+    ]);
+    let open = pods
+        .create(&PostParams::default(), &automounted)
+        .await
+        .unwrap()
+        .spec
+        .unwrap();
+    assert!(has_sidecar_spec(&open));
+    assert_eq!(open.automount_service_account_token, None);
+    assert_eq!(token_mounts(&open.containers[0]), ["kube-api-access-x1y2z"]);
+    assert!(
+        !open
+            .volumes
+            .iter()
+            .flatten()
+            .any(|v| v.name == "leadership-token")
+    );
+}
+
+fn has_sidecar_spec(spec: &k8s_openapi::api::core::v1::PodSpec) -> bool {
+    spec.init_containers
+        .iter()
+        .flatten()
+        .any(|c| c.name == "leadership")
+}
+
+/// The webhook's limits on the real API server: a pod of more containers than it injects into is
+/// refused saying so; a review larger than its body limit is not read (the API server then applies
+/// the failure policy, Fail by default).
+#[tokio::test]
+async fn pods_beyond_the_webhooks_limits_are_refused() {
+    use k8s_openapi::api::core::v1::{Container, EnvVar};
+
+    let ns = testenv::shared().namespace().await;
+    let _injector = Injector::start(&ns, &[], &[]).await;
+    let pods = ns.api::<Pod>();
+    let mut many = annotated("many", &[]);
+    many.spec.as_mut().unwrap().containers = (0..65)
+        .map(|i| Container {
+            name: format!("c{i}"),
+            image: Some("app:1".into()),
+            ..Container::default()
+        })
+        .collect();
+    let message = pods
+        .create(&PostParams::default(), &many)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("denied the request")
+            && message.contains("the pod has 65 containers; the sidecar is injected into pods of at most 64"),
+        "{message}"
+    );
+
+    let mut big = annotated("big", &[]);
+    big.spec.as_mut().unwrap().containers[0].env = Some(vec![EnvVar {
+        name: "PADDING".into(),
+        value: Some("x".repeat(1_100_000)),
+        value_from: None,
+    }]);
+    let message = pods
+        .create(&PostParams::default(), &big)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("failed calling webhook") && message.contains("inject.leadership.dev"),
+        "{message}"
+    );
+    // A pod of the same size without the annotation never reaches the webhook.
+    let mut plain_big = big.clone();
+    plain_big.metadata.annotations = None;
+    plain_big.metadata.name = Some("plain-big".into());
+    pods.create(&PostParams::default(), &plain_big)
+        .await
+        .expect("unannotated pods are not the webhook's");
+}
+
 /// Starts the webhook with `failure_policy`, then stops the operator.
 async fn webhook_down(ns: &TestNamespace, failure_policy: &str) -> Injector {
     let mut injector = Injector::start(
@@ -579,17 +747,38 @@ async fn the_operator_rotates_its_ca_and_certificate_and_injection_goes_on() {
     let read =
         |data: &BTreeMap<String, ByteString>, key: &str| String::from_utf8(data[key].0.clone()).unwrap();
 
+    let ca_secret_name = format!("{}-webhook-ca", injector.release.fullname());
     let first = secrets.get(&secret_name).await.unwrap().data.unwrap();
     assert_eq!(certs::count(&read(&first, "ca.crt")), 1);
+    assert!(
+        !first.contains_key("ca.key"),
+        "the serving Secret holds no CA key: {:?}",
+        first.keys()
+    );
+    let first_ca_key = read(
+        &secrets.get(&ca_secret_name).await.unwrap().data.unwrap(),
+        "ca.key",
+    );
+    assert!(certs::key_matches(&read(&first, "ca.crt"), &first_ca_key));
+    // The current CA: the first certificate of the bundle.
+    let current_ca = |data: &BTreeMap<String, ByteString>| {
+        let bundle = read(data, "ca.crt");
+        let end = "-----END CERTIFICATE-----";
+        bundle[..bundle.find(end).unwrap() + end.len()].to_owned()
+    };
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut renewed_certificate = false;
     loop {
         let now = secrets.get(&secret_name).await.unwrap().data.unwrap();
-        if read(&now, "tls.crt") != read(&first, "tls.crt") && read(&now, "ca.key") == read(&first, "ca.key")
-        {
+        if read(&now, "tls.crt") != read(&first, "tls.crt") && current_ca(&now) == current_ca(&first) {
             renewed_certificate = true;
         }
-        if read(&now, "ca.key") != read(&first, "ca.key") {
+        if current_ca(&now) != current_ca(&first) {
+            let ca_key = read(
+                &secrets.get(&ca_secret_name).await.unwrap().data.unwrap(),
+                "ca.key",
+            );
+            assert_ne!(ca_key, first_ca_key, "a new CA key, in the CA's Secret");
             // A new CA: both are trusted, in the Secret and in the caBundle the API server uses.
             let bundle = read(&now, "ca.crt");
             assert_eq!(certs::count(&bundle), 2, "new and old CA");
@@ -633,6 +822,84 @@ async fn the_operator_rotates_its_ca_and_certificate_and_injection_goes_on() {
     );
 }
 
+/// An upgrade from a release that kept the CA key in the serving Secret: the operator moves the
+/// key to the CA's Secret and removes it from the serving one, keeping the certificate it serves.
+#[tokio::test]
+async fn a_serving_secret_with_the_ca_key_is_split_on_upgrade() {
+    let ns = testenv::shared().namespace().await;
+    // The names the operator asks for (its Service's, and the local address here): no renewal.
+    let service = format!("{}-leadership-webhook", ns.name);
+    let mut names = leadership_operator::webhook::service_names(&service, &ns.name);
+    names.push("127.0.0.1".into());
+    let policy = certs::CertPolicy {
+        ca_validity: Duration::from_secs(3 * 3600),
+        cert_validity: Duration::from_secs(3600),
+        names,
+    };
+    let made = certs::renew(
+        None,
+        certs::Renewal::Authority,
+        &policy,
+        std::time::SystemTime::now(),
+    )
+    .unwrap()
+    .unwrap();
+    let name = format!("{}-leadership-webhook-tls", ns.name);
+    let combined: Secret = serde_json::from_value(json!({
+        "metadata": { "name": name },
+        "type": "kubernetes.io/tls",
+        "stringData": { "tls.crt": made.cert, "tls.key": made.key, "ca.crt": made.bundle, "ca.key": made.ca_key }
+    }))
+    .unwrap();
+    ns.api::<Secret>()
+        .create(&PostParams::default(), &combined)
+        .await
+        .unwrap();
+    let injector = Injector::start(
+        &ns,
+        &[
+            "--set",
+            "webhook.certValidity=1h",
+            "--set",
+            "webhook.caValidity=3h",
+        ],
+        &[],
+    )
+    .await;
+    let secrets = ns.api::<Secret>();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let serving = loop {
+        let serving = secrets.get(&name).await.unwrap().data.unwrap();
+        if !serving.contains_key("ca.key") {
+            break serving;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the CA key is still in the serving Secret; operator log:\n{}",
+            injector.operator.log_text()
+        );
+        sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(serving["tls.crt"].0, made.cert.as_bytes(), "the same certificate");
+    assert_eq!(serving["ca.crt"].0, made.bundle.as_bytes(), "the same CA");
+    let ca = secrets
+        .get(&format!("{}-leadership-webhook-ca", ns.name))
+        .await
+        .unwrap();
+    assert_eq!(
+        ca.data.unwrap()["ca.key"].0,
+        made.ca_key.as_bytes(),
+        "the same key, moved"
+    );
+    assert_eq!(ca.type_.as_deref(), Some("Opaque"));
+    let pod = ns
+        .api::<Pod>()
+        .create(&PostParams::default(), &annotated("after", &[]))
+        .await
+        .unwrap();
+    assert!(has_sidecar(&pod));
+}
+
 /// A pod spec as JSON, without what the sidecar brings: the pure inverse of the injection, for
 /// the example's pod.
 fn without_the_sidecar(spec: &mut Value) {
@@ -648,7 +915,9 @@ fn without_the_sidecar(spec: &mut Value) {
     if spec["initContainers"].as_array().is_some_and(Vec::is_empty) {
         spec.remove("initContainers");
     }
-    drop_where(spec.get_mut("volumes").unwrap(), &|v| v["name"] != "leadership");
+    drop_where(spec.get_mut("volumes").unwrap(), &|v| {
+        v["name"] != "leadership" && v["name"] != "leadership-token"
+    });
     if spec["volumes"].as_array().is_some_and(Vec::is_empty) {
         spec.remove("volumes");
     }

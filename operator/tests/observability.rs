@@ -276,13 +276,16 @@ tests:
             exp_annotations:
               summary: "shop/db changed leader more than 6 times in 15m"
               description: "Leaders keep losing their lease: look for renewal errors, pods restarting, or a claim duration too short for the API server's latency."
+      - eval_time: 3m
+        alertname: LeadershipOperatorNotLeading
+        exp_alerts: []
       - eval_time: 9m
         alertname: LeadershipOperatorNotLeading
         exp_alerts:
           - exp_labels: {{severity: warning}}
             exp_annotations:
-              summary: "No leadership-operator replica in leadership-system has led for 5m"
-              description: "Run-out claims are not cleared and revocations, handovers and leader labels wait until an operator leads: kubectl logs -n leadership-system deploy/demo-leadership-operator"
+              summary: "No leadership-operator replica in leadership-system has led for 1m"
+              description: "Crash failover stops (run-out claims are not cleared), new pods are not listed as members, and revocations, handovers and leader labels wait until an operator leads; renewals, releases and graceful handovers go on: kubectl logs -n leadership-system deploy/demo-leadership-operator"
       - eval_time: 9m
         alertname: LeadershipRenewalErrors
         exp_alerts:

@@ -50,9 +50,22 @@ their leader with (`OPERATOR_APPLICATION` in operator/src/run.rs; a fixed name, 
 leadership-operator
 {{- end }}
 
-{{/* The namespaces that get the sidecar's ServiceAccount and Role. */}}
+{{/* The example's namespace. */}}
+{{- define "leadership.exampleNamespace" -}}
+{{- default .Release.Namespace .Values.example.namespace }}
+{{- end }}
+
+{{/*
+The namespaces that get the sidecar's ServiceAccount and Role, space-separated (empty: none):
+sidecar.namespaces, and the example's when it is enabled. None by default: a namespace is
+onboarded by listing it.
+*/}}
 {{- define "leadership.sidecarNamespaces" -}}
-{{- if .Values.sidecar.namespaces }}{{ join " " .Values.sidecar.namespaces }}{{ else }}{{ .Release.Namespace }}{{ end }}
+{{- $all := .Values.sidecar.namespaces | default list }}
+{{- if .Values.example.enabled }}
+{{- $all = append $all (include "leadership.exampleNamespace" .) }}
+{{- end }}
+{{- join " " (uniq $all) }}
 {{- end }}
 
 {{/* An image reference, defaulting the tag to the appVersion. */}}
@@ -62,8 +75,10 @@ leadership-operator
 
 {{/*
 The sidecar container, one definition for every pod that runs it: the example StatefulSet and the
-webhook's template (the ConfigMap the operator reads). Arguments: "root" (the chart's context) and
-"env" (a list of {name, value}: the per-pod settings, which come first in the environment).
+webhook's template (the ConfigMap the operator reads). Arguments: "root" (the chart's context),
+"env" (a list of {name, value}: the per-pod settings, which come first in the environment), and
+"token" (true: mount the volume leadership-token, the sidecar's own ServiceAccount token, as the
+webhook does in pods whose app containers get none).
 */}}
 {{- define "leadership.sidecarContainer" -}}
 name: leadership
@@ -121,6 +136,37 @@ securityContext:
 volumeMounts:
   - name: leadership
     mountPath: /run/leadership
+  {{- if .token }}
+  - name: leadership-token
+    mountPath: /var/run/secrets/kubernetes.io/serviceaccount
+    readOnly: true
+  {{- end }}
+{{- end }}
+
+{{/*
+The sidecar's own ServiceAccount token, for pods that set automountServiceAccountToken: false: what
+the kubelet's automount projects (a token bound to the pod, the cluster's CA, the namespace), as a
+volume only the sidecar mounts. The webhook adds the same volume (operator/src/inject/patch.rs).
+*/}}
+{{- define "leadership.tokenVolume" -}}
+name: leadership-token
+projected:
+  defaultMode: 292
+  sources:
+    - serviceAccountToken:
+        expirationSeconds: 3600
+        path: token
+    - configMap:
+        name: kube-root-ca.crt
+        items:
+          - key: ca.crt
+            path: ca.crt
+    - downwardAPI:
+        items:
+          - path: namespace
+            fieldRef:
+              apiVersion: v1
+              fieldPath: metadata.namespace
 {{- end }}
 
 {{/* The webhook's names. */}}
@@ -132,6 +178,10 @@ volumeMounts:
 {{- end }}
 {{- define "leadership.webhookSecret" -}}
 {{ include "leadership.fullname" . }}-webhook-tls
+{{- end }}
+{{/* The managed CA's key, apart from the serving certificate (only the operator reads it). */}}
+{{- define "leadership.webhookCaSecret" -}}
+{{ include "leadership.fullname" . }}-webhook-ca
 {{- end }}
 
 {{/* The alert rules (the PrometheusRule's spec; also a plain rules file for promtool). */}}
@@ -162,7 +212,7 @@ groups:
           severity: {{ $rules.severity }}
         annotations:
           summary: "No leadership-operator replica in {{ .Release.Namespace }} has led for {{ $rules.operatorNotLeadingFor }}"
-          description: "Run-out claims are not cleared and revocations, handovers and leader labels wait until an operator leads: kubectl logs -n {{ .Release.Namespace }} deploy/{{ include "leadership.fullname" . }}-operator"
+          description: "Crash failover stops (run-out claims are not cleared), new pods are not listed as members, and revocations, handovers and leader labels wait until an operator leads; renewals, releases and graceful handovers go on: kubectl logs -n {{ .Release.Namespace }} deploy/{{ include "leadership.fullname" . }}-operator"
       - alert: LeadershipRenewalErrors
         expr: sum by (namespace, pod) (increase(leadership_sidecar_claims_total{kind="renew", result="error"}[5m])) > 0
         for: {{ $rules.renewalErrorsFor }}

@@ -147,13 +147,15 @@ fn show_kubectl(show: &Show, args: &[&str]) -> anyhow::Result<()> {
 async fn scenes(show: &mut Show) -> anyhow::Result<()> {
     let env = testenv::node();
     let ns = env.namespace_named(NAMESPACE).await;
-    show.say("helm install leadership charts/leadership --set example.enabled=true --wait (CRD, operator, webhook, RBAC, admission policy, a 3-pod example)");
+    show.say("helm install leadership charts/leadership --set example.enabled=true --set example.namespace=demo --wait (CRD, operator, webhook, RBAC, admission policy, a 3-pod example; its namespace gets the sidecar's account)");
     let helm = env.tools().path("helm");
     let claim = format!("sidecar.claimDuration={CLAIM},sidecar.leaseLength={LEASE}");
     let image = format!("example.image={APP_IMAGE}");
     let installed = run(Command::new(&helm)
         .args(["install", "leadership", CHART, "--namespace", NAMESPACE])
         .args(["--set", "example.enabled=true", "--set", &image, "--set", &claim])
+        // The example, and the documented Deployment below, in the demo's one namespace.
+        .args(["--set", &format!("example.namespace={NAMESPACE}")])
         .args(["--wait", "--timeout", "5m"])
         .arg("--kubeconfig")
         .arg(env.kubeconfig()))?;

@@ -33,6 +33,9 @@ pub enum InjectError {
     /// The pod has something in the way of the sidecar.
     #[error("{0}")]
     Conflict(String),
+    /// The pod is larger than the webhook injects into.
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 impl InjectError {
@@ -41,8 +44,60 @@ impl InjectError {
         match self {
             InjectError::Annotation(_) => "annotation",
             InjectError::Conflict(_) => "conflict",
+            InjectError::TooLarge(_) => "too_large",
         }
     }
+}
+
+/// The most containers (init and regular, the sidecar not counted) of a pod the webhook injects
+/// into: a bound on the work and the patch of one review. The API server admits pods far larger.
+pub const MAX_CONTAINERS: usize = 64;
+
+/// Where a container finds its ServiceAccount token, CA and namespace (the kubelet's automount
+/// path, which kube's in-cluster configuration reads).
+pub const TOKEN_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// The projected volume with the sidecar's own token, in pods that mount no token otherwise.
+pub const TOKEN_VOLUME: &str = "leadership-token";
+
+/// The lifetime of the sidecar's token: the kubelet replaces it at 80% of that, and the sidecar's
+/// client reads the file again.
+pub const TOKEN_EXPIRATION_SECONDS: i64 = 3600;
+
+/// The projected volume that gives the sidecar alone what the kubelet's automount gives every
+/// container: a token of the pod's ServiceAccount bound to the pod, the cluster's CA
+/// (`kube-root-ca.crt`) and the namespace.
+pub fn token_volume() -> Value {
+    json!({
+        "name": TOKEN_VOLUME,
+        "projected": {
+            "defaultMode": 0o444,
+            "sources": [
+                { "serviceAccountToken": { "expirationSeconds": TOKEN_EXPIRATION_SECONDS, "path": "token" } },
+                { "configMap": { "name": "kube-root-ca.crt", "items": [{ "key": "ca.crt", "path": "ca.crt" }] } },
+                { "downwardAPI": { "items": [{ "path": "namespace",
+                    "fieldRef": { "apiVersion": "v1", "fieldPath": "metadata.namespace" } }] } }
+            ]
+        }
+    })
+}
+
+/// The sidecar's mount of [`token_volume`].
+pub fn token_mount() -> VolumeMount {
+    VolumeMount {
+        name: TOKEN_VOLUME.to_owned(),
+        mount_path: TOKEN_PATH.to_owned(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    }
+}
+
+fn mounts_token(container: &Container) -> bool {
+    container
+        .volume_mounts
+        .iter()
+        .flatten()
+        .any(|m| m.mount_path.trim_end_matches('/') == TOKEN_PATH)
 }
 
 fn add(path: &[&str], value: Value) -> PatchOperation {
@@ -86,7 +141,18 @@ pub fn sidecar_container(template: &SidecarTemplate, env: &[(&'static str, Strin
 /// - the sidecar's group as a supplemental group of the pod, so that containers running as any
 ///   user can use the socket (mode 0660);
 /// - the template's ServiceAccount, if the pod runs as the namespace's `default` one;
+/// - the ServiceAccount token for the sidecar alone, when the pod's own containers get none: the
+///   pod sets `automountServiceAccountToken: false`, or (unset) no container mounts a token
+///   because the API server's ServiceAccount admission, which runs before webhooks, mounted none
+///   (its ServiceAccount opts out). Then the pod gets (or keeps) `automountServiceAccountToken:
+///   false` and a projected volume (token, `kube-root-ca.crt`, namespace: what the automount
+///   projects) mounted only into the sidecar, so its app containers still have no token. When the
+///   pod's containers do get the automounted token (unset and mounted, or `true`), nothing is
+///   added: the API server's ServiceAccount admission, run again after the webhook changed the
+///   pod, mounts that same volume into the sidecar, and the app containers keep what they had;
 /// - `leadership.dev/injected` naming the sidecar image.
+///
+/// Pods with more than [`MAX_CONTAINERS`] containers are refused.
 pub fn inject(pod: &Pod, template: &SidecarTemplate) -> Result<Injection, InjectError> {
     let empty = Default::default();
     let pod_annotations = pod.metadata.annotations.as_ref().unwrap_or(&empty);
@@ -98,6 +164,21 @@ pub fn inject(pod: &Pod, template: &SidecarTemplate) -> Result<Injection, Inject
     let init = spec.init_containers.clone().unwrap_or_default();
     if init.iter().chain(&spec.containers).any(|c| &c.name == name) {
         return Ok(Injection::AlreadyPresent);
+    }
+    let containers = init.len() + spec.containers.len();
+    if containers > MAX_CONTAINERS {
+        return Err(InjectError::TooLarge(format!(
+            "the pod has {containers} containers; the sidecar is injected into pods of at most {MAX_CONTAINERS}"
+        )));
+    }
+    let own_token = match spec.automount_service_account_token {
+        Some(automount) => !automount,
+        None => !init.iter().chain(&spec.containers).any(mounts_token),
+    };
+    if own_token && spec.volumes.iter().flatten().any(|v| v.name == TOKEN_VOLUME) {
+        return Err(InjectError::Conflict(format!(
+            "the pod already has a volume named {TOKEN_VOLUME:?}, which the sidecar's token needs"
+        )));
     }
     if spec.volumes.iter().flatten().any(|v| v.name == template.volume) {
         return Err(InjectError::Conflict(format!(
@@ -147,6 +228,12 @@ pub fn inject(pod: &Pod, template: &SidecarTemplate) -> Result<Injection, Inject
         Some(_) => add(&["spec", "volumes", "-"], volume),
         None => add(&["spec", "volumes"], json!([volume])),
     });
+    if own_token {
+        ops.push(add(&["spec", "volumes", "-"], token_volume()));
+        if spec.automount_service_account_token.is_none() {
+            ops.push(add(&["spec", "automountServiceAccountToken"], json!(false)));
+        }
+    }
 
     // Every other container gets the socket (init containers first: their indices shift when
     // the sidecar is inserted before them, below).
@@ -189,7 +276,11 @@ pub fn inject(pod: &Pod, template: &SidecarTemplate) -> Result<Injection, Inject
         }
     }
 
-    let sidecar = to_value(&sidecar_container(template, &requested.env));
+    let mut sidecar = sidecar_container(template, &requested.env);
+    if own_token {
+        sidecar.volume_mounts.get_or_insert_default().push(token_mount());
+    }
+    let sidecar = to_value(&sidecar);
     ops.push(match spec.init_containers {
         Some(_) => add(&["spec", "initContainers", "0"], sidecar),
         None => add(&["spec", "initContainers"], json!([sidecar])),
@@ -355,7 +446,7 @@ mod tests {
             (Some(1000), Some(2000))
         );
         let names: Vec<&str> = after.volumes.iter().flatten().map(|v| v.name.as_str()).collect();
-        assert_eq!(names, ["data", "leadership"]);
+        assert_eq!(names, ["data", "leadership", TOKEN_VOLUME]);
         let init = after.init_containers.unwrap();
         assert_eq!(
             init.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
@@ -438,6 +529,129 @@ mod tests {
                 .contains("annotation leadership.dev/lease-length"),
             "{}",
             denied.result.message
+        );
+    }
+
+    fn token_mounts(container: &Container) -> Vec<String> {
+        container
+            .volume_mounts
+            .iter()
+            .flatten()
+            .filter(|m| m.mount_path == TOKEN_PATH)
+            .map(|m| m.name.clone())
+            .collect()
+    }
+
+    #[test]
+    fn a_pod_without_automount_gets_a_token_for_the_sidecar_alone() {
+        let before = pod(
+            &[(annotations::APPLICATION, "web")],
+            json!({
+                "automountServiceAccountToken": false,
+                "initContainers": [{ "name": "migrate" }],
+                "containers": [{ "name": "app" }, { "name": "helper" }]
+            }),
+        );
+        let after = applied(&before, &inject(&before, &chart_like()).unwrap())
+            .spec
+            .unwrap();
+        assert_eq!(after.automount_service_account_token, Some(false));
+        let init = after.init_containers.unwrap();
+        assert_eq!(token_mounts(&init[0]), [TOKEN_VOLUME], "the sidecar's own token");
+        assert_eq!(init[0].volume_mounts.as_ref().unwrap()[1].read_only, Some(true));
+        for app in init[1..].iter().chain(&after.containers) {
+            assert!(
+                token_mounts(app).is_empty(),
+                "{} gets no token it did not have",
+                app.name
+            );
+        }
+        let volume = after
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == TOKEN_VOLUME)
+            .expect("the token volume");
+        let sources = volume.projected.as_ref().unwrap().sources.as_ref().unwrap();
+        let token = sources[0].service_account_token.as_ref().unwrap();
+        assert_eq!(
+            (token.path.as_str(), token.expiration_seconds),
+            ("token", Some(TOKEN_EXPIRATION_SECONDS))
+        );
+        assert_eq!(sources[1].config_map.as_ref().unwrap().name, "kube-root-ca.crt");
+        assert!(sources[2].downward_api.is_some());
+    }
+
+    #[test]
+    fn a_pod_whose_account_mounts_no_token_keeps_its_app_containers_without_one() {
+        // Automount unset, and no container mounts a token: the API server's ServiceAccount
+        // admission (before the webhook) found the ServiceAccount opting out.
+        let before = pod(
+            &[(annotations::APPLICATION, "web")],
+            json!({ "containers": [{ "name": "app" }] }),
+        );
+        let after = applied(&before, &inject(&before, &chart_like()).unwrap())
+            .spec
+            .unwrap();
+        assert_eq!(
+            after.automount_service_account_token,
+            Some(false),
+            "a later run of the ServiceAccount admission adds no token to the app"
+        );
+        assert_eq!(token_mounts(&after.init_containers.unwrap()[0]), [TOKEN_VOLUME]);
+        assert!(token_mounts(&after.containers[0]).is_empty());
+    }
+
+    #[test]
+    fn a_pod_with_the_automounted_token_is_left_as_it_was() {
+        let automounted = json!({
+            "volumes": [{ "name": "kube-api-access-x1y2z", "projected": { "sources": [] } }],
+            "containers": [{ "name": "app",
+                "volumeMounts": [{ "name": "kube-api-access-x1y2z", "mountPath": TOKEN_PATH, "readOnly": true }] }]
+        });
+        let explicit = json!({ "automountServiceAccountToken": true, "containers": [{ "name": "app" }] });
+        for spec in [automounted, explicit] {
+            let before = pod(&[(annotations::APPLICATION, "web")], spec.clone());
+            let after = applied(&before, &inject(&before, &chart_like()).unwrap())
+                .spec
+                .unwrap();
+            assert_eq!(
+                after.automount_service_account_token,
+                before.spec.as_ref().unwrap().automount_service_account_token,
+                "{spec}"
+            );
+            assert!(
+                token_mounts(&after.init_containers.unwrap()[0]).is_empty(),
+                "the API server mounts the pod's own token volume into the sidecar: {spec}"
+            );
+            assert!(!after.volumes.iter().flatten().any(|v| v.name == TOKEN_VOLUME));
+            assert_eq!(
+                token_mounts(&after.containers[0]),
+                token_mounts(&before.spec.clone().unwrap().containers[0])
+            );
+        }
+    }
+
+    #[test]
+    fn a_pod_with_too_many_containers_is_refused_politely() {
+        let with = |count: usize| {
+            let containers: Vec<Value> = (0..count).map(|i| json!({ "name": format!("c{i}") })).collect();
+            pod(
+                &[(annotations::APPLICATION, "web")],
+                json!({ "initContainers": [{ "name": "init" }], "containers": containers }),
+            )
+        };
+        assert!(matches!(
+            inject(&with(MAX_CONTAINERS - 1), &chart_like()),
+            Ok(Injection::Patch(_))
+        ));
+        let err = inject(&with(MAX_CONTAINERS), &chart_like()).unwrap_err();
+        assert_eq!(err.kind(), "too_large");
+        let denied = respond(AdmissionResponse::invalid("x"), &Err(err));
+        assert!(!denied.allowed);
+        assert_eq!(
+            denied.result.message,
+            "leadership sidecar injection refused: the pod has 65 containers; the sidecar is injected into pods of at most 64"
         );
     }
 

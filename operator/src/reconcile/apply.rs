@@ -89,6 +89,7 @@ pub(super) async fn apply(object: &LeadershipLease, plan: &Plan, ctx: &Context) 
                 "pinned": status.pinned,
                 "locked": status.locked,
                 "observedGeneration": status.observed_generation,
+                "members": status.members,
             }
         });
         let params = PatchParams::apply(MANAGER).force();

@@ -95,6 +95,7 @@ pub(super) fn observe(object: &LeadershipLease, ctx: &Context, now: Instant) -> 
         preferred_live: preferred_ready && preferred_backoff.is_none_or(|until| now >= until),
         holder_pod_known: holder_facts.is_some(),
         labelled: pods.labelled(&namespace, &application),
+        members: pods.members(&namespace, &application),
     };
     Observed {
         judgement,

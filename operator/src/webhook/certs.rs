@@ -115,6 +115,17 @@ pub fn first_info(pem: &str) -> Option<CertInfo> {
     ders(pem).first().and_then(|der| info(der))
 }
 
+/// Whether `key_pem` is the key of the first certificate of `bundle` (the current CA).
+pub fn key_matches(bundle: &str, key_pem: &str) -> bool {
+    let Ok(key) = KeyPair::from_pem(key_pem) else {
+        return false;
+    };
+    ders(bundle).first().is_some_and(|der| {
+        x509_parser::parse_x509_certificate(der)
+            .is_ok_and(|(_, cert)| cert.public_key().subject_public_key.data.as_ref() == key.public_key_raw())
+    })
+}
+
 fn left(info: &CertInfo, now: SystemTime) -> Duration {
     info.not_after.duration_since(now).unwrap_or_default()
 }
@@ -127,7 +138,9 @@ pub fn decide(stored: Option<&StoredCerts>, policy: &CertPolicy, now: SystemTime
     let (Some(ca), Some(cert)) = (first_info(&stored.bundle), first_info(&stored.cert)) else {
         return Renewal::Authority;
     };
-    if KeyPair::from_pem(&stored.ca_key).is_err() {
+    // A CA key that is not the current CA's (unreadable, or the two Secrets written apart by a
+    // replica that stopped between them) cannot sign: a new CA.
+    if !key_matches(&stored.bundle, &stored.ca_key) {
         return Renewal::Authority;
     }
     if left(&ca, now) < policy.ca_validity / 3 {
@@ -328,5 +341,24 @@ mod tests {
             ..made
         };
         assert_eq!(decide(Some(&no_key), &policy(), now), Renewal::Certificate);
+    }
+
+    #[test]
+    fn a_ca_key_that_is_not_the_current_cas_makes_a_new_ca() {
+        let now = SystemTime::now();
+        let (one, other) = (fresh(now), fresh(now));
+        assert!(key_matches(&one.bundle, &one.ca_key));
+        assert!(!key_matches(&one.bundle, &other.ca_key));
+        assert!(!key_matches(&one.bundle, "garbage"));
+        let mixed = StoredCerts {
+            ca_key: other.ca_key.clone(),
+            ..one.clone()
+        };
+        assert_eq!(decide(Some(&mixed), &policy(), now), Renewal::Authority);
+        let healed = renew(Some(&mixed), Renewal::Authority, &policy(), now)
+            .unwrap()
+            .unwrap();
+        assert!(key_matches(&healed.bundle, &healed.ca_key));
+        assert_eq!(count(&healed.bundle), 2, "the old CA stays trusted");
     }
 }

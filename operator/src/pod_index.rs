@@ -90,6 +90,10 @@ pub struct PodIndex {
     readers: HashMap<Key, BTreeSet<String>>,
     /// Per application, the pods its lease reads (to undo `readers` when they change).
     reads: HashMap<Key, Vec<String>>,
+    /// Deleted pods kept because a lease still reads them and their containers had all
+    /// terminated: the pod-loss rule must see that fact even when the Pod object is deleted right
+    /// after. Each goes when no lease reads it any more.
+    gone: HashSet<Key>,
     /// The pods of a relist in progress, replacing `pods` when it completes.
     relist: Option<HashMap<Key, PodFacts>>,
 }
@@ -129,13 +133,36 @@ impl PodIndex {
     /// A pod was added or changed: the applications (namespace, name) to reconcile.
     pub fn apply(&mut self, pod: &Pod) -> Vec<Key> {
         let key = key_of(pod);
+        self.gone.remove(&key);
         let facts = PodFacts::of(pod);
         self.set(key, Some(facts))
     }
 
-    /// A pod was deleted: it is forgotten; the applications to reconcile.
+    /// A pod was deleted: it is forgotten (unless a lease reads it and its last state shows every
+    /// container terminated: then only that fact is kept, until no lease reads it); the
+    /// applications to reconcile.
     pub fn delete(&mut self, pod: &Pod) -> Vec<Key> {
-        self.set(key_of(pod), None)
+        let terminated =
+            PodFacts::of(pod).terminated || self.facts_of(&key_of(pod)).is_some_and(|f| f.terminated);
+        self.remove(key_of(pod), terminated)
+    }
+
+    fn facts_of(&self, key: &Key) -> Option<&PodFacts> {
+        self.pods.get(key)
+    }
+
+    /// Forgets pod `key`, or keeps it as gone with only `terminated` when a lease reads it.
+    fn remove(&mut self, key: Key, terminated: bool) -> Vec<Key> {
+        if terminated && self.readers.contains_key(&key) {
+            self.gone.insert(key.clone());
+            let kept = PodFacts {
+                terminated: true,
+                ..PodFacts::default()
+            };
+            return self.set(key, Some(kept));
+        }
+        self.gone.remove(&key);
+        self.set(key, None)
     }
 
     /// A relist begins: the pods it lists replace every known one when it is done.
@@ -164,7 +191,8 @@ impl PodIndex {
             .collect();
         let mut woken: HashSet<Key> = HashSet::new();
         for key in gone {
-            woken.extend(self.set(key, None));
+            let terminated = self.facts_of(&key).is_some_and(|f| f.terminated);
+            woken.extend(self.remove(key, terminated));
         }
         for (key, facts) in listed {
             woken.extend(self.set(key, Some(facts)));
@@ -178,23 +206,24 @@ impl PodIndex {
     /// preferred unit): their changes wake it.
     pub fn reads(&mut self, namespace: &str, application: &str, pods: &[&str]) {
         let app = (namespace.to_owned(), application.to_owned());
-        if self
-            .reads
-            .get(&app)
-            .is_some_and(|old| old.iter().map(String::as_str).eq(pods.iter().copied()))
-        {
+        let new: Vec<String> = pods.iter().map(|p| (*p).to_owned()).collect();
+        let old = self.reads.get(&app).cloned().unwrap_or_default();
+        if old == new {
             return;
         }
-        self.forget_lease(namespace, application);
-        for pod in pods {
+        for pod in &new {
             self.readers
-                .entry((namespace.to_owned(), (*pod).to_owned()))
+                .entry((namespace.to_owned(), pod.clone()))
                 .or_default()
                 .insert(application.to_owned());
         }
-        if !pods.is_empty() {
-            self.reads
-                .insert(app, pods.iter().map(|p| (*p).to_owned()).collect());
+        if new.is_empty() {
+            self.reads.remove(&app);
+        } else {
+            self.reads.insert(app, new.clone());
+        }
+        for pod in old.into_iter().filter(|p| !new.contains(p)) {
+            self.unread(namespace, pod, application);
         }
     }
 
@@ -202,11 +231,19 @@ impl PodIndex {
     pub fn forget_lease(&mut self, namespace: &str, application: &str) {
         let app = (namespace.to_owned(), application.to_owned());
         for pod in self.reads.remove(&app).unwrap_or_default() {
-            let key = (namespace.to_owned(), pod);
-            if let Some(readers) = self.readers.get_mut(&key) {
-                readers.remove(application);
-                if readers.is_empty() {
-                    self.readers.remove(&key);
+            self.unread(namespace, pod, application);
+        }
+    }
+
+    /// The lease of `application` no longer reads `pod`; a gone pod nobody reads is forgotten.
+    fn unread(&mut self, namespace: &str, pod: String, application: &str) {
+        let key = (namespace.to_owned(), pod);
+        if let Some(readers) = self.readers.get_mut(&key) {
+            readers.remove(application);
+            if readers.is_empty() {
+                self.readers.remove(&key);
+                if self.gone.contains(&key) {
+                    self.set(key, None);
                 }
             }
         }
@@ -219,6 +256,9 @@ impl PodIndex {
 
     /// Sets (or with `None`, forgets) one pod's facts; the applications to wake if any changed.
     fn set(&mut self, key: Key, facts: Option<PodFacts>) -> Vec<Key> {
+        if facts.is_none() {
+            self.gone.remove(&key);
+        }
         let old = match &facts {
             Some(facts) => self.pods.insert(key.clone(), facts.clone()),
             None => self.pods.remove(&key),
@@ -421,5 +461,40 @@ mod tests {
         index.delete(&member("web-1", "web", false));
         assert!(index.members("shop", "web").is_empty());
         assert_eq!(index.members("shop", "db"), vec!["db-0".to_owned()]);
+    }
+
+    #[test]
+    fn a_holder_deleted_after_its_containers_terminated_stays_terminated_while_its_lease_reads_it() {
+        let mut terminated = pod("shop", "web-0", false, None);
+        terminated.status = Some(PodStatus {
+            container_statuses: Some(vec![k8s_openapi::api::core::v1::ContainerStatus {
+                name: "app".into(),
+                state: Some(k8s_openapi::api::core::v1::ContainerState {
+                    terminated: Some(k8s_openapi::api::core::v1::ContainerStateTerminated {
+                        exit_code: 137,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }]),
+            ..PodStatus::default()
+        });
+        let mut index = PodIndex::default();
+        index.reads("shop", "web", &["web-0"]);
+        assert_eq!(index.apply(&terminated), vec![app("shop", "web")]);
+        index.delete(&terminated);
+        assert!(
+            index.facts("shop", "web-0").is_some_and(|f| f.terminated),
+            "kept while read"
+        );
+        index.reads("shop", "web", &["web-0", "web-1"]);
+        assert!(index.facts("shop", "web-0").is_some(), "still read");
+        index.reads("shop", "web", &[]);
+        assert!(index.is_empty(), "forgotten once no lease reads it");
+        // A pod nobody reads is forgotten at once, terminated or not.
+        index.apply(&terminated);
+        index.delete(&terminated);
+        assert!(index.is_empty());
     }
 }

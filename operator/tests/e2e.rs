@@ -156,6 +156,15 @@ async fn a_repeated_event_is_counted_in_one_series() {
     units::pod(&ns, "series-0").await;
     let unit = Sidecar::start(&ns, "series", "series-0").await;
     leader(std::slice::from_ref(&unit), PROMPTLY).await;
+    // The operator reports changes from its second visit on: let it see the lease before the pin.
+    lease_until(&ns, "series", PROMPTLY, |o| {
+        o.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == "Held" && c.status == "True")
+        })
+    })
+    .await;
     // The operator's Pinned condition, not the `pinned` mirror (a unit's renewal writes that too):
     // each step is seen by a visit of the operator before the next is made.
     let pinned = |yes: bool| {

@@ -24,7 +24,7 @@ use super::{
 
 /// Our first candidate's processes, still running after its election was measured.
 pub(super) struct Ours {
-    /// The three sidecars, by index.
+    /// The three sidecars, by index, then the operator that clears their run-out claims.
     pub members: Vec<Child>,
     /// Their namespace.
     pub namespace: String,
@@ -127,6 +127,12 @@ impl Bench {
         namespace: &str,
     ) -> anyhow::Result<(CandidateReport, Vec<Child>, usize)> {
         self.namespace(namespace).await?;
+        // Our sidecars leave expiry to the operator (their default): crash failover includes its
+        // lag, as in a real installation. Its own lease is in the same namespace.
+        let operator = match candidate.kind {
+            Kind::Ours { .. } => Some(self.spawn_operator(namespace, namespace, "operator-0")?),
+            _ => None,
+        };
         let app = "app";
         let (tx, mut rx) = mpsc::unbounded_channel();
         let mut members = Vec::new();
@@ -215,6 +221,7 @@ impl Bench {
         };
         report.samples.insert("handover_ms".into(), handovers);
         report.samples.insert("crash_failover_ms".into(), crashes);
+        members.extend(operator);
         Ok((report, members, leader))
     }
 

@@ -3,6 +3,7 @@
 
 use kube::runtime::{events::EventType, reflector::ObjectRef};
 use leadership_kube::crd::LeadershipLease;
+use prometheus_client::metrics::{counter::Counter, family::Family};
 use tokio::time::Instant;
 use tracing::info;
 
@@ -37,10 +38,12 @@ pub(super) async fn changes(ctx: &Context, object: &LeadershipLease, previous: &
         ctx.event(object, type_, reason, note).await;
     }
     for added in lease.pins.difference(pins_before) {
+        info!(entity = %added, "pinned");
         ctx.event(object, EventType::Normal, "Pinned", format!("pinned by {added}"))
             .await;
     }
     for removed in pins_before.difference(&lease.pins) {
+        info!(entity = %removed, "unpinned");
         ctx.event(
             object,
             EventType::Normal,
@@ -93,11 +96,7 @@ pub(super) async fn written(
                 format!("cannot revoke {unit}: leadership lease not held"),
             ),
         };
-        ctx.metrics
-            .revocations
-            .get_or_create(&KindLabel { kind: kind.into() })
-            .inc();
-        ctx.event(object, type_, reason, note).await;
+        ended(ctx, object, &ctx.metrics.revocations, kind, type_, reason, note).await;
     }
     if let Some(step) = &plan.handover {
         let (kind, type_, reason, note) = match step {
@@ -136,11 +135,7 @@ pub(super) async fn written(
             ),
         };
         info!(application = %object.metadata.name.as_deref().unwrap_or_default(), reason, "{note}");
-        ctx.metrics
-            .handovers
-            .get_or_create(&KindLabel { kind: kind.into() })
-            .inc();
-        ctx.event(object, type_, reason, note).await;
+        ended(ctx, object, &ctx.metrics.handovers, kind, type_, reason, note).await;
     }
     if let Some(preferred) = &plan.preferred {
         info!(from = %preferred.from, to = %preferred.to, "handing over to the preferred unit");
@@ -155,4 +150,18 @@ pub(super) async fn written(
         )
         .await;
     }
+}
+
+/// A request ended: counted in `family` by `kind`, and told in an Event.
+async fn ended(
+    ctx: &Context,
+    object: &LeadershipLease,
+    family: &Family<KindLabel, Counter>,
+    kind: &str,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    family.get_or_create(&KindLabel { kind: kind.into() }).inc();
+    ctx.event(object, type_, reason, note).await;
 }

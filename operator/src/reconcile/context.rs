@@ -83,6 +83,18 @@ impl Context {
         self.seen.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Starts timing a claim the moment its watch event arrives: a visit may come much later
+    /// (a burst of leases queues their visits), and every moment of that wait would be added to
+    /// the claim's expiry. The write committed before its event, so this never starts early.
+    pub(super) fn saw(&self, object: &LeadershipLease, now: Instant) {
+        let lease = object.to_lease();
+        self.seen()
+            .entry(ObjectRef::from_obj(object))
+            .or_default()
+            .observation
+            .observe(&lease, now);
+    }
+
     pub(super) fn pods(&self) -> MutexGuard<'_, PodIndex> {
         self.pods.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -196,7 +196,15 @@ pub async fn run_controller(
             lease.metadata.managed_fields = None;
         }),
     )
-    .applied_objects();
+    .applied_objects()
+    .inspect({
+        let ctx = ctx.clone();
+        move |event| {
+            if let Ok(lease) = event {
+                ctx.saw(lease, Instant::now());
+            }
+        }
+    });
     let (wake, woken) = mpsc::unbounded();
     let indexer = tokio::spawn(index_pods(pods, ctx.clone(), wake));
     let refresher = {

@@ -143,12 +143,8 @@ impl PodIndex {
     /// applications to reconcile.
     pub fn delete(&mut self, pod: &Pod) -> Vec<Key> {
         let terminated =
-            PodFacts::of(pod).terminated || self.facts_of(&key_of(pod)).is_some_and(|f| f.terminated);
+            PodFacts::of(pod).terminated || self.pods.get(&key_of(pod)).is_some_and(|f| f.terminated);
         self.remove(key_of(pod), terminated)
-    }
-
-    fn facts_of(&self, key: &Key) -> Option<&PodFacts> {
-        self.pods.get(key)
     }
 
     /// Forgets pod `key`, or keeps it as gone with only `terminated` when a lease reads it.
@@ -191,7 +187,7 @@ impl PodIndex {
             .collect();
         let mut woken: HashSet<Key> = HashSet::new();
         for key in gone {
-            let terminated = self.facts_of(&key).is_some_and(|f| f.terminated);
+            let terminated = self.pods.get(&key).is_some_and(|f| f.terminated);
             woken.extend(self.remove(key, terminated));
         }
         for (key, facts) in listed {

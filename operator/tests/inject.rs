@@ -836,14 +836,7 @@ async fn a_serving_secret_with_the_ca_key_is_split_on_upgrade() {
         cert_validity: Duration::from_secs(3600),
         names,
     };
-    let made = certs::renew(
-        None,
-        certs::Renewal::Authority,
-        &policy,
-        std::time::SystemTime::now(),
-    )
-    .unwrap()
-    .unwrap();
+    let made = new_authority(&policy);
     let name = format!("{}-leadership-webhook-tls", ns.name);
     let combined: Secret = serde_json::from_value(json!({
         "metadata": { "name": name },
@@ -990,14 +983,7 @@ async fn with_external_certificates_the_operator_serves_what_the_secret_holds() 
         cert_validity: Duration::from_secs(1200),
         names: vec!["127.0.0.1".into()],
     };
-    let made = certs::renew(
-        None,
-        certs::Renewal::Authority,
-        &policy,
-        std::time::SystemTime::now(),
-    )
-    .unwrap()
-    .unwrap();
+    let made = new_authority(&policy);
     let secret: Secret = serde_json::from_value(json!({
         "metadata": { "name": format!("{}-leadership-webhook-tls", ns.name) },
         "type": "kubernetes.io/tls",
@@ -1031,4 +1017,16 @@ async fn with_external_certificates_the_operator_serves_what_the_secret_holds() 
             .log_text()
             .contains("webhook certificate written")
     );
+}
+
+/// A new CA and a certificate for `policy`'s names, as the keeper makes them.
+fn new_authority(policy: &certs::CertPolicy) -> certs::StoredCerts {
+    certs::renew(
+        None,
+        certs::Renewal::Authority,
+        policy,
+        std::time::SystemTime::now(),
+    )
+    .unwrap()
+    .unwrap()
 }

@@ -124,4 +124,14 @@ mod tests {
         assert_eq!(cli.run.claim_duration, DEFAULT_CLAIM_DURATION);
         assert_eq!(cli.run.lease_length, None);
     }
+
+    #[test]
+    fn the_operator_judges_expiry_unless_told_otherwise_and_nothing_else_is_accepted() {
+        let cli = Cli::try_parse_from(["leadership-sidecar"]).unwrap();
+        assert_eq!(cli.run.expiry_authority, ExpiryAuthority::Operator);
+        let units = Cli::try_parse_from(["leadership-sidecar", "--expiry-authority", "units"]).unwrap();
+        assert_eq!(units.run.expiry_authority, ExpiryAuthority::Units);
+        let bad = Cli::try_parse_from(["leadership-sidecar", "--expiry-authority", "nobody"]).unwrap_err();
+        assert!(bad.to_string().contains("operator or units"), "{bad}");
+    }
 }

@@ -2,6 +2,11 @@
 //! Kubernetes recommends: the same reason and note about the same lease within [`SERIES_WINDOW`]
 //! patches the first Event's count instead of creating another. What is remembered per recent
 //! Event is small (its key and name), so ten thousand leases each reporting cost a few MiB.
+//!
+//! A visit never waits for an Event: [`Events::send`] stamps it with the time it happened and
+//! queues it, and a task of its own writes the queue. Clearing a run-out claim is on the failover
+//! path; an Event about it is not. When more than [`QUEUE`] Events wait, new ones are dropped and
+//! counted.
 
 use std::{
     collections::HashMap,
@@ -9,8 +14,12 @@ use std::{
     time::Duration,
 };
 
+use futures::StreamExt;
 use k8s_openapi::{
-    api::events::v1::{Event, EventSeries},
+    api::{
+        core::v1::ObjectReference,
+        events::v1::{Event, EventSeries},
+    },
     apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta},
     jiff::Timestamp,
 };
@@ -20,10 +29,18 @@ use kube::{
     runtime::events::EventType,
 };
 use leadership_kube::crd::LeadershipLease;
-use tokio::time::Instant;
+use prometheus_client::metrics::counter::Counter;
+use tokio::{sync::mpsc, time::Instant};
+use tracing::warn;
 
 /// How long a repeat of an Event is folded into its series.
 pub const SERIES_WINDOW: Duration = Duration::from_secs(360);
+
+/// How many Events may wait to be written; more are dropped (and counted).
+pub const QUEUE: usize = 4096;
+
+/// How many Events are written at once.
+const WRITERS: usize = 8;
 
 /// What makes two Events repeats of each other: the lease (namespace, name, uid), the type, the
 /// reason and the note.
@@ -37,8 +54,64 @@ struct Recent {
     last: Instant,
 }
 
-/// Publishes Events about leases as `reporting_controller`/`reporting_instance`.
+/// One Event as a visit saw it happen, waiting to be written.
+struct Pending {
+    regarding: ObjectReference,
+    type_: &'static str,
+    reason: String,
+    note: String,
+    stamp: MicroTime,
+    at: Instant,
+}
+
+/// Queues Events about leases for the writer task (see the module's comment).
 pub struct Events {
+    queue: mpsc::Sender<Pending>,
+    dropped: Counter,
+}
+
+impl Events {
+    /// Starts the writer task, publishing as `controller` (the reporting controller) run by
+    /// `instance`; Events that find the queue full are counted in `dropped`. The task ends when
+    /// the returned handle is dropped and the queue is written.
+    pub fn start(client: Client, controller: &str, instance: &str, dropped: Counter) -> Events {
+        let (queue, mut waiting) = mpsc::channel(QUEUE);
+        let writer = Writer::new(client, controller, instance);
+        tokio::spawn(async move {
+            futures::stream::poll_fn(|cx| waiting.poll_recv(cx))
+                .for_each_concurrent(WRITERS, |pending: Pending| async {
+                    let reason = pending.reason.clone();
+                    if let Err(err) = writer.publish(pending).await {
+                        warn!(error = %err, reason, "could not record an Event");
+                    }
+                })
+                .await;
+        });
+        Events { queue, dropped }
+    }
+
+    /// Queues an Event about `lease`, stamped now.
+    pub fn send(&self, lease: &LeadershipLease, type_: EventType, reason: &str, note: String) {
+        let pending = Pending {
+            regarding: lease.object_ref(&()),
+            type_: match type_ {
+                EventType::Normal => "Normal",
+                EventType::Warning => "Warning",
+            },
+            reason: reason.to_owned(),
+            note,
+            stamp: MicroTime(Timestamp::now()),
+            at: Instant::now(),
+        };
+        if self.queue.try_send(pending).is_err() {
+            self.dropped.inc();
+            warn!(reason, "too many Events waiting to be written; dropped one");
+        }
+    }
+}
+
+/// Writes Events, folding repeats into series.
+struct Writer {
     client: Client,
     controller: String,
     instance: String,
@@ -53,10 +126,9 @@ enum Publication {
     Repeat { name: String, count: i32 },
 }
 
-impl Events {
-    /// A publisher for `controller` (the reporting controller) run by `instance`.
-    pub fn new(client: Client, controller: &str, instance: &str) -> Self {
-        Events {
+impl Writer {
+    fn new(client: Client, controller: &str, instance: &str) -> Self {
+        Writer {
             client,
             controller: controller.to_owned(),
             instance: instance.to_owned(),
@@ -89,33 +161,28 @@ impl Events {
         }
     }
 
-    /// Publishes an Event about `lease`: created, or counted in the series of the same one seen
-    /// within [`SERIES_WINDOW`]. Returns the API error if the write failed.
-    pub async fn publish(
-        &self,
-        lease: &LeadershipLease,
-        type_: EventType,
-        reason: &str,
-        note: String,
-    ) -> Result<(), kube::Error> {
-        let reference = lease.object_ref(&());
-        let namespace = reference.namespace.clone().unwrap_or_else(|| "default".into());
-        let type_ = match type_ {
-            EventType::Normal => "Normal",
-            EventType::Warning => "Warning",
-        };
+    /// Writes one Event: created, or counted in the series of the same one seen within
+    /// [`SERIES_WINDOW`].
+    async fn publish(&self, pending: Pending) -> Result<(), kube::Error> {
+        let Pending {
+            regarding,
+            type_,
+            reason,
+            note,
+            stamp,
+            at,
+        } = pending;
+        let namespace = regarding.namespace.clone().unwrap_or_else(|| "default".into());
         let key: Key = (
             namespace.clone(),
-            reference.name.clone().unwrap_or_default(),
-            reference.uid.clone().unwrap_or_default(),
+            regarding.name.clone().unwrap_or_default(),
+            regarding.uid.clone().unwrap_or_default(),
             type_,
-            reason.to_owned(),
+            reason.clone(),
             note.clone(),
         );
-        let now = Instant::now();
-        let stamp = MicroTime(Timestamp::now());
         let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
-        let (name, count) = match self.classify(&key, now) {
+        let (name, count) = match self.classify(&key, at) {
             Publication::Repeat { name, count } => {
                 let series = EventSeries {
                     count,
@@ -134,11 +201,11 @@ impl Events {
                         namespace: Some(namespace),
                         ..ObjectMeta::default()
                     },
-                    action: Some(reason.to_owned()),
-                    reason: Some(reason.to_owned()),
+                    action: Some(reason.clone()),
+                    reason: Some(reason),
                     note: Some(note),
                     event_time: Some(stamp),
-                    regarding: Some(reference),
+                    regarding: Some(regarding),
                     reporting_controller: Some(self.controller.clone()),
                     reporting_instance: Some(self.instance.clone()),
                     type_: Some(type_.to_owned()),
@@ -153,7 +220,7 @@ impl Events {
             Recent {
                 name,
                 count,
-                last: now,
+                last: at,
             },
         );
         Ok(())
@@ -178,7 +245,7 @@ mod tests {
     #[tokio::test]
     async fn a_repeat_within_the_window_joins_the_series_and_one_after_it_starts_anew() {
         let client = Client::try_from(kube::Config::new("http://127.0.0.1:1".parse().unwrap())).unwrap();
-        let events = Events::new(client, "leadership-operator", "op-0");
+        let events = Writer::new(client, "leadership-operator", "op-0");
         let t0 = Instant::now();
         assert_eq!(events.classify(&key("Expired"), t0), Publication::Create);
         events.recent().insert(

@@ -50,6 +50,9 @@ pub struct Metrics {
     pub failover_seconds: Histogram,
     /// Claims cleared after they ran out.
     pub expiries: Counter,
+    /// How late each run-out claim was cleared: from when it ran out on this operator's clock to
+    /// when the write that cleared it returned.
+    pub expiry_lag_seconds: Histogram,
     /// Claims released early because the holder's containers all terminated.
     pub pod_releases: Counter,
     /// Revocation requests ended, by result (`done`, `not_held`).
@@ -64,6 +67,8 @@ pub struct Metrics {
     pub write_conflicts: Family<KindLabel, Counter>,
     /// Pods whose facts the operator keeps (every pod in its scope, none that is gone).
     pub pods_indexed: Gauge,
+    /// Events not recorded because too many were waiting to be written.
+    pub events_dropped: Counter,
     /// 1 while this replica is the active one.
     pub active: Gauge,
     /// Webhook requests by outcome.
@@ -87,6 +92,7 @@ impl Default for Metrics {
             transitions: Family::default(),
             failover_seconds: Histogram::new(failover_buckets),
             expiries: Counter::default(),
+            expiry_lag_seconds: Histogram::new(buckets),
             pod_releases: Counter::default(),
             revocations: Family::default(),
             handovers: Family::default(),
@@ -94,6 +100,7 @@ impl Default for Metrics {
             reconcile_errors: Family::default(),
             write_conflicts: Family::default(),
             pods_indexed: Gauge::default(),
+            events_dropped: Counter::default(),
             active: Gauge::default(),
             webhook_requests: Family::default(),
             webhook_certificate_expiry: Gauge::default(),
@@ -126,6 +133,12 @@ impl Default for Metrics {
             "expiries",
             "Claims cleared after they ran out",
             metrics.expiries.clone(),
+        );
+        registry.register_with_unit(
+            "expiry_lag",
+            "From when a claim ran out on the operator's clock to when its clear was written",
+            Unit::Seconds,
+            metrics.expiry_lag_seconds.clone(),
         );
         registry.register(
             "pod_releases",
@@ -162,6 +175,11 @@ impl Default for Metrics {
             "pods_indexed",
             "Pods whose facts the operator keeps",
             metrics.pods_indexed.clone(),
+        );
+        registry.register(
+            "events_dropped",
+            "Events not recorded because too many were waiting to be written",
+            metrics.events_dropped.clone(),
         );
         registry.register(
             "active",
@@ -233,6 +251,7 @@ mod tests {
             "# TYPE leadership_operator_failover_duration_seconds histogram",
             "# UNIT leadership_operator_failover_duration_seconds seconds",
             "# TYPE leadership_operator_reconcile_duration_seconds histogram",
+            "# TYPE leadership_operator_expiry_lag_seconds histogram",
             "leadership_operator_transitions_total{namespace=\"shop\",application=\"web\"} 1",
             "leadership_operator_lease_held{namespace=\"shop\",application=\"web\"} 1",
             "leadership_operator_lease_term{namespace=\"shop\",application=\"web\"} 3",

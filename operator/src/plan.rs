@@ -7,7 +7,7 @@ use k8s_openapi::{
     jiff::Timestamp,
 };
 use leadership::lease::Lease;
-use leadership_kube::crd::{LeadershipLease, MAX_MEMBERS};
+use leadership_kube::crd::{LeadershipLease, LeadershipLeaseStatus, MAX_MEMBERS};
 
 /// A change to the claim itself, written with a compare-and-swap.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,6 +90,17 @@ pub struct OperatorStatus {
     pub members: Vec<String>,
 }
 
+impl OperatorStatus {
+    /// Writes these fields into `status`, leaving the claim and the rest as they are.
+    pub fn set_in(&self, status: &mut LeadershipLeaseStatus) {
+        status.conditions.clone_from(&self.conditions);
+        status.pinned = self.pinned;
+        status.locked = self.locked;
+        status.observed_generation = self.observed_generation;
+        status.members.clone_from(&self.members);
+    }
+}
+
 /// What the operator has judged of one lease, on its own clock and from what it knows of pods.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Judgement {
@@ -123,7 +134,8 @@ pub struct Plan {
     pub handover: Option<HandoverStep>,
     /// A handover to ask for, so that the preferred unit leads.
     pub preferred: Option<PreferredHandover>,
-    /// New operator status fields, when they differ from the object's.
+    /// New operator status fields, when they differ from the object's (after the claim step,
+    /// when there is one: that step's write carries them).
     pub status: Option<OperatorStatus>,
     /// Leader labels to move, so that only the Pod of a holder whose claim has not run out
     /// carries them.
@@ -155,9 +167,16 @@ pub fn plan(object: &LeadershipLease, judged: &Judgement, now: Timestamp) -> Pla
         None
     };
     let revocation = revocation(object);
-    let mut status = operator_status(object, revocation.as_ref(), judged.locked, now);
+    // A claim step carries the operator's fields as they are after it in its own write: one
+    // write per expiry, not a second one for the conditions.
+    let cleared = claim.as_ref().map(|step| LeadershipLease {
+        status: Some(object.status_for(step.next(), step.reason(), now)),
+        ..object.clone()
+    });
+    let seen = cleared.as_ref().unwrap_or(object);
+    let mut status = operator_status(seen, self::revocation(seen).as_ref(), judged.locked, now);
     status.members = judged.members.iter().take(MAX_MEMBERS).cloned().collect();
-    let current = object.status.clone().unwrap_or_default();
+    let current = seen.status.clone().unwrap_or_default();
     let unchanged = current.conditions == status.conditions
         && current.pinned == status.pinned
         && current.locked == status.locked
@@ -420,6 +439,30 @@ mod tests {
                 .claim
                 .is_none()
         );
+    }
+
+    #[test]
+    fn an_expiry_carries_the_conditions_after_it_and_the_next_visit_writes_nothing() {
+        let plan = plan(&held("web-0", 3), &judged(true, false, false), now());
+        let fields = plan.status.expect("the clear carries the operator's fields");
+        let held = fields.conditions.iter().find(|c| c.type_ == "Held").unwrap();
+        assert_eq!((held.status.as_str(), held.reason.as_str()), ("False", "Free"));
+        // The cleared lease as the write leaves it: the next visit finds nothing to write.
+        let mut cleared = held_cleared();
+        fields.set_in(cleared.status.as_mut().unwrap());
+        let later = now().checked_add(Duration::from_secs(1)).unwrap();
+        let next = super::plan(&cleared, &judged(false, false, false), later);
+        assert_eq!((next.claim, next.status), (None, None));
+    }
+
+    /// `held("web-0", 3)` after its claim was cleared.
+    fn held_cleared() -> LeadershipLease {
+        let object = held("web-0", 3);
+        let lease = object.to_lease().expire(true).unwrap();
+        LeadershipLease {
+            status: Some(object.status_for(&lease, "Expired", now())),
+            ..object
+        }
     }
 
     #[test]

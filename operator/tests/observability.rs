@@ -63,6 +63,7 @@ fn operator_metrics() -> String {
     metrics.webhook_certificate_expiry.set(1_900_000_000);
     metrics.active.set(1);
     metrics.pods_indexed.set(3);
+    metrics.events_dropped.inc();
     metrics.render()
 }
 

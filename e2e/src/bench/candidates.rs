@@ -171,6 +171,16 @@ impl Candidate {
         }
     }
 
+    /// How long after its holder's last renewal a lease runs out for the other processes: the
+    /// lease, and for ours each observer's drift margin on top (part of the lease rules: a
+    /// holder's clock may run slow).
+    pub fn runs_out_after(&self) -> Duration {
+        match self.kind {
+            Kind::Ours { .. } => self.lease + ExpiryPolicy::default().margin(self.lease),
+            _ => self.lease,
+        }
+    }
+
     /// The log line by which a process says it became leader.
     pub fn leader_marker(&self) -> &'static str {
         match self.kind {

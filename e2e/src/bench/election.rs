@@ -6,6 +6,9 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use k8s_openapi::{api::coordination::v1::Lease, jiff::Timestamp};
+use kube::Api;
+use leadership_kube::crd::LeadershipLease;
 use nix::sys::signal::{Signal, kill};
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
@@ -169,7 +172,7 @@ impl Bench {
             }
             sleep(Duration::from_millis(500)).await;
         }
-        let mut crashes = Vec::new();
+        let (mut crashes, mut overheads) = (Vec::new(), Vec::new());
         let rounds = if long {
             self.plan.crashes.div_ceil(2)
         } else {
@@ -184,6 +187,9 @@ impl Bench {
             drain(&mut rx);
             let killed = Instant::now();
             signal(&members[leader], Signal::SIGKILL);
+            // The dead leader's last renewal, read before anyone can take over (a lease runs
+            // for seconds after it).
+            let renewed = self.renew_time(candidate, namespace, app).await;
             let (next, at) = next_leader_at(
                 &mut rx,
                 Some(leader),
@@ -193,14 +199,21 @@ impl Bench {
             .context("no leader after a crash")?;
             let failover = at.saturating_duration_since(killed).as_secs_f64() * 1000.0;
             crashes.push(failover);
+            let overhead = renewed.map(|renewed| {
+                let took_over = Timestamp::now() - Instant::now().saturating_duration_since(at);
+                let ran_out = renewed + candidate.runs_out_after();
+                took_over.duration_since(ran_out).as_secs_f64() * 1000.0
+            });
+            overheads.extend(overhead);
             stop(&mut members[leader]).await;
             members[leader] = self.spawn(candidate, namespace, app, leader, &tx)?;
             leader = next;
             self.say(format!(
-                "{}: crash {} of {rounds}: new leader after {failover:.0} ms (lease {:?})",
+                "{}: crash {} of {rounds}: new leader after {failover:.0} ms (lease {:?}; {} ms after it ran out)",
                 candidate.name,
                 round + 1,
-                candidate.lease
+                candidate.lease,
+                overhead.map_or("?".into(), |o| format!("{o:.0}")),
             ));
         }
         // The steady state is measured without our operator: at rest it writes nothing to the
@@ -222,13 +235,39 @@ impl Bench {
             lease_ms: u64::try_from(candidate.lease.as_millis()).unwrap_or(u64::MAX),
             handover_ms: Summary::of(&handovers),
             crash_failover_ms: Summary::of(&crashes),
+            crash_overhead_ms: Summary::of(&overheads),
             api_requests_per_leader_min: Some(requests),
             api_writes_per_leader_min: Some(writes),
             ..CandidateReport::default()
         };
         report.samples.insert("handover_ms".into(), handovers);
         report.samples.insert("crash_failover_ms".into(), crashes);
+        report.samples.insert("crash_overhead_ms".into(), overheads);
         Ok((report, members, leader))
+    }
+
+    /// The renewal time `candidate`'s holder last wrote to the lease of `app` (every candidate's
+    /// processes run on this machine: one clock). `None` if it cannot be read.
+    async fn renew_time(&self, candidate: &Candidate, namespace: &str, app: &str) -> Option<Timestamp> {
+        let stamp = match candidate.kind {
+            Kind::Ours { .. } => {
+                Api::<LeadershipLease>::namespaced(self.client.clone(), namespace)
+                    .get(app)
+                    .await
+                    .ok()?
+                    .status?
+                    .renew_time?
+            }
+            _ => {
+                Api::<Lease>::namespaced(self.client.clone(), namespace)
+                    .get(app)
+                    .await
+                    .ok()?
+                    .spec?
+                    .renew_time?
+            }
+        };
+        Some(stamp.0)
     }
 
     /// Requests and writes per minute to `candidate`'s lease resource over the plan's window,

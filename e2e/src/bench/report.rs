@@ -22,6 +22,11 @@ pub struct CandidateReport {
     pub handover_ms: Option<Summary>,
     /// From SIGKILL of the leader to another process saying it leads.
     pub crash_failover_ms: Option<Summary>,
+    /// The same crashes, from the moment the dead leader's lease ran out for the others (its
+    /// last renewal time plus [`Candidate::runs_out_after`](super::candidates::Candidate::runs_out_after))
+    /// to another process saying it leads: what detection and takeover add to the lease.
+    #[serde(default)]
+    pub crash_overhead_ms: Option<Summary>,
     /// API requests per leader per minute in steady state (3 processes, one application).
     pub api_requests_per_leader_min: Option<f64>,
     /// API writes (create, update, patch) per leader per minute in steady state.
@@ -232,8 +237,8 @@ impl Report {
         };
         let num = |v: Option<f64>| v.map_or("not measured".into(), |v| format!("{v:.1}"));
         out.push_str("\n## Leader election, side by side\n\n");
-        out.push_str("Groups: `defaults` runs every candidate at its documented defaults; `failover-Ns` tunes every candidate so that its worst crash failover is about N s. Latencies in ms as p50 / p99 / max. Handover: SIGTERM of the leader to another process saying it leads. Crash failover: SIGKILL of the leader to another process saying it leads; a lease runs from the leader's last renewal, which came before the kill, so it varies between lease − renewal interval and the lease plus the detection delay. API figures: the API server's own request counters for the candidate's resource (`leases` or `leadershipleases`) with three processes, less the control plane's own Lease traffic.\n\n");
-        out.push_str("| candidate | lease ms | graceful handover | crash failover | requests / leader / min | writes / leader / min |\n|---|---|---|---|---|---|\n");
+        out.push_str("Groups: `defaults` runs every candidate at its documented defaults; `failover-Ns` tunes every candidate so that its worst crash failover is about N s. Latencies in ms as p50 / p99 / max. Handover: SIGTERM of the leader to another process saying it leads. Crash failover: SIGKILL of the leader to another process saying it leads; a lease runs from the leader's last renewal, which came before the kill, so it varies between lease − renewal interval and the lease plus the detection delay. Crash overhead: from the moment the dead leader's lease ran out for the others (the renewal time it last wrote, plus the lease; for ours plus each observer's drift margin of 2% of the lease) to another process saying it leads: what detection and takeover add (for ours: the operator clearing the claim, a standby's watch and grant). API figures: the API server's own request counters for the candidate's resource (`leases` or `leadershipleases`) with three processes, less the control plane's own Lease traffic.\n\n");
+        out.push_str("| candidate | lease ms | graceful handover | crash failover | crash overhead | requests / leader / min | writes / leader / min |\n|---|---|---|---|---|---|---|\n");
         let mut names: Vec<&String> = self.candidates.keys().collect();
         names.sort_by_key(|n| {
             (
@@ -246,10 +251,11 @@ impl Report {
             let c = &self.candidates[*name];
             let _ = writeln!(
                 out,
-                "| {name} | {} | {} | {} | {} | {} |",
+                "| {name} | {} | {} | {} | {} | {} | {} |",
                 c.lease_ms,
                 ms(&c.handover_ms),
                 ms(&c.crash_failover_ms),
+                ms(&c.crash_overhead_ms),
                 num(c.api_requests_per_leader_min),
                 num(c.api_writes_per_leader_min),
             );

@@ -1,5 +1,6 @@
-//! Apply: carry a plan out, in order. A claim change is a compare-and-swap of the status and ends
-//! the visit (its watch event starts the next one, which sees the lease as it is now). Otherwise
+//! Apply: carry a plan out, in order. A claim change is a compare-and-swap of the status, with the
+//! operator's fields as they are after it, and ends the visit (its watch event starts the next one,
+//! which sees the lease as it is now). Otherwise
 //! the operator's status fields (server-side apply), then the spec (compare-and-swap), each write
 //! continuing from the object the previous one returned, then the leader labels. A lost race stops
 //! the visit; nothing is written from an object older than the last write.
@@ -67,7 +68,11 @@ pub(super) async fn apply(object: &LeadershipLease, plan: &Plan, ctx: &Context) 
 
     if let Some(step) = &plan.claim {
         let mut next = object.clone();
-        next.status = Some(object.status_for(step.next(), step.reason(), Timestamp::now()));
+        let mut status = object.status_for(step.next(), step.reason(), Timestamp::now());
+        if let Some(fields) = &plan.status {
+            fields.set_in(&mut status);
+        }
+        next.status = Some(status);
         let written = write(
             ctx,
             Write::ClearClaim,

@@ -17,7 +17,6 @@ use kube::{
 use leadership::expiry::{ExpiryPolicy, Observation};
 use leadership_kube::crd::LeadershipLease;
 use tokio::time::Instant;
-use tracing::warn;
 
 use super::{MANAGER, observe::Previous};
 use crate::{events::Events, lease_metrics::LeaseObserver, metrics::Metrics, pod_index::PodIndex};
@@ -60,7 +59,7 @@ impl Context {
     /// A context for the controller.
     pub fn new(client: Client, identity: &str, metrics: Arc<Metrics>, policy: ExpiryPolicy) -> Self {
         Context {
-            events: Events::new(client.clone(), MANAGER, identity),
+            events: Events::start(client.clone(), MANAGER, identity, metrics.events_dropped.clone()),
             client,
             observer: LeaseObserver::new(metrics.clone()),
             metrics,
@@ -99,10 +98,9 @@ impl Context {
         self.pods.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(super) async fn event(&self, object: &LeadershipLease, type_: EventType, reason: &str, note: String) {
-        if let Err(err) = self.events.publish(object, type_, reason, note).await {
-            warn!(error = %err, reason, "could not record an Event");
-        }
+    /// Queues an Event about `object` (written by a task of its own: a visit never waits for it).
+    pub(super) fn event(&self, object: &LeadershipLease, type_: EventType, reason: &str, note: String) {
+        self.events.send(object, type_, reason, note);
     }
 
     /// Keeps the gauges current and forgets leases that are gone.

@@ -33,6 +33,10 @@ pub use self::context::{Context, DEFAULT_HANDOVER_TIMEOUT, PREFERRED_BACKOFF};
 /// The field manager of the operator's status writes.
 pub const MANAGER: &str = "leadership-operator";
 
+/// How long after a claim is due its visit comes: the timers count in whole milliseconds, and a
+/// visit a moment early would find the claim still live (and come back).
+const DUE_SLACK: Duration = Duration::from_millis(1);
+
 /// How soon a visit whose write lost a race is retried.
 const AFTER_LOST_RACE: Duration = Duration::from_millis(100);
 
@@ -85,12 +89,12 @@ pub async fn reconcile(object: Arc<LeadershipLease>, ctx: Arc<Context>) -> Resul
     let observed = observe::observe(&object, &ctx, started);
     ctx.observer.observe(&object, observed.judgement.expired, started);
     if let Some(before) = &observed.before {
-        report::changes(&ctx, &object, before).await;
+        report::changes(&ctx, &object, before);
     }
     let plan = plan::plan(&object, &observed.judgement, Timestamp::now());
     let applied = apply::apply(&object, &plan, &ctx).await;
     if let Ok(applied) = &applied {
-        report::written(&ctx, &object, &plan, *applied, started).await;
+        report::written(&ctx, &object, &plan, *applied, started, observed.claim_due);
     }
     ctx.metrics
         .reconcile_seconds
@@ -106,9 +110,7 @@ pub async fn reconcile(object: Arc<LeadershipLease>, ctx: Arc<Context>) -> Resul
         // handover is due to be abandoned.
         let handover_due = observed.handover_due.filter(|_| plan.handover.is_none());
         match [observed.claim_due, handover_due].into_iter().flatten().min() {
-            Some(at) => {
-                Action::requeue(at.saturating_duration_since(Instant::now()) + Duration::from_millis(20))
-            }
+            Some(at) => Action::requeue(at.saturating_duration_since(Instant::now()) + DUE_SLACK),
             None => Action::await_change(),
         }
     })

@@ -14,7 +14,7 @@ use crate::{
 };
 
 /// Events for what changed since the last visit: holder and pins.
-pub(super) async fn changes(ctx: &Context, object: &LeadershipLease, previous: &Previous) {
+pub(super) fn changes(ctx: &Context, object: &LeadershipLease, previous: &Previous) {
     let (before, pins_before) = (&previous.holder, &previous.pins);
     let lease = object.to_lease();
     let now_holder = lease.holder_unit().map(|h| (h.to_owned(), lease.term));
@@ -35,12 +35,11 @@ pub(super) async fn changes(ctx: &Context, object: &LeadershipLease, previous: &
             (None, None) => (EventType::Normal, "no unit holds the lease".to_owned()),
         };
         let reason = if now_holder.is_some() { "Elected" } else { reason };
-        ctx.event(object, type_, reason, note).await;
+        ctx.event(object, type_, reason, note);
     }
     for added in lease.pins.difference(pins_before) {
         info!(entity = %added, "pinned");
-        ctx.event(object, EventType::Normal, "Pinned", format!("pinned by {added}"))
-            .await;
+        ctx.event(object, EventType::Normal, "Pinned", format!("pinned by {added}"));
     }
     for removed in pins_before.difference(&lease.pins) {
         info!(entity = %removed, "unpinned");
@@ -49,18 +48,19 @@ pub(super) async fn changes(ctx: &Context, object: &LeadershipLease, previous: &
             EventType::Normal,
             "Unpinned",
             format!("{removed} removed its pin"),
-        )
-        .await;
+        );
     }
 }
 
-/// Events, metrics and logs for what `applied` wrote of `plan`.
-pub(super) async fn written(
+/// Events, metrics and logs for what `applied` wrote of `plan`, in a visit that started at
+/// `started` for a claim due at `claim_due`.
+pub(super) fn written(
     ctx: &Context,
     object: &LeadershipLease,
     plan: &Plan,
     applied: Applied,
-    now: Instant,
+    started: Instant,
+    claim_due: Option<Instant>,
 ) {
     let lease = object.to_lease();
     if applied.claim_cleared
@@ -70,7 +70,13 @@ pub(super) async fn written(
         match step {
             ClaimStep::Expire(_) => {
                 ctx.metrics.expiries.inc();
-                info!(%holder, term = lease.term, "claim ran out; cleared");
+                // How late the visit came, and how late the clear was written.
+                let late = |at: Instant| claim_due.map(|due| at.saturating_duration_since(due));
+                let (visit_late, written_late) = (late(started), late(Instant::now()));
+                if let Some(lag) = written_late {
+                    ctx.metrics.expiry_lag_seconds.observe(lag.as_secs_f64());
+                }
+                info!(%holder, term = lease.term, ?visit_late, ?written_late, "claim ran out; cleared");
             }
             ClaimStep::PodGone(_) => {
                 ctx.metrics.pod_releases.inc();
@@ -96,7 +102,7 @@ pub(super) async fn written(
                 format!("cannot revoke {unit}: leadership lease not held"),
             ),
         };
-        ended(ctx, object, &ctx.metrics.revocations, kind, type_, reason, note).await;
+        ended(ctx, object, &ctx.metrics.revocations, kind, type_, reason, note);
     }
     if let Some(step) = &plan.handover {
         let (kind, type_, reason, note) = match step {
@@ -113,7 +119,7 @@ pub(super) async fn written(
                 if to.is_some() && *to == object.spec.preferred_unit {
                     // Do not keep handing over to a preferred unit that cannot take it.
                     if let Some(entry) = ctx.seen().get_mut(&ObjectRef::from_obj(object)) {
-                        entry.preferred_backoff = Some(now + PREFERRED_BACKOFF);
+                        entry.preferred_backoff = Some(started + PREFERRED_BACKOFF);
                     }
                 }
                 (
@@ -135,7 +141,7 @@ pub(super) async fn written(
             ),
         };
         info!(application = %object.metadata.name.as_deref().unwrap_or_default(), reason, "{note}");
-        ended(ctx, object, &ctx.metrics.handovers, kind, type_, reason, note).await;
+        ended(ctx, object, &ctx.metrics.handovers, kind, type_, reason, note);
     }
     if let Some(preferred) = &plan.preferred {
         info!(from = %preferred.from, to = %preferred.to, "handing over to the preferred unit");
@@ -147,13 +153,12 @@ pub(super) async fn written(
                 "{} is preferred and live: {} hands over to it",
                 preferred.to, preferred.from
             ),
-        )
-        .await;
+        );
     }
 }
 
 /// A request ended: counted in `family` by `kind`, and told in an Event.
-async fn ended(
+fn ended(
     ctx: &Context,
     object: &LeadershipLease,
     family: &Family<KindLabel, Counter>,
@@ -163,5 +168,5 @@ async fn ended(
     note: String,
 ) {
     family.get_or_create(&KindLabel { kind: kind.into() }).inc();
-    ctx.event(object, type_, reason, note).await;
+    ctx.event(object, type_, reason, note);
 }

@@ -1,12 +1,21 @@
-//! The Helm chart in tests: `helm` with the test cluster's kubeconfig, rendering to YAML
-//! documents, and a release installed for one test (uninstalled when dropped).
+//! The Helm chart in tests and the fault checker: `helm` with a cluster's kubeconfig, rendering to
+//! YAML documents, a release installed for one test (uninstalled when dropped), and waiting until
+//! the chart's admission policies are in force.
 
-use std::{process::Output, time::Duration};
+use std::{path::Path, process::Output, time::Duration};
 
-use kube::api::{DeleteParams, PostParams};
+use kube::{
+    Api,
+    api::{DeleteParams, PostParams},
+};
 use leadership_kube::crd::{LeadershipLease, LeadershipLeaseStatus};
 
-use crate::testenv::{self, TestEnv, TestNamespace};
+use crate::{
+    Error,
+    controlplane::admin_client,
+    testenv::{self, TestEnv, TestNamespace},
+    tools::Tools,
+};
 
 /// The chart's folder.
 pub const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/leadership");
@@ -18,12 +27,17 @@ pub fn helm(args: &[&str]) -> Output {
 
 /// Runs `helm` with the kubeconfig of `env`.
 pub fn helm_in(env: &TestEnv, args: &[&str]) -> Output {
-    std::process::Command::new(env.tools().path("helm"))
+    run_helm(env.tools(), env.kubeconfig(), args).expect("run helm")
+}
+
+/// Runs the `helm` of `tools` with `args` and the kubeconfig file `kubeconfig`.
+pub fn run_helm(tools: &Tools, kubeconfig: &Path, args: &[&str]) -> Result<Output, Error> {
+    std::process::Command::new(tools.path("helm"))
         .args(args)
         .arg("--kubeconfig")
-        .arg(env.kubeconfig())
+        .arg(kubeconfig)
         .output()
-        .expect("run helm")
+        .map_err(|e| Error::io("run helm", e))
 }
 
 /// A command's stdout and stderr, for messages.
@@ -97,57 +111,12 @@ impl Release {
         Release::install(ns, &all)
     }
 
-    /// Waits until the release's admission policies judge writes in `ns`: the API server loads
-    /// them a moment after they are created. Probes with dry runs on a lease of its own (deleted
-    /// afterwards): a status write by the admin, who has no pod binding, and a label written with
-    /// a pod binding (the admin impersonating one).
+    /// Waits until the release's admission policies judge writes in `ns` (see
+    /// [`wait_for_policies`]).
     pub async fn wait_for_policies(&self, ns: &TestNamespace) {
-        const PROBE: &str = "policy-probe";
-        let admin = ns.api::<LeadershipLease>();
-        let created = admin
-            .create(&PostParams::default(), &LeadershipLease::empty(&ns.name, PROBE))
+        wait_for_policies(ns.env().kubeconfig(), &ns.name)
             .await
-            .expect("create the probe lease");
-        let pod = ns
-            .env()
-            .impersonating_with(
-                "leadership-probe",
-                &["system:masters"],
-                &[("authentication.kubernetes.io/pod-name", PROBE)],
-            )
-            .await;
-        let as_pod = kube::Api::<LeadershipLease>::namespaced(pod, &ns.name);
-        let dry = PostParams {
-            dry_run: true,
-            ..PostParams::default()
-        };
-        let mut claim = created.clone();
-        claim.status = Some(LeadershipLeaseStatus {
-            holder: Some(PROBE.into()),
-            term: 1,
-            lease_duration_ms: Some(1_000),
-            ..LeadershipLeaseStatus::default()
-        });
-        let mut labelled = created.clone();
-        labelled.metadata.labels = Some([("probe".to_owned(), "yes".to_owned())].into());
-        let refused = |result: kube::Result<LeadershipLease>| matches!(result, Err(kube::Error::Api(s)) if s.code == 403);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            let claims = refused(admin.replace_status(PROBE, &dry, &claim).await);
-            let spec = refused(as_pod.replace(PROBE, &dry, &labelled).await);
-            if claims && spec {
-                break;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the release's admission policies are not in force after 60 s (claims {claims}, spec {spec})"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        admin
-            .delete(PROBE, &DeleteParams::default())
-            .await
-            .expect("delete the probe lease");
+            .expect("the release's admission policies in force");
     }
 
     /// The full name prefix of the release's resources.
@@ -170,6 +139,62 @@ impl Drop for Release {
     fn drop(&mut self) {
         let _ = helm_in(self.env, &["uninstall", &self.name, "--namespace", &self.name]);
     }
+}
+
+/// Waits until the chart's admission policies judge lease writes in `namespace` of the cluster
+/// whose admin kubeconfig is `kubeconfig`: the API server loads them a moment after they are
+/// created. Probes with dry runs on a lease of its own (deleted afterwards): a status write by the
+/// admin, who has no pod binding, and a label written with a pod binding (the admin impersonating
+/// one). Fails after 60 s.
+pub async fn wait_for_policies(kubeconfig: &Path, namespace: &str) -> Result<(), Error> {
+    const PROBE: &str = "policy-probe";
+    let admin = Api::<LeadershipLease>::namespaced(admin_client(kubeconfig).await?, namespace);
+    let created = admin
+        .create(&PostParams::default(), &LeadershipLease::empty(namespace, PROBE))
+        .await
+        .map_err(Error::kube("create the probe lease"))?;
+    let pod = testenv::impersonating_client(
+        kubeconfig,
+        "leadership-probe",
+        &["system:masters"],
+        &[("authentication.kubernetes.io/pod-name", PROBE)],
+    )
+    .await?;
+    let as_pod = Api::<LeadershipLease>::namespaced(pod, namespace);
+    let dry = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let mut claim = created.clone();
+    claim.status = Some(LeadershipLeaseStatus {
+        holder: Some(PROBE.into()),
+        term: 1,
+        lease_duration_ms: Some(1_000),
+        ..LeadershipLeaseStatus::default()
+    });
+    let mut labelled = created.clone();
+    labelled.metadata.labels = Some([("probe".to_owned(), "yes".to_owned())].into());
+    let refused =
+        |result: kube::Result<LeadershipLease>| matches!(result, Err(kube::Error::Api(s)) if s.code == 403);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let in_force = loop {
+        let claims = refused(admin.replace_status(PROBE, &dry, &claim).await);
+        let spec = refused(as_pod.replace(PROBE, &dry, &labelled).await);
+        if claims && spec {
+            break Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            break Err(Error::State(format!(
+                "the admission policies are not in force in {namespace} after 60 s (claims {claims}, spec {spec})"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    admin
+        .delete(PROBE, &DeleteParams::default())
+        .await
+        .map_err(Error::kube("delete the probe lease"))?;
+    in_force
 }
 
 /// The chart's settings that keep a test's webhook to its own namespace: the chart's default

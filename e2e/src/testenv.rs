@@ -16,11 +16,15 @@ use std::{
         OnceLock,
         atomic::{AtomicU32, Ordering},
     },
+    time::Duration,
 };
 
-use k8s_openapi::api::{
-    authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec},
-    core::v1::{Namespace, ServiceAccount},
+use k8s_openapi::{
+    api::{
+        authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec},
+        core::v1::{Namespace, ServiceAccount},
+    },
+    jiff::{SignedDuration, Timestamp},
 };
 use kube::{
     Api, Client,
@@ -73,6 +77,9 @@ pub struct TestEnv {
     /// Kept alive for the whole test binary when this process started it.
     _plane: Option<ControlPlane>,
 }
+
+/// How long the tokens of [`TestNamespace::token`] last: longer than any test.
+pub const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 
 static ENV: OnceLock<Result<TestEnv, String>> = OnceLock::new();
 static NODE_ENV: OnceLock<Result<TestEnv, String>> = OnceLock::new();
@@ -211,24 +218,9 @@ impl TestEnv {
     /// An admin client that impersonates `user` with `groups` and the user info `extra` (as
     /// `kubectl --as --as-group --as-user-extra` do).
     pub async fn impersonating_with(&self, user: &str, groups: &[&str], extra: &[(&str, &str)]) -> Client {
-        let file = Kubeconfig::read_from(&self.kubeconfig).expect("read the admin kubeconfig");
-        let mut config =
-            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
-                .await
-                .expect("the admin kubeconfig");
-        config.auth_info.impersonate = Some(user.to_owned());
-        if !groups.is_empty() {
-            config.auth_info.impersonate_groups = Some(groups.iter().map(|g| (*g).to_owned()).collect());
-        }
-        if !extra.is_empty() {
-            config.auth_info.impersonate_user_extra = Some(
-                extra
-                    .iter()
-                    .map(|(k, v)| ((*k).to_owned(), vec![(*v).to_owned()]))
-                    .collect(),
-            );
-        }
-        Client::try_from(config).expect("an impersonating client")
+        impersonating_client(&self.kubeconfig, user, groups, extra)
+            .await
+            .expect("an impersonating client")
     }
 
     /// `kubectl` with the admin kubeconfig.
@@ -282,14 +274,99 @@ impl TestEnv {
 
     /// A kubeconfig file that authenticates with `token` instead of the admin certificate.
     pub fn token_kubeconfig(&self, token: &str, path: &Path) -> Result<(), Error> {
-        let mut config = Kubeconfig::read_from(&self.kubeconfig).map_err(|e| Error::State(e.to_string()))?;
-        for named in &mut config.auth_infos {
-            let user = serde_json::json!({ "token": token });
-            named.auth_info = Some(serde_json::from_value(user).map_err(|e| Error::State(e.to_string()))?);
-        }
-        let yaml = serde_json::to_string(&config).map_err(|e| Error::State(e.to_string()))?;
-        std::fs::write(path, yaml).map_err(|e| Error::io(format!("write {}", path.display()), e))
+        token_kubeconfig(&self.kubeconfig, token, path)
     }
+}
+
+/// Writes to `out` a copy of the kubeconfig file `kubeconfig` (the same path is fine) whose users
+/// authenticate with `token` instead of their own credentials: the same server and CA.
+pub fn token_kubeconfig(kubeconfig: &Path, token: &str, out: &Path) -> Result<(), Error> {
+    let mut config = Kubeconfig::read_from(kubeconfig)
+        .map_err(|e| Error::State(format!("{}: {e}", kubeconfig.display())))?;
+    for named in &mut config.auth_infos {
+        let user = serde_json::json!({ "token": token });
+        named.auth_info = Some(serde_json::from_value(user).map_err(|e| Error::State(e.to_string()))?);
+    }
+    let yaml = serde_json::to_string(&config).map_err(|e| Error::State(e.to_string()))?;
+    std::fs::write(out, yaml).map_err(|e| Error::io(format!("write {}", out.display()), e))
+}
+
+/// A client with the credentials of the kubeconfig file `kubeconfig` (an admin's) that impersonates
+/// `user` with `groups` and the user info `extra` (as `kubectl --as --as-group --as-user-extra`
+/// do). Without groups, the API server gives a ServiceAccount's user name its account's groups.
+pub async fn impersonating_client(
+    kubeconfig: &Path,
+    user: &str,
+    groups: &[&str],
+    extra: &[(&str, &str)],
+) -> Result<Client, Error> {
+    let file = Kubeconfig::read_from(kubeconfig)
+        .map_err(|e| Error::State(format!("{}: {e}", kubeconfig.display())))?;
+    let mut config = kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+        .await
+        .map_err(|e| Error::State(format!("{}: {e}", kubeconfig.display())))?;
+    config.auth_info.impersonate = Some(user.to_owned());
+    if !groups.is_empty() {
+        config.auth_info.impersonate_groups = Some(groups.iter().map(|g| (*g).to_owned()).collect());
+    }
+    if !extra.is_empty() {
+        config.auth_info.impersonate_user_extra = Some(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), vec![(*v).to_owned()]))
+                .collect(),
+        );
+    }
+    Client::try_from(config).map_err(Error::kube("make an impersonating client"))
+}
+
+/// Asks the API server for a token of ServiceAccount `account` (in the namespace of `accounts`)
+/// that lasts `lifetime`, bound to the Pod `pod` (name, uid) when given: its user info then names
+/// the pod, as a real pod's projected token does, and the token dies with the Pod object. Fails
+/// if the token issued expires sooner (an API server whose
+/// `--service-account-max-token-expiration` is shorter).
+pub async fn request_token(
+    accounts: &Api<ServiceAccount>,
+    account: &str,
+    pod: Option<(&str, &str)>,
+    lifetime: Duration,
+) -> Result<String, Error> {
+    let seconds = i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX);
+    let request = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            audiences: None,
+            expiration_seconds: Some(seconds),
+            bound_object_ref: pod.map(|(name, uid)| BoundObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                name: Some(name.to_owned()),
+                uid: Some(uid.to_owned()),
+            }),
+        }),
+        ..TokenRequest::default()
+    };
+    let asked_at = Timestamp::now();
+    let issued: TokenRequest = accounts
+        .create_subresource("token", account, &PostParams::default(), &request)
+        .await
+        .map_err(Error::kube("request a token"))?;
+    let status = issued.status.unwrap_or_default();
+    let (Some(token), Some(expires)) = (status.token, status.expiration_timestamp) else {
+        return Err(Error::State(format!(
+            "the API server issued no token for {account}"
+        )));
+    };
+    // A minute of slack for the clocks of this process and the API server.
+    let wanted = asked_at
+        .checked_add(SignedDuration::from_secs(seconds.saturating_sub(60)))
+        .unwrap_or(Timestamp::MAX);
+    if expires.0 < wanted {
+        return Err(Error::State(format!(
+            "the API server issued a token of {account} that expires at {}, sooner than the {seconds} s asked for (its --service-account-max-token-expiration?)",
+            expires.0
+        )));
+    }
+    Ok(token)
 }
 
 /// Creates the namespace `name` with `labels`.
@@ -358,25 +435,9 @@ impl TestNamespace {
     /// A token for ServiceAccount `account`, bound to the Pod `pod` when given (its user info then
     /// names the pod, as for a real pod's projected token).
     pub async fn token(&self, account: &str, pod: Option<(&str, &str)>) -> String {
-        let request = TokenRequest {
-            spec: Some(TokenRequestSpec {
-                audiences: None,
-                expiration_seconds: Some(3600),
-                bound_object_ref: pod.map(|(name, uid)| BoundObjectReference {
-                    api_version: Some("v1".into()),
-                    kind: Some("Pod".into()),
-                    name: Some(name.to_owned()),
-                    uid: Some(uid.to_owned()),
-                }),
-            }),
-            ..TokenRequest::default()
-        };
-        let issued: TokenRequest = self
-            .api::<ServiceAccount>()
-            .create_subresource("token", account, &PostParams::default(), &request)
+        request_token(&self.api(), account, pod, TOKEN_LIFETIME)
             .await
-            .expect("request a token");
-        issued.status.and_then(|s| s.token).expect("an issued token")
+            .expect("request a token")
     }
 
     /// A client that authenticates with `token`.

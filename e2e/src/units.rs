@@ -7,8 +7,11 @@ use std::{
     time::Duration,
 };
 
-use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
-use kube::api::{ObjectMeta, PostParams};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, ServiceAccount};
+use kube::{
+    Api,
+    api::{ObjectMeta, PostParams},
+};
 use leadership::{client::SocketClient, validate::parse_duration, wire::Status};
 use nix::{sys::signal::Signal, unistd::Pid};
 use tokio::{
@@ -16,7 +19,10 @@ use tokio::{
     time::{Instant, sleep},
 };
 
-use crate::testenv::{self, TestNamespace};
+use crate::{
+    Error,
+    testenv::{self, TestNamespace},
+};
 
 /// The claim duration tests run sidecars with: leases of 4 s.
 pub const D: &str = "2s";
@@ -51,15 +57,11 @@ async fn create_pod(
     service_account: Option<&str>,
     application: Option<&str>,
 ) -> Pod {
-    let mut pod = unit_pod(name);
-    if let Some(spec) = pod.spec.as_mut() {
-        spec.service_account_name = service_account.map(str::to_owned);
-    }
-    if let Some(application) = application {
-        pod.metadata.annotations = Some([(APPLICATION_ANNOTATION.to_owned(), application.to_owned())].into());
-    }
     ns.api::<Pod>()
-        .create(&PostParams::default(), &pod)
+        .create(
+            &PostParams::default(),
+            &unit_pod_as(name, service_account, application),
+        )
         .await
         .expect("create the Pod object")
 }
@@ -74,9 +76,33 @@ pub async fn pod_token(ns: &TestNamespace, account: &str, pod: &str) -> String {
 }
 
 async fn bound_token(ns: &TestNamespace, account: &str, pod: &str, application: Option<&str>) -> String {
-    let created = create_pod(ns, pod, Some(account), application).await;
-    let uid = created.metadata.uid.expect("a created Pod has a uid");
-    ns.token(account, Some((pod, &uid))).await
+    let pod = unit_pod_as(pod, Some(account), application);
+    create_with_token(&ns.api(), &ns.api(), &pod, testenv::TOKEN_LIFETIME)
+        .await
+        .expect("a Pod object and a token bound to it")
+}
+
+/// Creates the Pod object `pod` with `pods`, and asks `accounts` (its namespace's) for a token of
+/// the ServiceAccount it runs as, bound to it and lasting `lifetime`: what the pod's projected
+/// token gives its containers (the API server's user info then names the pod).
+pub async fn create_with_token(
+    pods: &Api<Pod>,
+    accounts: &Api<ServiceAccount>,
+    pod: &Pod,
+    lifetime: Duration,
+) -> Result<String, Error> {
+    let created = pods
+        .create(&PostParams::default(), pod)
+        .await
+        .map_err(Error::kube("create a Pod object"))?;
+    let account = created.spec.and_then(|s| s.service_account_name);
+    let (Some(account), Some(name), Some(uid)) = (account, created.metadata.name, created.metadata.uid)
+    else {
+        return Err(Error::State(
+            "a Pod object bound to a token needs a ServiceAccount, a name and a uid".into(),
+        ));
+    };
+    testenv::request_token(accounts, &account, Some((&name, &uid)), lifetime).await
 }
 
 /// A client with [`pod_token`]: a request as pod `pod` of ServiceAccount `account`.
@@ -104,9 +130,18 @@ fn token_file(ns: &TestNamespace, pod: &str, token: String) -> PathBuf {
 
 /// The Pod object of a unit named `name`, with one app container (nothing runs it).
 pub fn unit_pod(name: &str) -> Pod {
+    unit_pod_as(name, None, None)
+}
+
+/// The Pod object of a unit named `name` like [`unit_pod`]'s, that runs as `service_account` (the
+/// namespace's default if none) and belongs to `application` when given (its
+/// [`APPLICATION_ANNOTATION`], from which the operator lists the members that may take the lease).
+pub fn unit_pod_as(name: &str, service_account: Option<&str>, application: Option<&str>) -> Pod {
     Pod {
         metadata: ObjectMeta {
             name: Some(name.into()),
+            annotations: application
+                .map(|application| [(APPLICATION_ANNOTATION.to_owned(), application.to_owned())].into()),
             ..ObjectMeta::default()
         },
         spec: Some(PodSpec {
@@ -115,6 +150,7 @@ pub fn unit_pod(name: &str) -> Pod {
                 image: Some("app:1".into()),
                 ..Container::default()
             }],
+            service_account_name: service_account.map(str::to_owned),
             ..PodSpec::default()
         }),
         ..Pod::default()

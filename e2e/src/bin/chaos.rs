@@ -1,10 +1,14 @@
 //! `e2e/chaos [--duration 30m] [--units 4] [--seed N] [--claim-duration 2s] [--schedule FILE]
-//! [--out DIR]`: the fault checker. Runs one application with sidecars and two operators on a
-//! control plane of its own, injects faults, and proves from the sidecars' records that no two
-//! units led at once. Prints the faults by kind, the intervals checked, overlaps, availability and
-//! recovery times; the last line is the summary. Exit code 1 if anything was wrong. The wrapper
-//! script builds the release binaries and passes their paths in `CHAOS_SIDECAR` and
-//! `CHAOS_OPERATOR`.
+//! [--out DIR] [--no-hostile]`: the fault checker. Runs one application with sidecars and two
+//! operators on a control plane of its own, with the chart's RBAC and admission policies in force
+//! and every process writing with a pod-bound token, injects faults, and proves from the sidecars'
+//! records that no two units led at once. Meanwhile a hostile unit (a member pod with no sidecar;
+//! off with `--no-hostile`) sends random writes of the leases with its pod's token, an unbound
+//! token and impersonation, and every write the API server admits is judged: an illegal one fails
+//! the run. Prints the faults by kind, the intervals checked, overlaps, availability, recovery
+//! times and the hostile unit's figures; the last line is the summary. Exit code 1 if anything was
+//! wrong. The wrapper script builds the release binaries and passes their paths in
+//! `CHAOS_SIDECAR` and `CHAOS_OPERATOR`.
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
@@ -15,7 +19,15 @@ use leadership_e2e::{
     tools::Tools,
 };
 
-const USAGE: &str = "usage: e2e/chaos [--duration 30m] [--units 3-5] [--seed N] [--claim-duration 2s] [--schedule FAULTS.json] [--out DIR]";
+const USAGE: &str = "usage: e2e/chaos [--duration 30m] [--units 3-5] [--seed N] [--claim-duration 2s] [--schedule FAULTS.json] [--out DIR] [--no-hostile]
+
+  --no-hostile  leave out the hostile unit: a member pod with no sidecar that, every 100-300 ms,
+                reads the application's lease (or the operators' own) and sends a random write of
+                it as a compare-and-swap, with its pod's token, an unbound token or the admin
+                impersonating the sidecar's account. Every admitted write is judged by the rules
+                of docs/security.md; one that breaks them fails the run like an overlap
+                (\"illegal writes admitted: N\" in the report and the summary line; the writes in
+                DIR/hostile.json).";
 
 fn settings() -> anyhow::Result<Settings> {
     if std::env::args().any(|a| a == "--help" || a == "-h") {
@@ -38,9 +50,14 @@ fn settings() -> anyhow::Result<Settings> {
             .map(PathBuf::from)
             .context("CHAOS_OPERATOR is not set: run e2e/chaos, which builds the binaries")?,
         faketime: chaos::default_faketime(),
+        hostile: true,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
+        if flag == "--no-hostile" {
+            settings.hostile = false;
+            continue;
+        }
         let value = args
             .next()
             .with_context(|| format!("{flag} needs a value\n{USAGE}"))?;
@@ -74,11 +91,12 @@ async fn main() -> ExitCode {
         let settings = settings()?;
         let out = settings.out.clone();
         eprintln!(
-            "chaos: {} sidecars, claim duration {:?}, faults for {:?}, seed {}; files in {}",
+            "chaos: {} sidecars, claim duration {:?}, faults for {:?}, seed {}, hostile unit {}; files in {}",
             settings.units,
             settings.claim_duration,
             settings.duration,
             settings.seed,
+            if settings.hostile { "on" } else { "off" },
             out.display()
         );
         let tools = Tools::locate()?;
@@ -86,7 +104,7 @@ async fn main() -> ExitCode {
         println!("{}", outcome.report());
         if !outcome.passed() {
             eprintln!(
-                "FAILED: the history is in {0}/history.json and the records; replay the schedule with --schedule {0}/faults.json",
+                "FAILED: the history is in {0}/history.json and the records, the hostile unit's writes in {0}/hostile.json; replay the schedule with --schedule {0}/faults.json",
                 out.display()
             );
         }

@@ -1,18 +1,28 @@
 //! The fault checker behind `e2e/chaos`: one application led by 3 to 5 sidecars (local processes,
 //! each reaching the API server through its own [`Link`]) and two operators, on a control plane of
-//! its own, while faults are injected on a seeded schedule ([`faults`]). Every sidecar records when
-//! it starts and stops reporting "leader" on the machine's CLOCK_MONOTONIC; afterwards the records
-//! are judged ([`history`]): no two leaders at once, the term rising with each new leader,
-//! availability, and recovery after each fault. Every run writes its records, intervals, plan and
-//! report to its output folder, so a failing run can be studied and its schedule run again.
+//! its own with the chart's RBAC and admission policies in force: every process writes with a
+//! token of the chart's ServiceAccounts bound to a Pod object of its own, as in real pods. Faults
+//! are injected on a seeded schedule ([`faults`]) while a hostile unit (a member pod with no
+//! sidecar) sends random writes of the leases with its credentials and judges what the API server
+//! admits ([`legality`]). Every sidecar records when it starts and stops reporting "leader" on the
+//! machine's CLOCK_MONOTONIC; afterwards the records are judged ([`history`]): no two leaders at
+//! once, the term rising with each new leader, availability, and recovery after each fault. Every
+//! run writes its records, intervals, plan, the hostile unit's findings and the report to its
+//! output folder, so a failing run can be studied and its schedule run again.
 //!
-//! By file: this one runs the whole; `processes` starts, asks and stops the sidecars and
-//! operators; `inject` carries out one fault; `outcome` judges the records and writes the report;
-//! [`faults`] (the plan) and [`history`] (the judging) are pure.
+//! By file: this one runs the whole; `credentials` installs the chart and makes the tokens;
+//! `processes` starts, asks and stops the sidecars and operators; `inject` carries out one fault;
+//! `hostile` runs the hostile unit; `outcome` judges the records and writes the report;
+//! [`faults`] (the plan), [`mutations`] (the hostile unit's writes), [`legality`] (its judge) and
+//! [`history`] (the judging of the records) are pure.
 
+mod credentials;
 pub mod faults;
 pub mod history;
+pub mod hostile;
 mod inject;
+pub mod legality;
+pub mod mutations;
 mod outcome;
 mod processes;
 
@@ -25,12 +35,15 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use kube::Client;
+use kube::{Api, Client};
 use leadership::wire::{RecordLine, monotonic_ns};
 use serde::Serialize;
 use tokio::time::{Instant, sleep};
 
-use self::faults::{PlanSettings, PlannedFault, Rng};
+use self::{
+    faults::{PlanSettings, PlannedFault, Rng},
+    hostile::HostileUnit,
+};
 use crate::{
     controlplane::{ControlPlane, StartOptions},
     link::Link,
@@ -80,6 +93,8 @@ pub struct Settings {
     pub operator: PathBuf,
     /// Debian's `libfaketime.so.1`, preloaded into a sidecar whose clock is skewed.
     pub faketime: PathBuf,
+    /// Run the hostile unit during the faults (on unless `--no-hostile`).
+    pub hostile: bool,
 }
 
 /// The largest clock-rate error given to a skewed sidecar: the drift bound the expiry margin
@@ -105,9 +120,11 @@ struct Unit {
     rate: Option<f64>,
 }
 
-/// One operator replica and its process while it runs.
+/// One operator replica (its identity is its Pod object's name), its kubeconfig and its process
+/// while it runs.
 struct Operator {
     identity: String,
+    kubeconfig: PathBuf,
     process: Option<Process>,
     starts: usize,
 }
@@ -122,6 +139,7 @@ struct Run {
     operators: Vec<Operator>,
     killed_at: BTreeMap<u32, u64>,
     injected: Vec<Injected>,
+    hostile: Option<HostileUnit>,
     rng: Rng,
     started: Instant,
 }
@@ -159,6 +177,8 @@ pub async fn run(tools: &Tools, settings: Settings) -> anyhow::Result<Outcome> {
     create_namespace(&client, APPLICATION, &[])
         .await
         .context("create the namespace")?;
+    say(started, "installing the chart's RBAC and admission policies");
+    credentials::install_chart(tools, plane.kubeconfig()).await?;
     let mut run = Run {
         logs: settings.out.join("logs"),
         plane,
@@ -169,6 +189,7 @@ pub async fn run(tools: &Tools, settings: Settings) -> anyhow::Result<Outcome> {
         operators: Vec::new(),
         killed_at: BTreeMap::new(),
         injected: Vec::new(),
+        hostile: None,
         started,
     };
     let outcome = run.everything().await;
@@ -204,6 +225,8 @@ impl Run {
                 self.settings.duration
             ),
         );
+        let (stop_hostile, stopped) = tokio::sync::watch::channel(false);
+        let hostile = self.hostile.take().map(|unit| tokio::spawn(unit.run(stopped)));
         let faults_started = Instant::now();
         for (i, fault) in plan.iter().enumerate() {
             tokio::time::sleep_until(faults_started + Duration::from_millis(fault.at_ms)).await;
@@ -212,6 +235,11 @@ impl Run {
         // Time for the last fault's recovery to be seen.
         sleep(self.lease() * 3).await;
         let to = monotonic_ns();
+        stop_hostile.send_replace(true);
+        let findings = match hostile {
+            Some(task) => Some(task.await.context("the hostile unit's task")?),
+            None => None,
+        };
         self.stop_everyone().await;
         write_json(
             &self.settings.out.join("faults.json"),
@@ -219,7 +247,7 @@ impl Run {
                 "seed": self.settings.seed, "plan": plan, "injected": self.injected,
             }),
         )?;
-        self.judge(from, to)
+        self.judge(from, to, findings)
     }
 
     fn lease(&self) -> Duration {
@@ -228,5 +256,14 @@ impl Run {
 
     fn claim_duration(&self) -> String {
         format!("{}ms", self.settings.claim_duration.as_millis())
+    }
+
+    /// An admin API for namespaced resources of type `K` in the application's namespace.
+    fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), APPLICATION)
     }
 }

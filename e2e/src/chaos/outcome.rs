@@ -1,11 +1,17 @@
 //! What a run found: the faults as injected ([`Injected`]), the verdict on the sidecars' records,
-//! and the report ([`Outcome`]) with its closing summary line.
+//! what the hostile unit found, and the report ([`Outcome`]) with its closing summary line.
 
 use std::{collections::BTreeMap, fmt::Write as _};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Run, faults::FaultKind, history, history::Verdict, read_records, write_json};
+use super::{
+    Run,
+    faults::FaultKind,
+    history::{self, Verdict},
+    hostile::{self, Findings},
+    read_records, write_json,
+};
 use crate::bench::Summary;
 
 /// One injected fault, as it happened.
@@ -39,12 +45,20 @@ pub struct Outcome {
     pub verdict: Verdict,
     /// Seconds from the first fault to the end of measuring.
     pub measured_s: f64,
+    /// What the hostile unit did, when it ran (its writes in `hostile.json`).
+    pub hostile: Option<hostile::Summary>,
 }
 
 impl Outcome {
-    /// Whether the run found nothing wrong.
+    /// Whether the run found nothing wrong: no violation in the records, and no illegal write
+    /// admitted.
     pub fn passed(&self) -> bool {
-        self.verdict.violations.is_empty()
+        self.verdict.violations.is_empty() && self.illegal_writes_admitted() == 0
+    }
+
+    /// How many of the hostile unit's writes the API server admitted though they were illegal.
+    pub fn illegal_writes_admitted(&self) -> u64 {
+        self.hostile.as_ref().map_or(0, |h| h.admitted_illegal)
     }
 
     /// How many faults were injected.
@@ -52,16 +66,25 @@ impl Outcome {
         self.by_kind.values().sum()
     }
 
-    /// The closing line: `overlaps=0 intervals=N faults=N availability=0.97 recovery_p99_ms=N`.
+    /// The closing line: `overlaps=0 intervals=N faults=N availability=0.97 recovery_p99_ms=N;
+    /// illegal writes admitted: 0` (the last part when the hostile unit ran).
     pub fn summary_line(&self) -> String {
-        format!(
+        let mut line = format!(
             "overlaps={} intervals={} faults={} availability={:.3} recovery_p99_ms={:.0}",
             self.verdict.violations.overlaps.len(),
             self.verdict.intervals,
             self.faults(),
             self.verdict.availability,
             self.verdict.recovery_ms.as_ref().map_or(0.0, |s| s.p99),
-        )
+        );
+        if self.hostile.is_some() {
+            let _ = write!(
+                line,
+                "; illegal writes admitted: {}",
+                self.illegal_writes_admitted()
+            );
+        }
+        line
     }
 
     /// The full report, ending with the summary line.
@@ -115,15 +138,78 @@ impl Outcome {
                 let _ = writeln!(text, "recovery: no fault left the application leaderless");
             }
         }
+        if let Some(h) = &self.hostile {
+            hostile_report(&mut text, h);
+        }
         text.push_str(&self.summary_line());
         text
     }
 }
 
+/// The hostile unit's part of the report.
+fn hostile_report(text: &mut String, h: &hostile::Summary) {
+    let by = |counts: &BTreeMap<String, u64>| {
+        counts
+            .iter()
+            .map(|(what, n)| format!("{what} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let _ = writeln!(
+        text,
+        "hostile unit {} (no sidecar; a member pod's token, an unbound token, impersonation): {} writes sent ({}), {} reads failed",
+        h.unit,
+        h.sent_total(),
+        by(&h.sent),
+        h.reads_failed
+    );
+    let _ = writeln!(text, "  refused, by HTTP code and rule: {}", h.refused_total());
+    for (rule, n) in &h.refused {
+        let _ = writeln!(text, "    {n:>6}  {rule}");
+    }
+    let _ = writeln!(text, "  lost races (409): {}", h.lost_races);
+    let _ = writeln!(
+        text,
+        "  unanswered (the API server away; not judged): {}",
+        h.unanswered
+    );
+    let legal: u64 = h.admitted_legal.values().sum();
+    let _ = writeln!(
+        text,
+        "  admitted and legal: {legal}{}",
+        if legal > 0 {
+            format!(" ({})", by(&h.admitted_legal))
+        } else {
+            String::new()
+        }
+    );
+    let _ = writeln!(
+        text,
+        "  admitted and illegal (must be 0; each in hostile.json): {}",
+        h.admitted_illegal
+    );
+    let _ = writeln!(
+        text,
+        "  refused though the judge found them legal: {}",
+        h.refused_though_legal
+    );
+    if h.held == 0 {
+        let _ = writeln!(text, "  the hostile unit never held the application's lease");
+    } else {
+        let _ = writeln!(
+            text,
+            "  the application had the hostile unit as leader {} times, {:.1} s in all (spans in hostile.json): no sidecar could lead then. It renews only by chance, so each claim ran out and the operator cleared it, unless the hostile unit released it",
+            h.held, h.held_s
+        );
+    }
+    let _ = writeln!(text, "illegal writes admitted: {}", h.admitted_illegal);
+}
+
 impl Run {
     /// Judges the records between `from` and `to` (CLOCK_MONOTONIC, ns), and writes
-    /// `history.json` and `report.json`.
-    pub(super) fn judge(&self, from: u64, to: u64) -> anyhow::Result<Outcome> {
+    /// `history.json`, the hostile unit's `findings` (when it ran) as `hostile.json`, and
+    /// `report.json`.
+    pub(super) fn judge(&self, from: u64, to: u64, findings: Option<Findings>) -> anyhow::Result<Outcome> {
         let lines = read_records(self.units.iter().map(|u| &u.record))?;
         let intervals = history::intervals(&lines, &self.killed_at)?;
         let fault_times: Vec<u64> = self.injected.iter().map(|f| f.at_ns).collect();
@@ -154,7 +240,11 @@ impl Run {
             recovery_by_kind_ms,
             verdict,
             measured_s: (to - from) as f64 / 1e9,
+            hostile: findings.as_ref().map(|f| f.summary.clone()),
         };
+        if let Some(findings) = &findings {
+            write_json(&self.settings.out.join("hostile.json"), findings)?;
+        }
         write_json(&self.settings.out.join("report.json"), &outcome)?;
         Ok(outcome)
     }

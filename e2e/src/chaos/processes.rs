@@ -4,21 +4,26 @@
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use kube::{Api, api::PostParams};
 use leadership::{client::SocketClient, wire::monotonic_ns};
 use leadership_kube::crd::LeadershipLease;
 use nix::sys::signal::Signal;
 use tokio::time::{Instant, sleep, timeout};
 
-use super::{APPLICATION, OPERATOR_LEASE, Operator, Run, Unit, say};
+use super::{
+    APPLICATION, OPERATOR_LEASE, Operator, Run, Unit,
+    credentials::{OPERATOR_ACCOUNT, SIDECAR_ACCOUNT},
+    hostile::{HOSTILE, HostileUnit},
+    say,
+};
 use crate::{
     link::{Link, LinkState},
     units::{self, Process},
 };
 
 impl Run {
+    /// Creates every process's Pod object and credentials (and the hostile unit's, when it runs),
+    /// then starts the operators and the sidecars.
     pub(super) async fn start_everyone(&mut self) -> anyhow::Result<()> {
-        let pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(self.client.clone(), APPLICATION);
         let server = &self.plane.state().server;
         let api_address: std::net::SocketAddr = server
             .trim_start_matches("https://")
@@ -26,12 +31,10 @@ impl Run {
             .with_context(|| format!("the API server's address in {server}"))?;
         for i in 0..self.settings.units {
             let name = format!("{APPLICATION}-{i}");
-            pods.create(&PostParams::default(), &units::unit_pod(&name))
-                .await
-                .with_context(|| format!("create the Pod object {name}"))?;
             let link = Link::start(api_address).await?;
             let kubeconfig = self.logs.join(format!("{name}.kubeconfig"));
-            link.kubeconfig(self.plane.kubeconfig(), &kubeconfig)?;
+            self.pod_kubeconfig(&name, SIDECAR_ACCOUNT, true, Some(&link), &kubeconfig)
+                .await?;
             self.units.push(Unit {
                 socket: std::env::temp_dir()
                     .join(format!("leadership-chaos-{}-{name}.sock", std::process::id())),
@@ -45,11 +48,18 @@ impl Run {
             });
         }
         for identity in ["operator-a", "operator-b"] {
+            let kubeconfig = self.logs.join(format!("{identity}.kubeconfig"));
+            self.pod_kubeconfig(identity, OPERATOR_ACCOUNT, false, None, &kubeconfig)
+                .await?;
             self.operators.push(Operator {
                 identity: identity.into(),
+                kubeconfig,
                 process: None,
                 starts: 0,
             });
+        }
+        if self.settings.hostile {
+            self.hostile = Some(HostileUnit::prepare(self).await?);
         }
         for i in 0..self.operators.len() {
             self.start_operator(i);
@@ -59,7 +69,15 @@ impl Run {
         }
         say(
             self.started,
-            &format!("{} sidecars and 2 operators running", self.units.len()),
+            &format!(
+                "{} sidecars and 2 operators running{}",
+                self.units.len(),
+                if self.settings.hostile {
+                    format!(", and the hostile unit {HOSTILE} ready")
+                } else {
+                    String::new()
+                }
+            ),
         );
         Ok(())
     }
@@ -73,7 +91,7 @@ impl Run {
         operator.process = Some(Process::start(
             &self.settings.operator,
             &units::operator_args(APPLICATION, &operator.identity),
-            self.plane.kubeconfig(),
+            &operator.kubeconfig,
             log,
         ));
     }
@@ -173,7 +191,7 @@ impl Run {
     }
 
     pub(super) async fn active_operator(&self) -> Option<usize> {
-        let api = Api::<LeadershipLease>::namespaced(self.client.clone(), APPLICATION);
+        let api = self.api::<LeadershipLease>();
         let lease = timeout(Duration::from_secs(2), api.get(OPERATOR_LEASE))
             .await
             .ok()?

@@ -10,10 +10,14 @@ use std::{
     time::Duration,
 };
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
-use kube::{Api, api::PostParams, runtime::watcher};
+use kube::{
+    Api,
+    api::{Patch, PatchParams, PostParams},
+    runtime::watcher,
+};
 use leadership::{client::SocketClient, wire::monotonic_ns};
 use leadership_kube::{KubeStore, Scope, crd::LeadershipLease};
 use tokio::{
@@ -81,8 +85,8 @@ impl Bench {
                 }
             };
             self.say(format!(
-                "operator with {count} leases: {:.1} MiB, expiry lag {:?}, not cleared {}",
-                scale.operator_rss_mib, scale.expiry_lag_ms, scale.not_cleared
+                "operator with {count} leases: {:.1} MiB, expiry lag {:?}, not cleared {}; a watch event's delivery {:?}",
+                scale.operator_rss_mib, scale.expiry_lag_ms, scale.not_cleared, scale.watch_delay_ms
             ));
             all.insert(count.to_string(), scale);
         }
@@ -235,52 +239,81 @@ impl Bench {
         self.namespace(&namespace).await?;
         let mut operator = self.spawn_operator(&namespace, &namespace, "operator-0")?;
         let api: Api<LeadershipLease> = Api::namespaced(self.client.clone(), &namespace);
-        // Watch for cleared claims from the start.
+        // Watch from the start for claims (to time a watch event's delivery) and cleared claims.
         let cleared: Arc<std::sync::Mutex<BTreeMap<String, Instant>>> = Arc::default();
+        let claimed: Arc<std::sync::Mutex<BTreeMap<String, Instant>>> = Arc::default();
         let watch = {
-            let (api, cleared) = (api.clone(), cleared.clone());
+            let (api, cleared, claimed) = (api.clone(), cleared.clone(), claimed.clone());
             tokio::spawn(async move {
                 use futures::StreamExt;
                 let mut events = watcher(api, watcher::Config::default()).boxed();
                 while let Some(Ok(event)) = events.next().await {
-                    if let watcher::Event::Apply(object) | watcher::Event::InitApply(object) = event
-                        && object
-                            .status
-                            .as_ref()
-                            .is_some_and(|s| s.history.iter().any(|t| t.reason == "Expired"))
-                        && let Some(name) = object.metadata.name.clone()
-                    {
-                        cleared
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .entry(name)
-                            .or_insert_with(Instant::now);
-                    }
+                    let (watcher::Event::Apply(object) | watcher::Event::InitApply(object)) = event else {
+                        continue;
+                    };
+                    let (Some(name), Some(status)) = (object.metadata.name, object.status) else {
+                        continue;
+                    };
+                    let seen = if status.history.iter().any(|t| t.reason == "Expired") {
+                        &cleared
+                    } else if status.holder.is_some() {
+                        &claimed
+                    } else {
+                        continue;
+                    };
+                    seen.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .entry(name)
+                        .or_insert_with(Instant::now);
                 }
             })
         };
-        let lease = Duration::from_secs(2);
+        // First every lease, then every claim, paced: the claims run out as they were written,
+        // EXPIRIES_PER_S a second whatever the count (as a node's loss ends its units' claims
+        // over one renewal interval), without the creation storm on top. Their lease outlasts
+        // the writing of them all.
+        let names: Vec<String> = (0..count).map(|i| format!("l{i}")).collect();
+        let created = Instant::now();
+        for_each_lease(&names, None, |name| {
+            let (api, namespace) = (api.clone(), namespace.clone());
+            async move {
+                api.create(&PostParams::default(), &LeadershipLease::empty(&namespace, &name))
+                    .await?;
+                anyhow::Ok(())
+            }
+        })
+        .await?;
+        let pacing = Duration::from_secs_f64(count as f64 / EXPIRIES_PER_S);
+        let lease = pacing + Duration::from_secs(2);
+        self.say(format!(
+            "operator at scale: {count} leases created in {:.1} s; claims of {lease:?} next, {EXPIRIES_PER_S}/s",
+            created.elapsed().as_secs_f64()
+        ));
         let margin = leadership::expiry::ExpiryPolicy::default().margin(lease);
         let due: Arc<std::sync::Mutex<BTreeMap<String, Instant>>> = Arc::default();
-        let names: Vec<String> = (0..count).map(|i| format!("l{i}")).collect();
-        let semaphore = Arc::new(tokio::sync::Semaphore::new(16));
-        let mut writes = Vec::new();
-        for name in names.clone() {
-            let (api, due, permit) = (api.clone(), due.clone(), semaphore.clone().acquire_owned().await?);
-            let namespace = namespace.clone();
-            writes.push(tokio::spawn(async move {
-                let _permit = permit;
-                let written = write_dead_claim(&api, &namespace, &name, lease).await?;
+        let written: Arc<std::sync::Mutex<BTreeMap<String, Instant>>> = Arc::default();
+        let claiming = Instant::now();
+        for_each_lease(&names, Some(EXPIRIES_PER_S), |name| {
+            let (api, due, written) = (api.clone(), due.clone(), written.clone());
+            async move {
+                let at = write_dead_claim(&api, &name, lease).await?;
                 due.lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .insert(name, written + lease + margin);
+                    .insert(name.clone(), at + lease + margin);
+                written.lock().unwrap_or_else(|p| p.into_inner()).insert(name, at);
                 anyhow::Ok(())
-            }));
+            }
+        })
+        .await?;
+        let claimed_in = claiming.elapsed();
+        if claimed_in >= lease {
+            bail!("writing {count} claims took {claimed_in:?}, longer than their lease {lease:?}");
         }
-        for write in writes {
-            write.await??;
-        }
-        self.say(format!("operator at scale: {count} dead claims written"));
+        self.say(format!(
+            "operator at scale: {count} dead claims written in {:.1} s ({:.0}/s): their expiries come as fast",
+            claimed_in.as_secs_f64(),
+            count as f64 / claimed_in.as_secs_f64().max(0.001)
+        ));
         let limit = Instant::now() + Duration::from_secs(if self.plan.quick { 60 } else { 600 });
         while cleared.lock().unwrap_or_else(|p| p.into_inner()).len() < count && Instant::now() < limit {
             sleep(Duration::from_millis(200)).await;
@@ -290,44 +323,74 @@ impl Bench {
         stop(&mut operator).await;
         let cleared = cleared.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let due = due.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let lags: Vec<f64> = due
-            .iter()
-            .filter_map(|(name, due)| {
-                cleared.get(name).map(|at| {
-                    (at.duration_since(*due).as_secs_f64() - due.duration_since(*at).as_secs_f64()) * 1000.0
+        let lag = |from: &BTreeMap<String, Instant>, to: &BTreeMap<String, Instant>| -> Vec<f64> {
+            from.iter()
+                .filter_map(|(name, from)| {
+                    to.get(name).map(|at| {
+                        (at.duration_since(*from).as_secs_f64() - from.duration_since(*at).as_secs_f64())
+                            * 1000.0
+                    })
                 })
-            })
-            .collect();
+                .collect()
+        };
+        let lags = lag(&due, &cleared);
+        let claimed = claimed.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let written = written.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let watch_delay = Summary::of(&lag(&written, &claimed));
         Ok(ScaleReport {
+            watch_delay_ms: watch_delay,
             operator_rss_mib: rss,
             expiry_lag_ms: Summary::of(&lags),
             not_cleared: count - lags.len(),
+            expiries_per_s: Some(count as f64 / claimed_in.as_secs_f64().max(0.001)),
         })
     }
 }
 
-/// Creates a lease with a claim by a unit that never renews (as a dead unit's last write would
-/// leave it); returns when the claim write returned.
+/// How many claims a second run out in the operator's scale measurement.
+const EXPIRIES_PER_S: f64 = 100.0;
+
+/// Runs `write` for every name: 16 at a time, or started `rate` a second; an error of any is the
+/// result.
+async fn for_each_lease<F, Fut>(names: &[String], rate: Option<f64>, write: F) -> anyhow::Result<()>
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    use futures::StreamExt;
+    let start = Instant::now();
+    let writes = names.iter().enumerate().map(|(i, name)| {
+        let write = write(name.clone());
+        async move {
+            if let Some(rate) = rate {
+                tokio::time::sleep_until(start + Duration::from_secs_f64(i as f64 / rate)).await;
+            }
+            write.await
+        }
+    });
+    futures::stream::iter(writes)
+        .buffer_unordered(if rate.is_some() { 256 } else { 16 })
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect()
+}
+
+/// Writes a claim by a unit that never renews (as a dead unit's last write would leave it) to
+/// the lease `name`; returns when the write returned.
 async fn write_dead_claim(
     api: &Api<LeadershipLease>,
-    namespace: &str,
     name: &str,
     lease: Duration,
 ) -> anyhow::Result<Instant> {
-    api.create(&PostParams::default(), &LeadershipLease::empty(namespace, name))
+    // A merge patch: one request, whatever the operator wrote in between (its conditions).
+    let claim = serde_json::json!({ "status": {
+        "holder": "dead-unit",
+        "term": 1,
+        "renewals": 0,
+        "leaseDurationMs": i64::try_from(lease.as_millis()).unwrap_or(i64::MAX),
+    } });
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&claim))
         .await?;
-    // The operator may write its conditions in between: write on the latest version.
-    loop {
-        let mut claimed = api.get(name).await?;
-        let mut status = claimed.status.clone().unwrap_or_default();
-        status.holder = Some("dead-unit".into());
-        status.term = 1;
-        status.lease_duration_ms = Some(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
-        claimed.status = Some(status);
-        match api.replace_status(name, &PostParams::default(), &claimed).await {
-            Ok(_) => return Ok(Instant::now()),
-            Err(kube::Error::Api(status)) if status.code == 409 => continue,
-            Err(err) => return Err(err.into()),
-        }
-    }
+    Ok(Instant::now())
 }

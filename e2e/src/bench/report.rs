@@ -77,6 +77,14 @@ pub struct ScaleReport {
     pub expiry_lag_ms: Option<Summary>,
     /// Leases that were not cleared within the time allowed.
     pub not_cleared: usize,
+    /// How fast the claims ran out: as fast as they were written, after every lease was created.
+    #[serde(default)]
+    pub expiries_per_s: Option<f64>,
+    /// From a claim's write returning to this benchmark's own watch showing it: what one watch
+    /// event's delivery took, part of every expiry lag twice (the operator starts timing a claim
+    /// at its event; the benchmark sees the clear by one).
+    #[serde(default)]
+    pub watch_delay_ms: Option<Summary>,
 }
 
 /// One family's load generator at its defaults: many applications of three units each, all in one
@@ -348,10 +356,12 @@ impl Report {
         for (count, scale) in &o.operator_at_scale {
             let _ = writeln!(
                 out,
-                "| operator with {count} leases: memory (MiB) / expiry lag ms p50 / p99 / max / not cleared | {:.1} / {} / {} |",
+                "| operator with {count} leases, claims running out at {}/s: memory (MiB) / expiry lag ms p50 / p99 / max / not cleared / one watch event's delivery ms | {:.1} / {} / {} / {} |",
+                scale.expiries_per_s.map_or("?".into(), |r| format!("{r:.0}")),
                 scale.operator_rss_mib,
                 ms(&scale.expiry_lag_ms),
-                scale.not_cleared
+                scale.not_cleared,
+                ms(&scale.watch_delay_ms),
             );
         }
         out

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Draws DIR/report.png from DIR/report.json: per candidate (grouped: at defaults, at equal crash
-failover), the graceful handover and the crash failover, one dot per measurement with the median
-marked, and the writes per leader per minute; and per family, the load generator's API requests
-per second."""
+failover), the graceful handover, the crash failover and its overhead past the lease, one dot per
+measurement with the median marked, and the writes per leader per minute; per family, the load
+generator's API requests per second; and our operator's expiry lag at each lease count."""
 import json
 import sys
 from pathlib import Path
@@ -24,10 +24,11 @@ def main(folder: Path) -> None:
     candidates = {n: c for n, c in report["candidates"].items() if c.get("samples")}
     names = sorted(candidates, key=lambda n: (candidates[n]["group"], candidates[n]["family"] != OURS, n))
     load = report.get("load", {})
-    figure, axes = plt.subplots(2, 2, figsize=(15, 10))
+    figure, axes = plt.subplots(2, 3, figsize=(22, 10))
     panels = [
         ("handover_ms", "Graceful handover (SIGTERM to new leader), ms", True),
         ("crash_failover_ms", "Crash failover (SIGKILL to new leader), ms", False),
+        ("crash_overhead_ms", "Crash overhead: new leader after the lease ran out, ms", False),
     ]
     for axis, (key, title, log) in zip(axes[0], panels):
         for i, name in enumerate(names):
@@ -68,6 +69,24 @@ def main(folder: Path) -> None:
         requests.grid(axis="y", alpha=0.3)
     else:
         requests.set_axis_off()
+    expiry = axes[1][2]
+    scale = report.get("ours", {}).get("operator_at_scale", {})
+    counts = sorted((c for c in scale if scale[c].get("expiry_lag_ms")), key=int)
+    if counts:
+        for offset, (quantile, shade) in zip((-0.2, 0.2), (("p50", "#aec7e8"), ("p99", "#1f77b4"))):
+            values = [scale[c]["expiry_lag_ms"][quantile] for c in counts]
+            expiry.bar([i + offset for i in range(len(counts))], values, width=0.4, color=shade, label=quantile)
+            for i, v in enumerate(values):
+                expiry.text(i + offset, v, f"{v:.0f}", ha="center", va="bottom", fontsize=9)
+        expiry.set_xticks(range(len(counts)))
+        expiry.set_xticklabels(
+            [f"{int(c):,} leases, {scale[c].get('expiries_per_s') or 0:.0f} run out/s" for c in counts]
+        )
+        expiry.set_title("Our operator: expiry lag (due to cleared, seen by watch), ms")
+        expiry.legend()
+        expiry.grid(axis="y", alpha=0.3)
+    else:
+        expiry.set_axis_off()
     quick = " (quick run: harness check only)" if report.get("quick") else ""
     figure.suptitle(f"Leader election, measured side by side on one control plane{quick}")
     figure.tight_layout()

@@ -145,7 +145,8 @@ impl Drop for Release {
 /// whose admin kubeconfig is `kubeconfig`: the API server loads them a moment after they are
 /// created. Probes with dry runs on a lease of its own (deleted afterwards): a status write by the
 /// admin, who has no pod binding, and a label written with a pod binding (the admin impersonating
-/// one). Fails after 60 s.
+/// one), each from the probe as it is then (an operator may be writing its conditions). Fails
+/// after 60 s.
 pub async fn wait_for_policies(kubeconfig: &Path, namespace: &str) -> Result<(), Error> {
     const PROBE: &str = "policy-probe";
     let admin = Api::<LeadershipLease>::namespaced(admin_client(kubeconfig).await?, namespace);
@@ -165,19 +166,24 @@ pub async fn wait_for_policies(kubeconfig: &Path, namespace: &str) -> Result<(),
         dry_run: true,
         ..PostParams::default()
     };
-    let mut claim = created.clone();
-    claim.status = Some(LeadershipLeaseStatus {
-        holder: Some(PROBE.into()),
-        term: 1,
-        lease_duration_ms: Some(1_000),
-        ..LeadershipLeaseStatus::default()
-    });
-    let mut labelled = created.clone();
-    labelled.metadata.labels = Some([("probe".to_owned(), "yes".to_owned())].into());
     let refused =
         |result: kube::Result<LeadershipLease>| matches!(result, Err(kube::Error::Api(s)) if s.code == 403);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut current = created;
     let in_force = loop {
+        // From the probe as it is now: an operator may have written its conditions.
+        if let Ok(read) = admin.get(PROBE).await {
+            current = read;
+        }
+        let mut claim = current.clone();
+        claim.status = Some(LeadershipLeaseStatus {
+            holder: Some(PROBE.into()),
+            term: 1,
+            lease_duration_ms: Some(1_000),
+            ..LeadershipLeaseStatus::default()
+        });
+        let mut labelled = current.clone();
+        labelled.metadata.labels = Some([("probe".to_owned(), "yes".to_owned())].into());
         let claims = refused(admin.replace_status(PROBE, &dry, &claim).await);
         let spec = refused(as_pod.replace(PROBE, &dry, &labelled).await);
         if claims && spec {

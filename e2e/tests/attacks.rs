@@ -916,6 +916,25 @@ async fn a_pod_changes_only_the_pins_of_a_lease() {
         &format!("{only} metadata.finalizers"),
     )
     .await;
+    // Not on the operator's own lease: a pin would keep a dead replica's claim from running out.
+    let own = "the operator's own lease is written only by the operator's replicas (pod web-0)";
+    b.refused_create(&web0, OPERATOR_LEASE, pinned_spec(), own).await;
+    b.admin
+        .create(
+            &PostParams::default(),
+            &LeadershipLease::empty(&b.ns.name, OPERATOR_LEASE),
+        )
+        .await
+        .unwrap();
+    b.refused_spec(
+        &web0,
+        OPERATOR_LEASE,
+        |o| {
+            o.spec.pins = pinned_spec().pins;
+        },
+        own,
+    )
+    .await;
     // With the right to write pins, a pod may create a lease with pins, never with more.
     b.refused_create(
         &web0,

@@ -14,7 +14,7 @@ use k8s_openapi::api::{
 };
 use kube::{
     Api,
-    api::{DeleteParams, ListParams, PostParams},
+    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
 };
 use leadership_e2e::{
     chart::{Release, text, webhook_in},
@@ -24,7 +24,7 @@ use leadership_e2e::{
     },
     testenv::{self, TestNamespace},
 };
-use leadership_kube::crd::LeadershipLease;
+use leadership_kube::crd::{LeadershipLease, LeadershipLeaseStatus, MAX_COUNT, Revocation};
 use serde_json::Value;
 
 /// The example app's image (busybox and curl), built by `e2e/images`.
@@ -492,4 +492,269 @@ async fn the_operator_fails_over_as_pods_and_uninstalling_leaves_only_the_crd() 
         "the CRD stays, as Helm leaves CRDs: {}",
         text(&crd)
     );
+}
+
+/// Sends `method path` with the JSON `body` from `pod`'s app container, as a compromised app
+/// would: curl through the `kubernetes` Service, with the ServiceAccount token and CA the kubelet
+/// mounted there (a token bound to that pod). The HTTP code and the response's message.
+fn from_app(ns: &TestNamespace, pod: &str, method: &str, path: &str, body: &Value) -> (u16, String) {
+    let script = format!(
+        "sa=/var/run/secrets/kubernetes.io/serviceaccount; \
+         curl -sS --cacert $sa/ca.crt -H \"Authorization: Bearer $(cat $sa/token)\" \
+         -H 'Content-Type: application/json' -X {method} --data-binary @- -w '\\n%{{http_code}}' \
+         \"https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT{path}\" <<'BODY'\n{body}\nBODY"
+    );
+    let out = exec(ns, pod, "app", &script);
+    assert!(
+        out.status.success(),
+        "curl in {pod}'s app container: {}",
+        text(&out)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (response, code) = stdout.trim_end().rsplit_once('\n').unwrap_or_default();
+    let code = code
+        .parse()
+        .unwrap_or_else(|_| panic!("an HTTP code from curl: {stdout}"));
+    let message = serde_json::from_str::<Value>(response)
+        .ok()
+        .and_then(|r| r["message"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| response.to_owned());
+    (code, message)
+}
+
+/// `pod`'s app container writes `lease` (`part` "/status" for the claim, "" for the object) as
+/// `change` makes it from the lease as it is now, with that version (a race lost to a renewal is
+/// tried again). Asserts the API server refuses it saying `expected`, and the claim is as it was.
+async fn refused_from_app(
+    ns: &TestNamespace,
+    pod: &str,
+    lease: &str,
+    part: &str,
+    change: Box<dyn Fn(&mut LeadershipLease)>,
+    expected: &str,
+) {
+    let leases: Api<LeadershipLease> = ns.api();
+    let path = format!(
+        "/apis/leadership.dev/v1alpha1/namespaces/{}/leadershipleases/{lease}{part}",
+        ns.name
+    );
+    let claim = |l: &LeadershipLease| {
+        l.status
+            .as_ref()
+            .map(|s| (s.holder.clone(), s.term, s.lease_duration_ms))
+    };
+    for _ in 0..20 {
+        let mut before = leases.get(lease).await.expect("read the lease");
+        before.metadata.managed_fields = None;
+        let mut next = before.clone();
+        change(&mut next);
+        let body = serde_json::to_value(&next).expect("a lease as JSON");
+        let (code, message) = from_app(ns, pod, "PUT", &path, &body);
+        if code == 409 {
+            continue;
+        }
+        assert!(
+            matches!(code, 403 | 422) && message.contains(expected),
+            "{pod} writing {lease}: expected a refusal saying {expected:?}, got {code}: {message}"
+        );
+        let after = leases.get(lease).await.expect("read the lease");
+        assert_eq!(claim(&after), claim(&before), "{lease}'s claim is unchanged");
+        return;
+    }
+    panic!("{pod} writing {lease}: every try lost a race with a renewal");
+}
+
+/// The part of a lease a write goes to: its status (the claim), or the object.
+const STATUS: &str = "/status";
+const OBJECT: &str = "";
+
+/// A change of a lease's status.
+fn status(change: impl Fn(&mut LeadershipLeaseStatus)) -> impl Fn(&mut LeadershipLease) {
+    move |lease| change(lease.status.get_or_insert_with(Default::default))
+}
+
+/// A grant to `unit` as if the lease were free: holder, the next term, renewals 0, a duration.
+fn take(unit: &str) -> impl Fn(&mut LeadershipLease) + use<> {
+    let unit = unit.to_owned();
+    status(move |s| {
+        s.holder = Some(unit.clone());
+        s.term += 1;
+        s.renewals = 0;
+        s.lease_duration_ms = Some(30_000);
+    })
+}
+
+#[tokio::test]
+async fn a_compromised_app_container_with_its_pods_token_is_refused_every_illegal_write() {
+    let _serial = SERIAL.lock().await;
+    let ns = testenv::node().namespace().await;
+    let release = install(&ns, &["--set", "example.replicas=1"]);
+    release.wait_for_policies(&ns).await;
+    // The example opts its app out of a token: only its sidecar has one.
+    let example = ready_pods(&ns, &format!("{}-example", release.fullname()), 1).await;
+    let no_token = exec(
+        &ns,
+        &names(&example)[0],
+        "app",
+        "test ! -e /var/run/secrets/kubernetes.io/serviceaccount/token",
+    );
+    assert!(
+        no_token.status.success(),
+        "the example's app container has no token: {}",
+        text(&no_token)
+    );
+
+    // A workload whose app containers keep the automounted token: the sidecar's ServiceAccount,
+    // bound by the kubelet to each pod. A long claim, so that renewals seldom race the attacks.
+    let sets: Api<StatefulSet> = ns.api();
+    sets.create(&PostParams::default(), &injected_workload("web", 3, "30s"))
+        .await
+        .unwrap();
+    let units = ready_pods(&ns, "web-", 3).await;
+    let (leader, term) = holder_among(&ns, "web", &units).await;
+    let standby = names(&units).into_iter().find(|n| *n != leader).unwrap();
+    let attack = |lease, part, change, expected: String| {
+        let standby = standby.clone();
+        let ns = &ns;
+        async move { refused_from_app(ns, &standby, lease, part, change, &expected).await }
+    };
+    // The live claim of its own application: taken, cleared, shortened, lengthened, its term
+    // jumped (the schema's rules come first).
+    let held = format!(
+        "the lease is held by {leader}: only the operator clears a claim; a unit takes only a free lease (pod {standby}"
+    );
+    let others = format!("the lease is held by {leader}: a unit changes only its own claim (pod {standby}");
+    attack("web", STATUS, Box::new(take(&standby)), held.clone()).await;
+    attack("web", STATUS, Box::new(status(|s| s.holder = None)), held).await;
+    attack(
+        "web",
+        STATUS,
+        Box::new(status(|s| s.lease_duration_ms = Some(1))),
+        others.clone(),
+    )
+    .await;
+    attack(
+        "web",
+        STATUS,
+        Box::new(status(|s| s.lease_duration_ms = Some(3_600_000))),
+        others,
+    )
+    .await;
+    attack(
+        "web",
+        STATUS,
+        Box::new(status(|s| s.term = MAX_COUNT)),
+        "the term rises by at most one per write".into(),
+    )
+    .await;
+    attack(
+        "web",
+        STATUS,
+        Box::new(status(|s| s.term = MAX_COUNT + 1)),
+        "less than or equal to 9007199254740991".into(),
+    )
+    .await;
+    // The spec is not a unit's to write (without allowPinning, not even its pins).
+    let revoke = {
+        let leader = leader.clone();
+        move |l: &mut LeadershipLease| {
+            l.spec.revocation = Some(Revocation {
+                unit: leader.clone(),
+                term,
+                requested_at: None,
+            });
+        }
+    };
+    attack(
+        "web",
+        OBJECT,
+        Box::new(revoke),
+        "cannot update resource \"leadershipleases\"".into(),
+    )
+    .await;
+
+    // The operator's own lease, in the same namespace.
+    attack(
+        OPERATOR_LEASE,
+        STATUS,
+        Box::new(take(&standby)),
+        format!("the operator's own lease is claimed only by the operator's replicas (pod {standby}"),
+    )
+    .await;
+
+    // Another application's free lease, and a holder that is no pod at all.
+    let leases: Api<LeadershipLease> = ns.api();
+    leases
+        .create(&PostParams::default(), &LeadershipLease::empty(&ns.name, "other"))
+        .await
+        .unwrap();
+    attack(
+        "other",
+        STATUS,
+        Box::new(take(&standby)),
+        format!("grant refused: pod {standby} is not a member of application other"),
+    )
+    .await;
+    attack(
+        "other",
+        STATUS,
+        Box::new(take("ghost")),
+        format!(
+            "claim refused: a pod may claim leadership only for itself (pod {standby} wrote holder ghost)"
+        ),
+    )
+    .await;
+
+    // Credentials that are no pod's: the sidecar's account impersonated renews the live claim.
+    let sidecar_user = format!("system:serviceaccount:{}:leadership-sidecar", ns.name);
+    let impersonated: Api<LeadershipLease> =
+        Api::namespaced(ns.env().impersonating(&sidecar_user).await, &ns.name);
+    let mut renewal = leases.get("web").await.unwrap();
+    renewal.metadata.managed_fields = None;
+    status(|s| s.renewals += 1)(&mut renewal);
+    match impersonated
+        .replace_status("web", &PostParams::default(), &renewal)
+        .await
+    {
+        Err(kube::Error::Api(s)) => assert!(
+            s.code == 403
+                && s.message
+                    .contains("status writes need a pod-bound ServiceAccount token"),
+            "{s:?}"
+        ),
+        other => panic!("an impersonated sidecar account renewed a claim: {other:?}"),
+    }
+    // The operator's account, bound to its running replica, changes a unit's image.
+    let operator = ready_pods(&ns, &format!("{}-operator-", release.fullname()), 2)
+        .await
+        .remove(0);
+    let bound = (
+        operator.metadata.name.as_deref().unwrap(),
+        operator.metadata.uid.as_deref().unwrap(),
+    );
+    let token = ns.token(&release.operator_account(), Some(bound)).await;
+    let as_operator: Api<Pod> = Api::namespaced(ns.client_with_token(&token).await, &ns.name);
+    let image = serde_json::json!({ "spec": { "containers": [{ "name": "app", "image": "evil:1" }] } });
+    match as_operator
+        .patch(&standby, &PatchParams::default(), &Patch::Strategic(&image))
+        .await
+    {
+        Err(kube::Error::Api(s)) => assert!(
+            s.code == 403
+                && s.message.contains(
+                    "the leadership operator changes only the labels leadership.dev/leader and leadership.dev/leader-of of a pod"
+                ),
+            "{s:?}"
+        ),
+        other => panic!("the operator's account changed a unit's image: {other:?}"),
+    }
+
+    // The workload kept its leader, in the same term, and exactly one unit says it leads.
+    let (still, same_term) = holder(&ns, "web", |_| true).await;
+    assert_eq!((still.as_str(), same_term), (leader.as_str(), term));
+    let leading: Vec<String> = names(&units)
+        .into_iter()
+        .filter(|n| socket_status(&ns, n)["leader"] == true)
+        .collect();
+    assert_eq!(leading, [leader]);
 }

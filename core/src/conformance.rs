@@ -4,8 +4,8 @@
 //! A store's tests call [`conformance_suite!`](crate::conformance_suite) with a way to make a
 //! [`Harness`]; the macro writes one test per rule, named after the rule.
 //!
-//! Over 500 lines on purpose: one short test per SPEC rule, all in one place so that a store is
-//! checked against every rule or none.
+//! One short test per SPEC rule, all in this file, so that a store is checked against every rule
+//! or none.
 
 use std::{collections::BTreeMap, future::Future, time::Duration};
 

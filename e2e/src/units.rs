@@ -12,7 +12,7 @@ use kube::{
     Api,
     api::{ObjectMeta, PostParams},
 };
-use leadership::{client::SocketClient, validate::parse_duration, wire::Status};
+use leadership::{client::SocketClient, wire::Status};
 use nix::{sys::signal::Signal, unistd::Pid};
 use tokio::{
     process::{Child, Command},
@@ -24,10 +24,9 @@ use crate::{
     testenv::{self, TestNamespace},
 };
 
-/// The claim duration tests run sidecars with: leases of 4 s.
-pub const D: &str = "2s";
-/// A generous bound for what should happen "at once" on a shared machine.
-pub const PROMPTLY: Duration = Duration::from_secs(10);
+/// The claim duration tests run sidecars with (leases of 2d), and a generous bound for what should
+/// happen "at once" on a shared machine: the store conformance suite's.
+pub use leadership::conformance::{D, PROMPTLY};
 
 /// Creates a Pod object for a unit (no kubelet runs it: its sidecar runs as a local process).
 pub async fn pod(ns: &TestNamespace, name: &str) -> Pod {
@@ -259,7 +258,7 @@ impl Sidecar {
         application: &str,
         unit: &str,
         kubeconfig: &Path,
-        claim_duration: &str,
+        claim_duration: Duration,
         extra: &[&str],
     ) -> Sidecar {
         let sidecar = Self::spawn_with(ns, application, unit, kubeconfig, claim_duration, extra);
@@ -273,7 +272,7 @@ impl Sidecar {
         application: &str,
         unit: &str,
         kubeconfig: &Path,
-        claim_duration: &str,
+        claim_duration: Duration,
         extra: &[&str],
     ) -> Sidecar {
         let dir = scratch(ns);
@@ -387,9 +386,8 @@ pub fn sidecar_args(
     application: &str,
     unit: &str,
     socket: &Path,
-    claim_duration: &str,
+    claim_duration: Duration,
 ) -> Vec<String> {
-    let claim = parse_duration(claim_duration).expect("a test's claim duration");
     let mut args: Vec<String> = [
         "--application",
         application,
@@ -397,8 +395,6 @@ pub fn sidecar_args(
         unit,
         "--namespace",
         namespace,
-        "--claim-duration",
-        claim_duration,
         "--admin-address",
         "127.0.0.1:0",
     ]
@@ -406,7 +402,8 @@ pub fn sidecar_args(
     .map(str::to_owned)
     .collect();
     args.extend([
-        format!("--lease-length={}ms", (claim * 2).as_millis()),
+        format!("--claim-duration={}ms", claim_duration.as_millis()),
+        format!("--lease-length={}ms", (claim_duration * 2).as_millis()),
         "--socket".to_owned(),
         socket.display().to_string(),
     ]);
@@ -423,13 +420,12 @@ pub fn operator_args(namespace: &str, identity: &str) -> Vec<String> {
         namespace,
         "--identity",
         identity,
-        "--claim-duration",
-        D,
         "--admin-address",
         "127.0.0.1:0",
     ]
     .into_iter()
     .map(str::to_owned)
+    .chain([format!("--claim-duration={}ms", D.as_millis())])
     .collect()
 }
 

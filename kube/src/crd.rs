@@ -15,11 +15,37 @@ use kube::{CustomResource, KubeSchema};
 use leadership::lease::{Claim, ClaimOutcome, Handover, Lease};
 use serde::{Deserialize, Serialize};
 
-/// The API group of the custom resource.
-pub const GROUP: &str = "leadership.dev";
+/// The reasons of `status.history` entries (the operator's Events use the same words for the same
+/// changes).
+pub mod reason {
+    /// A unit took the lease.
+    pub const ACQUIRED: &str = "Acquired";
+    /// The holder renewed its claim.
+    pub const RENEWED: &str = "Renewed";
+    /// The holder gave the lease up.
+    pub const RELEASED: &str = "Released";
+    /// The operator cleared a claim that ran out.
+    pub const EXPIRED: &str = "Expired";
+    /// The operator cleared the claim of a holder whose containers had all terminated.
+    pub const POD_GONE: &str = "PodGone";
+}
+
+/// The types of the conditions the operator writes in `status.conditions`.
+pub mod condition {
+    /// The operator watches the lease.
+    pub const READY: &str = "Ready";
+    /// A unit holds the lease.
+    pub const HELD: &str = "Held";
+    /// An entity pins the lease: its claim does not expire.
+    pub const PINNED: &str = "Pinned";
+    /// How the last revocation request ended.
+    pub const REVOKED: &str = "Revoked";
+}
+
 /// The most transitions kept in `status.history`.
 pub const HISTORY_LIMIT: usize = 10;
-/// The longest lease the schema accepts, in milliseconds (one hour).
+/// The longest lease, claim-duration bound or lock delay the schema accepts, in milliseconds (one
+/// hour; a sidecar's lease is at most `leadership::tracker::timing::MAX_LEASE_LENGTH`).
 pub const MAX_LEASE_MS: i64 = 3_600_000;
 /// The largest term and renewal count the schema accepts: the core's bound, 2^53 − 1.
 pub const MAX_COUNT: i64 = leadership::lease::MAX_COUNT as i64;
@@ -143,16 +169,16 @@ pub struct HandoverRequest {
 pub struct LeasePolicy {
     /// The shortest claim duration accepted, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 100, max = 3_600_000))]
+    #[schemars(range(min = 100, max = MAX_LEASE_MS))]
     pub min_duration_ms: Option<i64>,
     /// The longest claim duration accepted, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 100, max = 3_600_000))]
+    #[schemars(range(min = 100, max = MAX_LEASE_MS))]
     pub max_duration_ms: Option<i64>,
     /// After a claim runs out (not after a release), nobody may take the lease for this long, in
     /// milliseconds, so that a dead leader's in-flight writes can drain. Off by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0, max = 3_600_000))]
+    #[schemars(range(min = 0, max = MAX_LEASE_MS))]
     pub lock_delay_ms: Option<i64>,
 }
 
@@ -181,7 +207,7 @@ pub struct LeadershipLeaseStatus {
     pub renewals: i64,
     /// How long the claim lasts after each write, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 3_600_000))]
+    #[schemars(range(min = 1, max = MAX_LEASE_MS))]
     pub lease_duration_ms: Option<i64>,
     /// When the current holder acquired the lease (display only; no decision uses it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -348,8 +374,8 @@ impl LeadershipLease {
 /// The history reason for a claim outcome.
 pub fn claim_reason(outcome: ClaimOutcome) -> &'static str {
     match outcome {
-        ClaimOutcome::Granted => "Acquired",
-        ClaimOutcome::Extended => "Renewed",
+        ClaimOutcome::Granted => reason::ACQUIRED,
+        ClaimOutcome::Extended => reason::RENEWED,
     }
 }
 

@@ -7,7 +7,7 @@ use k8s_openapi::{
     jiff::Timestamp,
 };
 use leadership::lease::Lease;
-use leadership_kube::crd::{LeadershipLease, LeadershipLeaseStatus, MAX_MEMBERS};
+use leadership_kube::crd::{LeadershipLease, LeadershipLeaseStatus, MAX_MEMBERS, condition, reason};
 
 /// A change to the claim itself, written with a compare-and-swap.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,8 +30,8 @@ impl ClaimStep {
     /// The history and Event reason.
     pub fn reason(&self) -> &'static str {
         match self {
-            ClaimStep::Expire(_) => "Expired",
-            ClaimStep::PodGone(_) => "PodGone",
+            ClaimStep::Expire(_) => reason::EXPIRED,
+            ClaimStep::PodGone(_) => reason::POD_GONE,
         }
     }
 }
@@ -268,7 +268,7 @@ fn operator_status(
     let lease = object.to_lease();
     let mut conditions = vec![condition(
         &current.conditions,
-        "Ready",
+        condition::READY,
         true,
         "Reconciled",
         "the operator watches this lease".into(),
@@ -278,7 +278,7 @@ fn operator_status(
     conditions.push(match lease.holder_unit() {
         Some(holder) => condition(
             &current.conditions,
-            "Held",
+            condition::HELD,
             true,
             "Held",
             format!("held by {holder} in term {}", lease.term),
@@ -287,7 +287,7 @@ fn operator_status(
         ),
         None => condition(
             &current.conditions,
-            "Held",
+            condition::HELD,
             false,
             "Free",
             "no unit holds the lease".into(),
@@ -299,7 +299,7 @@ fn operator_status(
     conditions.push(if pins.is_empty() {
         condition(
             &current.conditions,
-            "Pinned",
+            condition::PINNED,
             false,
             "NotPinned",
             "the claim expires normally".into(),
@@ -309,7 +309,7 @@ fn operator_status(
     } else {
         condition(
             &current.conditions,
-            "Pinned",
+            condition::PINNED,
             true,
             "Pinned",
             format!("pinned by {}", pins.join(", ")),
@@ -320,7 +320,7 @@ fn operator_status(
     let revoked = match revocation {
         Some(RevocationStep::Done { unit }) => Some(condition(
             &current.conditions,
-            "Revoked",
+            condition::REVOKED,
             true,
             "Revoked",
             format!("{unit}'s leadership was revoked"),
@@ -329,14 +329,18 @@ fn operator_status(
         )),
         Some(RevocationStep::NotHeld { unit }) => Some(condition(
             &current.conditions,
-            "Revoked",
+            condition::REVOKED,
             false,
             "ClaimNotHeld",
             format!("cannot revoke {unit}: leadership lease not held"),
             generation,
             now,
         )),
-        None => current.conditions.iter().find(|c| c.type_ == "Revoked").cloned(),
+        None => current
+            .conditions
+            .iter()
+            .find(|c| c.type_ == condition::REVOKED)
+            .cloned(),
     };
     conditions.extend(revoked);
     OperatorStatus {

@@ -2,7 +2,7 @@
 //! holder, pins that stop expiry, revocations, pod loss, HA failover and restarts, and the story
 //! told by `kubectl describe`.
 //!
-//! Over 500 lines on purpose: one scenario per operator rule, sharing their setup in this file.
+//! One scenario per operator rule; they share the setup at the top of this file.
 
 use std::{process::Output, time::Duration};
 
@@ -279,8 +279,17 @@ async fn a_holder_whose_pod_is_gone_hands_over_before_its_lease_would_run_out() 
         let unit = format!("gone-{i}");
         units::pod(&ns, &unit).await;
         // A 10 s guarantee: a 20 s lease that expiry alone would wait out.
-        sidecars
-            .push(Sidecar::start_with(&ns, "gone", &unit, testenv::shared().kubeconfig(), "10s", &[]).await);
+        sidecars.push(
+            Sidecar::start_with(
+                &ns,
+                "gone",
+                &unit,
+                testenv::shared().kubeconfig(),
+                Duration::from_secs(10),
+                &[],
+            )
+            .await,
+        );
     }
     let (first, status) = leader(&sidecars, PROMPTLY).await;
     // The pod is lost: its containers stop (the sidecar process dies) and the kubelet reports them

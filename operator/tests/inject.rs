@@ -4,8 +4,8 @@
 //! reaches the webhook on 127.0.0.1). The controller manager creates the Pods of Deployments, and
 //! the API server calls the webhook for each.
 //!
-//! Over 500 lines on purpose: one scenario per injection rule (annotations, refusals, failure
-//! policy, certificate rotation), sharing the chart and operator setup in this file.
+//! One scenario per injection rule (annotations, refusals, failure policy, certificate rotation);
+//! they share the chart and operator setup of this file.
 
 use std::{
     collections::BTreeMap,

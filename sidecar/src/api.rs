@@ -2,8 +2,8 @@
 //! and pins. Every error is `{"error":{"code","message"}}` with a stable code; bad input never
 //! panics and never changes state.
 //!
-//! Over 500 lines on purpose: one short handler per route beside the route list that the router
-//! and the OpenAPI document are both made from, so a route and its handler are read together.
+//! One short handler per route, beside the route list that both the router and the OpenAPI
+//! document are made from: a route and its handler are read together.
 
 use std::{convert::Infallible, sync::Arc, time::Duration};
 

@@ -3,13 +3,10 @@
 
 use std::{os::unix::fs::PermissionsExt, path::Path, sync::Arc};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use leadership::{
     LeaseTracker, TrackerConfig,
-    tracker::{
-        Timing,
-        timing::{MAX_CLAIM_DURATION, MAX_LEASE_LENGTH, MIN_CLAIM_DURATION},
-    },
+    tracker::timing::{Configured, check_configured},
     validate,
 };
 use leadership_kube::{KubeStore, Scope, StoreConfig};
@@ -44,23 +41,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .clone()
         .context("--unit (or POD_NAME, from the downward API) is required")?;
     validate::unit_name(&unit)?;
-    if !(MIN_CLAIM_DURATION..=MAX_CLAIM_DURATION).contains(&args.claim_duration) {
-        bail!(
-            "--claim-duration must be between 1s and 5m, not {:?}",
-            args.claim_duration
-        );
-    }
-    let config = TrackerConfig::new(&application, &unit, args.claim_duration).with_lease_length(
-        args.lease_length
-            .unwrap_or(Timing::default_lease_length(args.claim_duration)),
-    );
-    if config.lease_length() < args.claim_duration * 2 || config.lease_length() > MAX_LEASE_LENGTH {
-        bail!(
-            "--lease-length must be between twice --claim-duration ({:?}) and 10m, not {:?}",
-            args.claim_duration * 2,
-            config.lease_length()
-        );
-    }
+    let lease_length = check_configured(args.claim_duration, args.lease_length).map_err(|err| {
+        let flag = match err.configured() {
+            Configured::ClaimDuration => "--claim-duration",
+            Configured::LeaseLength => "--lease-length",
+        };
+        anyhow::anyhow!("{flag} {err}")
+    })?;
+    let config = TrackerConfig::new(&application, &unit, args.claim_duration).with_lease_length(lease_length);
     let (client, namespace) = leadership_kube::connect(args.namespace.clone()).await?;
     let store_config = StoreConfig {
         expiry_authority: args.expiry_authority,

@@ -74,7 +74,7 @@ async fn a_claim_asked_for_before_the_first_claim_waits_for_its_outcome() {
     link.set(LinkState::Slow(Duration::from_millis(100)));
     let kubeconfig = std::env::temp_dir().join(format!("{}-early.kubeconfig", ns.name));
     link.kubeconfig(env.kubeconfig(), &kubeconfig).unwrap();
-    let sidecar = Sidecar::spawn_with(&ns, "early", "early-0", &kubeconfig, "10s", &[]);
+    let sidecar = Sidecar::spawn_with(&ns, "early", "early-0", &kubeconfig, Duration::from_secs(10), &[]);
     // Ask as soon as the socket answers: the first read and claim are still under way.
     let deadline = Instant::now() + PROMPTLY;
     let (asked, reply) = loop {

@@ -26,6 +26,79 @@ pub const MAX_CLAIM_DURATION: Duration = Duration::from_secs(300);
 /// The longest lease a unit may be configured with.
 pub const MAX_LEASE_LENGTH: Duration = Duration::from_secs(600);
 
+/// Which configured value a [`RangeError`] is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Configured {
+    /// The guarantee d (`--claim-duration`, `leadership.dev/claim-duration`).
+    ClaimDuration,
+    /// The lease length L (`--lease-length`, `leadership.dev/lease-length`).
+    LeaseLength,
+}
+
+/// A configured guarantee or lease length out of its range: the one range check of a unit's
+/// timing, for the sidecar's flags and the webhook's annotations alike. The message says the
+/// range; the caller names the field as its user wrote it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RangeError {
+    /// The guarantee is outside [`MIN_CLAIM_DURATION`] ..= [`MAX_CLAIM_DURATION`].
+    #[error("must be between {} and {}, not {}", human(MIN_CLAIM_DURATION), human(MAX_CLAIM_DURATION), human(*.0))]
+    ClaimDuration(Duration),
+    /// The lease is shorter than twice the guarantee.
+    #[error("must be at least twice the claim duration ({}), not {}", human(*.min), human(*.got))]
+    LeaseTooShort {
+        /// Twice the guarantee.
+        min: Duration,
+        /// The lease length asked for.
+        got: Duration,
+    },
+    /// The lease is longer than [`MAX_LEASE_LENGTH`].
+    #[error("must be at most {}, not {}", human(MAX_LEASE_LENGTH), human(*.0))]
+    LeaseTooLong(Duration),
+}
+
+impl RangeError {
+    /// The value the error is about.
+    pub fn configured(&self) -> Configured {
+        match self {
+            RangeError::ClaimDuration(_) => Configured::ClaimDuration,
+            RangeError::LeaseTooShort { .. } | RangeError::LeaseTooLong(_) => Configured::LeaseLength,
+        }
+    }
+}
+
+/// A duration as people write it: whole minutes as `5m`, the rest as Rust prints it (`1s`,
+/// `1.5s`, `250ms`).
+fn human(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    if duration.subsec_nanos() == 0 && seconds >= 60 && seconds.is_multiple_of(60) {
+        format!("{}m", seconds / 60)
+    } else {
+        format!("{duration:?}")
+    }
+}
+
+/// Checks a unit's configured guarantee d and lease length L (none: [`Timing::default_lease_length`])
+/// against their ranges, and returns L.
+pub fn check_configured(
+    claim_duration: Duration,
+    lease_length: Option<Duration>,
+) -> std::result::Result<Duration, RangeError> {
+    if !(MIN_CLAIM_DURATION..=MAX_CLAIM_DURATION).contains(&claim_duration) {
+        return Err(RangeError::ClaimDuration(claim_duration));
+    }
+    let lease = lease_length.unwrap_or(Timing::default_lease_length(claim_duration));
+    if lease < claim_duration * 2 {
+        return Err(RangeError::LeaseTooShort {
+            min: claim_duration * 2,
+            got: lease,
+        });
+    }
+    if lease > MAX_LEASE_LENGTH {
+        return Err(RangeError::LeaseTooLong(lease));
+    }
+    Ok(lease)
+}
+
 /// The timing of a tracker: the guarantee, the lease length and the retry pause.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Timing {
@@ -125,6 +198,26 @@ impl Guarantee {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn configured_values_are_checked_against_one_range_each() {
+        let d = Duration::from_secs(5);
+        assert_eq!(check_configured(d, None), Ok(Duration::from_secs(20)));
+        assert_eq!(check_configured(d, Some(d * 2)), Ok(d * 2));
+        let short = check_configured(Duration::from_millis(500), None).unwrap_err();
+        assert_eq!(short.configured(), Configured::ClaimDuration);
+        assert_eq!(short.to_string(), "must be between 1s and 5m, not 500ms");
+        let long = check_configured(Duration::from_secs(301), None).unwrap_err();
+        assert_eq!(long.to_string(), "must be between 1s and 5m, not 301s");
+        let under = check_configured(d, Some(d)).unwrap_err();
+        assert_eq!(under.configured(), Configured::LeaseLength);
+        assert_eq!(
+            under.to_string(),
+            "must be at least twice the claim duration (10s), not 5s"
+        );
+        let over = check_configured(d, Some(Duration::from_secs(660))).unwrap_err();
+        assert_eq!(over.to_string(), "must be at most 10m, not 11m");
+    }
 
     const D: Duration = Duration::from_secs(10);
 

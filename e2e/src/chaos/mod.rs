@@ -254,10 +254,6 @@ impl Run {
         self.settings.claim_duration * 2
     }
 
-    fn claim_duration(&self) -> String {
-        format!("{}ms", self.settings.claim_duration.as_millis())
-    }
-
     /// An admin API for namespaced resources of type `K` in the application's namespace.
     fn api<K>(&self) -> Api<K>
     where

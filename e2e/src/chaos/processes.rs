@@ -97,16 +97,11 @@ impl Run {
     }
 
     pub(super) async fn start_unit(&mut self, i: usize) {
-        let claim_duration = self.claim_duration();
+        let claim_duration = self.settings.claim_duration;
         let unit = &mut self.units[i];
         unit.starts += 1;
-        let mut args = units::sidecar_args(
-            APPLICATION,
-            APPLICATION,
-            &unit.name,
-            &unit.socket,
-            &claim_duration,
-        );
+        let mut args =
+            units::sidecar_args(APPLICATION, APPLICATION, &unit.name, &unit.socket, claim_duration);
         args.extend(["--record".to_owned(), unit.record.display().to_string()]);
         let env = match unit.rate {
             Some(rate) => vec![

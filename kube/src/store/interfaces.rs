@@ -70,7 +70,8 @@ impl Claimer for KubeStore {
                     return Err(Error::ClaimNotHeld);
                 };
                 let next = object.to_lease().release(unit)?;
-                object.status = Some(object.status_for(&next, "Released", Timestamp::now()));
+                object.status =
+                    Some(object.status_for(&next, crate::crd::reason::RELEASED, Timestamp::now()));
                 Ok(self.write_status(&app, &object).await?.map(drop))
             }
         })

@@ -4,7 +4,7 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use leadership::{
-    tracker::timing::{MAX_CLAIM_DURATION, MAX_LEASE_LENGTH, MIN_CLAIM_DURATION},
+    tracker::timing::{Configured, check_configured},
     validate,
 };
 
@@ -130,32 +130,19 @@ pub fn requested(
     let value = |i: usize| annotations.get(SETTINGS[i].annotation).map(|v| v.trim());
 
     let claim = match value(CLAIM_DURATION) {
-        Some(text) => {
-            let claim = duration(SETTINGS[CLAIM_DURATION].annotation, text)?;
-            if !(MIN_CLAIM_DURATION..=MAX_CLAIM_DURATION).contains(&claim) {
-                return Err(refuse(
-                    SETTINGS[CLAIM_DURATION].annotation,
-                    format!("{text} is outside 1s to 5m"),
-                ));
-            }
-            claim
-        }
+        Some(text) => duration(SETTINGS[CLAIM_DURATION].annotation, text)?,
         None => default_claim,
     };
-    if let Some(text) = value(LEASE_LENGTH) {
-        let length = duration(SETTINGS[LEASE_LENGTH].annotation, text)?;
-        if length < claim * 2 {
-            return Err(refuse(
-                SETTINGS[LEASE_LENGTH].annotation,
-                format!("{text} is shorter than twice the claim duration ({claim:?})"),
-            ));
-        }
-        if length > MAX_LEASE_LENGTH {
-            return Err(refuse(
-                SETTINGS[LEASE_LENGTH].annotation,
-                format!("{text} is longer than 10m"),
-            ));
-        }
+    let lease = match value(LEASE_LENGTH) {
+        Some(text) => Some(duration(SETTINGS[LEASE_LENGTH].annotation, text)?),
+        None => None,
+    };
+    if let Err(err) = check_configured(claim, lease) {
+        let setting = match err.configured() {
+            Configured::ClaimDuration => CLAIM_DURATION,
+            Configured::LeaseLength => LEASE_LENGTH,
+        };
+        return Err(refuse(SETTINGS[setting].annotation, err.to_string()));
     }
     if let Some(text) = value(HOOK_TIMEOUT)
         && duration(SETTINGS[HOOK_TIMEOUT].annotation, text)?.is_zero()
@@ -255,17 +242,17 @@ mod tests {
             (
                 &[(APPLICATION, "web"), ("leadership.dev/claim-duration", "10m")],
                 "leadership.dev/claim-duration",
-                "outside 1s to 5m",
+                "must be between 1s and 5m, not 10m",
             ),
             (
                 &[(APPLICATION, "web"), ("leadership.dev/claim-duration", "500ms")],
                 "leadership.dev/claim-duration",
-                "outside 1s to 5m",
+                "must be between 1s and 5m, not 500ms",
             ),
             (
                 &[(APPLICATION, "web"), ("leadership.dev/lease-length", "8s")],
                 "leadership.dev/lease-length",
-                "shorter than twice the claim duration (5s)",
+                "must be at least twice the claim duration (10s), not 8s",
             ),
             (
                 &[
@@ -274,12 +261,12 @@ mod tests {
                     ("leadership.dev/lease-length", "7s"),
                 ],
                 "leadership.dev/lease-length",
-                "shorter than twice",
+                "at least twice the claim duration (8s), not 7s",
             ),
             (
                 &[(APPLICATION, "web"), ("leadership.dev/lease-length", "11m")],
                 "leadership.dev/lease-length",
-                "longer than 10m",
+                "must be at most 10m, not 11m",
             ),
             (
                 &[(APPLICATION, "web"), ("leadership.dev/hook-timeout", "0s")],

@@ -2,7 +2,7 @@
 //! wrote. Nothing here decides or writes a lease.
 
 use kube::runtime::{events::EventType, reflector::ObjectRef};
-use leadership_kube::crd::LeadershipLease;
+use leadership_kube::crd::{LeadershipLease, reason as history};
 use prometheus_client::metrics::{counter::Counter, family::Family};
 use tokio::time::Instant;
 use tracing::info;
@@ -24,7 +24,7 @@ pub(super) fn changes(ctx: &Context, object: &LeadershipLease, previous: &Previo
         let reason = last.map_or("Changed", |t| t.reason.as_str());
         let (type_, note) = match (&now_holder, before) {
             (Some((holder, term)), _) => (EventType::Normal, format!("{holder} leads in term {term}")),
-            (None, Some((holder, term))) if reason == "Expired" || reason == "PodGone" => (
+            (None, Some((holder, term))) if reason == history::EXPIRED || reason == history::POD_GONE => (
                 EventType::Warning,
                 format!("{holder}'s claim in term {term} was cleared: {reason}"),
             ),

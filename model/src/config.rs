@@ -107,6 +107,35 @@ impl Config {
         }
     }
 
+    /// As [`Config::new`], with a coarser tick that keeps expiry within few ticks: d of 1 s, a
+    /// lease of 4d (the product's default ratio) and ticks of 2 s. A lease is two ticks: a unit
+    /// leads through the tick after its claim, when its renewal is due, and a claim seen at tick
+    /// 0 runs out for its observer at tick 4, on a fast clock or a slow one (L plus the margin:
+    /// the drift bound and one tick). Five ticks hold a claim, its renewal, its run-out and a
+    /// takeover.
+    pub fn coarse(horizon: u32, budget: Budget, variant: Variant) -> Config {
+        let claim_duration = Duration::from_secs(1);
+        Config {
+            tick: claim_duration * 2,
+            claim_duration,
+            lease_length: claim_duration * 4,
+            ..Config::new(horizon, budget, variant)
+        }
+    }
+
+    /// The product's default, bounded: the [coarse](Config::coarse) timing, and two units that
+    /// leave expiry to the operator, which is the only one that clears a run-out claim (at tick
+    /// 4, for a claim it saw at tick 0). No clock offsets: under the product's rules a unit
+    /// compares only readings of its own clock and the operator measures intervals on its own,
+    /// so offsets change nothing.
+    pub fn operator_authority(horizon: u32, budget: Budget, variant: Variant) -> Config {
+        Config {
+            operator: true,
+            units_judge_expiry: false,
+            ..Config::coarse(horizon, budget, variant)
+        }
+    }
+
     /// The fair, fault-free configuration for liveness (one voluntary release).
     pub fn liveness(horizon: u32) -> Config {
         Config {

@@ -12,13 +12,15 @@
 //! `Timing`), time out a renewal at the end of their guarantee, release, crash and restart empty;
 //! an operator that expires claims it has watched run out, and restarts with no memory; an API server holding one object, linearizable, with a
 //! resourceVersion compare-and-swap on every write; watch events that arrive late or not at all
-//! (a unit or the operator learns the newest object whenever the model lets it, intermediate
-//! events may be missed, and a relist after a lost watch is the same step); writes that reach the
-//! server the moment they are sent (the latest instant after the sender read its clock: the worst
+//! (a unit learns the newest object whenever the model lets it, intermediate events may be
+//! missed, and a relist after a lost watch is the same step; the operator learns every change as
+//! it is written, the worst case, since learning later only starts its timers later); writes
+//! that reach the server the moment they are sent (the latest instant after the sender read its clock: the worst
 //! case for its guarantee) and replies that are delayed or lost, after which the sender gives up
 //! (a client timeout); a paused unit (any process may go without a step for as long as the
 //! model likes); revocations, handovers, pins and unpins by an administrator. Each process has its own
-//! clock: an arbitrary offset and a rate within the drift bound of real time.
+//! clock: an arbitrary offset and a rate within the drift bound of real time (the operator's is
+//! the fastest: it only waits for deadlines on it, and may always wait longer).
 //!
 //! Real time advances in ticks; a process reads its clock as `offset + rate × real time`. The
 //! properties are checked in every reachable state up to a horizon (see [`Config`]).

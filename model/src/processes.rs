@@ -149,6 +149,14 @@ impl LeaseModel {
         })
     }
 
+    /// The operator learns the server's object on its clock (see `apply`: it learns every change
+    /// as it is written).
+    pub(crate) fn operator_learns(&self, state: &mut State) {
+        let now = self.operator_now(state);
+        let object = state.server.clone();
+        state.operator.learn(object, now);
+    }
+
     /// The write the operator would send to clear a claim it saw run out.
     pub(crate) fn expire_write(&self, state: &State) -> Option<Write> {
         let operator = &state.operator;
@@ -173,7 +181,6 @@ impl LeaseModel {
     pub(crate) fn anything_due(&self, state: &State) -> bool {
         !state.replies.is_empty()
             || state.units.iter().any(|u| u.observer.is_behind(&state.server))
-            || (self.config.operator && state.operator.is_behind(&state.server))
             || (0..state.units.len())
                 .any(|i| self.claim_write(state, i).is_some() || self.renew_write(state, i).is_some())
             || (state.budget.releases > 0 && !self.leaders(state).is_empty())
@@ -182,10 +189,17 @@ impl LeaseModel {
 
     /// A unit's store learns `object` (if newer than what it knew) on the unit's clock; the
     /// tracker acts on it when it is not waiting for a write, as its loop does.
+    ///
+    /// A unit that leaves expiry to the operator keeps no expiry observation: it never reads one
+    /// (its view never shows a claim run out), so states that differ only in when it first saw a
+    /// claim are the same state, and dropping the observation is a sound reduction.
     pub(crate) fn learn(&self, state: &mut State, i: usize, object: Object) {
         let now = self.unit_now(state, i);
         let unit = &mut state.units[i];
         unit.observer.learn(object, now);
+        if !self.config.units_judge_expiry {
+            unit.observer.seen = Observation::default();
+        }
         if unit.waiting.is_none() {
             self.judge(state, i);
         }

@@ -13,8 +13,10 @@ pub const SAFETY: [&str; 5] = [
     "a pinned lease is never taken over",
 ];
 
-/// The properties of `model`: the safety ones, that a unit sometimes leads, and under the
-/// prompt configuration the liveness ones.
+/// The properties of `model`: the safety ones; that a unit sometimes leads, and when units leave
+/// expiry to the operator, that one sometimes leads in a later term than a claim the operator
+/// cleared (failover happens within the horizon); and under the prompt configuration the
+/// liveness ones.
 pub(crate) fn of(model: &LeaseModel) -> Vec<Property<LeaseModel>> {
     let [one_leader, tokens, term, revoked, pinned] = SAFETY;
     let mut properties = vec![
@@ -46,6 +48,20 @@ pub(crate) fn of(model: &LeaseModel) -> Vec<Property<LeaseModel>> {
             !model.leaders(state).is_empty()
         }),
     ];
+    if !model.config.units_judge_expiry {
+        let failover = "a unit leads after the operator cleared a run-out claim";
+        properties.push(Property::sometimes(
+            failover,
+            |model: &LeaseModel, state: &State| {
+                state.cleared.is_some_and(|cleared| {
+                    model
+                        .leaders(state)
+                        .iter()
+                        .any(|&i| state.units[i].term > cleared)
+                })
+            },
+        ));
+    }
     if model.config.prompt {
         properties.push(Property::eventually(
             "with no faults, some unit leads",

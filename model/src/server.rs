@@ -39,7 +39,15 @@ impl LeaseModel {
         }
     }
 
-    /// Applies `next` to the server's object, noting broken term and pin rules.
+    /// Applies `next` to the server's object, noting broken term and pin rules; the operator
+    /// learns the new object at once.
+    ///
+    /// The operator learning every change as it is written is a sound reduction: an operator
+    /// that learns a change later holds an older view until then, whose clear the
+    /// compare-and-swap refuses, and once it has learned it, its timer for the claim started no
+    /// sooner than the prompt operator's, so it clears no sooner. Whatever it writes, the prompt
+    /// operator, which may always wait, can write at the same instant. (Without compare-and-swap
+    /// a stale operator's clear would apply; that variant is caught without the operator.)
     pub(crate) fn apply(&self, state: &mut State, next: Lease, stamp: Option<Instant>) {
         let old = &state.server.lease;
         let new_holder = next.holder_unit().is_some() && next.holder_unit() != old.holder_unit();
@@ -60,5 +68,8 @@ impl LeaseModel {
             version: state.server.version + 1,
             stamp,
         };
+        if self.config.operator {
+            self.operator_learns(state);
+        }
     }
 }

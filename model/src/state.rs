@@ -209,6 +209,8 @@ pub struct State {
     pub led_after_release: bool,
     /// Whether a voluntary release happened.
     pub released: bool,
+    /// The term of the last claim the operator cleared (it saw the claim run out).
+    pub cleared: Option<u64>,
 }
 
 /// One step of the model.
@@ -233,11 +235,9 @@ pub enum Action {
     LoseReply(usize),
     /// A unit's process dies and restarts with no memory.
     Crash(usize),
-    /// The operator learns the newest object.
-    OperatorWatch,
     /// The operator clears a claim it saw run out.
     OperatorExpire,
-    /// The operator restarts with no memory.
+    /// The operator restarts with no memory and relists the object.
     OperatorRestart,
     /// An administrator revokes the holder.
     Revoke,

@@ -9,6 +9,7 @@ use std::{
 };
 
 use k8s_openapi::api::{
+    admissionregistration::v1::MutatingWebhookConfiguration,
     apps::v1::{Deployment, StatefulSet},
     core::v1::{Pod, Service},
 };
@@ -733,7 +734,8 @@ async fn a_compromised_app_container_with_its_pods_token_is_refused_every_illega
         operator.metadata.uid.as_deref().unwrap(),
     );
     let token = ns.token(&release.operator_account(), Some(bound)).await;
-    let as_operator: Api<Pod> = Api::namespaced(ns.client_with_token(&token).await, &ns.name);
+    let operator_client = ns.client_with_token(&token).await;
+    let as_operator: Api<Pod> = Api::namespaced(operator_client.clone(), &ns.name);
     let image = serde_json::json!({ "spec": { "containers": [{ "name": "app", "image": "evil:1" }] } });
     match as_operator
         .patch(&standby, &PatchParams::default(), &Patch::Strategic(&image))
@@ -747,6 +749,36 @@ async fn a_compromised_app_container_with_its_pods_token_is_refused_every_illega
             "{s:?}"
         ),
         other => panic!("the operator's account changed a unit's image: {other:?}"),
+    }
+    // ... and rewrites its webhook configuration to see every operation (only its caBundle is its
+    // to write).
+    let configs: Api<MutatingWebhookConfiguration> = Api::all(operator_client);
+    let injector = format!("{}-injector", release.fullname());
+    let mut widened = configs
+        .get(&injector)
+        .await
+        .expect("the operator reads its configuration");
+    for rule in widened
+        .webhooks
+        .iter_mut()
+        .flatten()
+        .flat_map(|w| w.rules.iter_mut().flatten())
+    {
+        rule.operations = Some(vec!["CREATE".into(), "UPDATE".into()]);
+    }
+    match configs
+        .replace(&injector, &PostParams::default(), &widened)
+        .await
+    {
+        Err(kube::Error::Api(s)) => assert!(
+            s.code == 403
+                && s.message.contains(&format!(
+                    "the leadership operator changes only the caBundle of its MutatingWebhookConfiguration: {} changed webhooks[].rules",
+                    release.operator_user()
+                )),
+            "{s:?}"
+        ),
+        other => panic!("the operator's account rewrote its webhook configuration: {other:?}"),
     }
 
     // The workload kept its leader, in the same term, and exactly one unit says it leads.

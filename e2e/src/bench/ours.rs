@@ -294,16 +294,12 @@ impl Bench {
             created.elapsed().as_secs_f64()
         ));
         let margin = leadership::expiry::ExpiryPolicy::default().margin(lease);
-        let due: Arc<std::sync::Mutex<BTreeMap<String, Instant>>> = Arc::default();
         let written: Arc<std::sync::Mutex<BTreeMap<String, Instant>>> = Arc::default();
         let claiming = Instant::now();
         for_each_lease(&names, Some(EXPIRIES_PER_S), |name| {
-            let (api, due, written) = (api.clone(), due.clone(), written.clone());
+            let (api, written) = (api.clone(), written.clone());
             async move {
                 let at = write_dead_claim(&api, &name, lease).await?;
-                due.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(name.clone(), at + lease + margin);
                 written.lock().unwrap_or_else(|p| p.into_inner()).insert(name, at);
                 anyhow::Ok(())
             }
@@ -326,7 +322,6 @@ impl Bench {
         let rss = process_rss_mib(operator.id()).unwrap_or(0.0);
         stop(&mut operator).await;
         let cleared = cleared.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let due = due.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let lag = |from: &BTreeMap<String, Instant>, to: &BTreeMap<String, Instant>| -> Vec<f64> {
             from.iter()
                 .filter_map(|(name, from)| {
@@ -337,9 +332,14 @@ impl Bench {
                 })
                 .collect()
         };
-        let lags = lag(&due, &cleared);
         let claimed = claimed.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let written = written.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        // Each claim was due its lease and the observers' margin after its write returned.
+        let due: BTreeMap<String, Instant> = written
+            .iter()
+            .map(|(name, at)| (name.clone(), *at + lease + margin))
+            .collect();
+        let lags = lag(&due, &cleared);
         let watch_delay = Summary::of(&lag(&written, &claimed));
         Ok(ScaleReport {
             watch_delay_ms: watch_delay,

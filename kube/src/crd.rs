@@ -284,6 +284,12 @@ impl LeadershipLease {
         lease
     }
 
+    /// The resourceVersion as a number, to order two views of this object (the API server's
+    /// are etcd revisions); `None` when it has none or it is not a number.
+    pub fn version(&self) -> Option<u64> {
+        self.metadata.resource_version.as_deref()?.parse().ok()
+    }
+
     /// The object as the pure lease rules see it. A revocation applies only to the unit and term it
     /// names.
     pub fn to_lease(&self) -> Lease {

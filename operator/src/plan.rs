@@ -121,7 +121,16 @@ pub struct Judgement {
     pub labelled: Vec<String>,
     /// The Pods that belong to the application, in name order: only these may take a free lease.
     pub members: Vec<String>,
+    /// The lease became free a moment ago (released, or its claim cleared), by the operator's
+    /// clock ([`QUIET_AFTER_FREE`]): a standby is taking it.
+    pub just_freed: bool,
 }
+
+/// How long after the lease becomes free the operator leaves it unwritten: no report of a free
+/// lease, no end of a request. A standby takes a released lease within milliseconds, and any
+/// write of the operator in that gap would make the standby's compare-and-swap lose, its grant
+/// waiting for a read and a second write. A lease nobody takes is reported after this.
+pub const QUIET_AFTER_FREE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Everything to do for one lease in one reconcile.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -156,6 +165,13 @@ pub struct PreferredHandover {
 /// Decides what to do with `object`, given the operator's judgement of it.
 pub fn plan(object: &LeadershipLease, judged: &Judgement, now: Timestamp) -> Plan {
     let lease = object.to_lease();
+    if judged.just_freed && lease.holder.is_none() {
+        // Only the leader labels (Pod writes, which no grant waits for).
+        return Plan {
+            labels: leader_labels(&judged.labelled, None, judged.holder_pod_known),
+            ..Plan::default()
+        };
+    }
     let claim = if let Some(next) = lease.expire(judged.expired) {
         Some(ClaimStep::Expire(next))
     } else if judged.holder_terminated
@@ -457,6 +473,40 @@ mod tests {
         let later = now().checked_add(Duration::from_secs(1)).unwrap();
         let next = super::plan(&cleared, &judged(false, false, false), later);
         assert_eq!((next.claim, next.status), (None, None));
+    }
+
+    #[test]
+    fn a_lease_just_freed_is_left_to_the_standby_then_reported() {
+        let mut object = held("web-0", 3);
+        object.spec.revocation = Some(Revocation {
+            unit: "web-0".into(),
+            term: 3,
+            requested_at: None,
+        });
+        let released = object.to_lease().release("web-0").unwrap();
+        object.status = Some(object.status_for(&released, "Released", now()));
+        let quiet = Judgement {
+            just_freed: true,
+            labelled: vec!["web-0".into()],
+            ..Judgement::default()
+        };
+        let plan = super::plan(&object, &quiet, now());
+        assert_eq!(
+            (plan.status, plan.revocation, plan.labels.remove),
+            (None, None, vec!["web-0".to_owned()]),
+            "only the labels move while a standby may be taking the lease"
+        );
+        let later = super::plan(&object, &Judgement::default(), now());
+        let conditions = later.status.expect("reported after the quiet").conditions;
+        let free = conditions.iter().find(|c| c.type_ == "Held").unwrap();
+        assert_eq!((free.status.as_str(), free.reason.as_str()), ("False", "Free"));
+        assert_eq!(
+            later.revocation,
+            Some(RevocationStep::Done { unit: "web-0".into() })
+        );
+        // A claim is never left alone: the flag means nothing while a unit holds the lease.
+        let taken = super::plan(&held("web-1", 4), &quiet, now());
+        assert!(taken.status.is_some(), "{taken:?}");
     }
 
     /// `held("web-0", 3)` after its claim was cleared.

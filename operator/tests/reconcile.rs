@@ -1,6 +1,6 @@
 //! The controller in this process on the real control plane, its metrics read directly: a visit
-//! that writes a condition and then the spec loses no race with itself, and the pod index forgets
-//! churned pods.
+//! that writes a condition and then the spec loses no race with itself, a standby's grant loses
+//! none to the operator, and the pod index forgets churned pods.
 
 use std::{sync::Arc, time::Duration};
 
@@ -14,6 +14,7 @@ use leadership_e2e::{
 use leadership_kube::crd::{LeadershipLease, LeadershipLeaseStatus};
 use leadership_operator::{
     metrics::{KindLabel, Metrics},
+    plan::QUIET_AFTER_FREE,
     reconcile::{Context, run_controller},
 };
 use tokio::time::{Instant, sleep};
@@ -21,17 +22,25 @@ use tokio_util::sync::CancellationToken;
 
 /// A namespace with the CRD, and the controller watching it until the returned token is cancelled.
 async fn controlled() -> (TestNamespace, Arc<Metrics>, CancellationToken) {
+    controlled_with(QUIET_AFTER_FREE).await
+}
+
+/// [`controlled`], the controller leaving a lease that became free unwritten for `quiet`.
+async fn controlled_with(quiet: Duration) -> (TestNamespace, Arc<Metrics>, CancellationToken) {
     let ns = testenv::shared().namespace().await;
     leadership_kube::crd::install(&ns.client)
         .await
         .expect("install the CRD");
     let metrics = Arc::new(Metrics::default());
-    let ctx = Arc::new(Context::new(
-        ns.client.clone(),
-        "operator-0",
-        metrics.clone(),
-        ExpiryPolicy::default(),
-    ));
+    let ctx = Arc::new(
+        Context::new(
+            ns.client.clone(),
+            "operator-0",
+            metrics.clone(),
+            ExpiryPolicy::default(),
+        )
+        .with_quiet_after_free(quiet),
+    );
     let stop = CancellationToken::new();
     let scope = ns.name.clone();
     let token = stop.clone();
@@ -131,6 +140,109 @@ async fn the_end_of_a_revocation_writes_its_condition_and_the_spec_without_a_con
             .get_or_create(&KindLabel { kind: "done".into() })
             .get(),
         1
+    );
+    stop.cancel();
+}
+
+/// How many visits the controller has made.
+fn visits(metrics: &Metrics) -> u64 {
+    metrics
+        .render()
+        .lines()
+        .find_map(|line| line.strip_prefix("leadership_operator_reconcile_duration_seconds_count "))
+        .and_then(|count| count.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// `object` with its claim set as a unit writes it.
+fn claimed(mut object: LeadershipLease, holder: Option<&str>, term: i64) -> LeadershipLease {
+    object.status = Some(LeadershipLeaseStatus {
+        holder: holder.map(str::to_owned),
+        term,
+        lease_duration_ms: holder.map(|_| 600_000),
+        ..object.status.unwrap_or_default()
+    });
+    object
+}
+
+#[tokio::test]
+async fn a_standby_takes_a_released_lease_with_its_first_write_and_a_lease_nobody_takes_is_reported_free() {
+    // A quiet longer than this test's steps take on a loaded machine; the product's is shorter.
+    let quiet = Duration::from_secs(8);
+    let (ns, metrics, stop) = controlled_with(quiet).await;
+    let api = ns.api::<LeadershipLease>();
+    let created = api
+        .create(&PostParams::default(), &LeadershipLease::empty(&ns.name, "web"))
+        .await
+        .unwrap();
+    api.replace_status("web", &PostParams::default(), &claimed(created, Some("web-0"), 1))
+        .await
+        .unwrap();
+    let held = until(
+        Duration::from_secs(30),
+        async || api.get("web").await.unwrap(),
+        |o| condition(o, "Held") == Some(("True".into(), "Held".into())),
+    )
+    .await;
+
+    // The holder releases, and the operator visits the free lease (its watch event).
+    let visited = visits(&metrics);
+    let released = api
+        .replace_status("web", &PostParams::default(), &claimed(held, None, 1))
+        .await
+        .expect("the release: the operator writes nothing once the lease is reported held");
+    until(
+        Duration::from_secs(30),
+        async || visits(&metrics),
+        |n| *n > visited,
+    )
+    .await;
+    // A standby's grant, a compare-and-swap on the release it saw, finds nothing written since.
+    api.replace_status(
+        "web",
+        &PostParams::default(),
+        &claimed(released, Some("web-1"), 2),
+    )
+    .await
+    .expect("the standby's grant loses no race to the operator");
+    until(
+        Duration::from_secs(30),
+        async || api.get("web").await.unwrap(),
+        |o| {
+            o.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.message == "held by web-1 in term 2")
+            })
+        },
+    )
+    .await;
+
+    // Released with nobody to take it: reported free once the quiet is over.
+    let freed = Instant::now();
+    until(
+        Duration::from_secs(60),
+        async || {
+            api.replace_status(
+                "web",
+                &PostParams::default(),
+                &claimed(api.get("web").await.unwrap(), None, 2),
+            )
+            .await
+            .is_ok()
+        },
+        |written| *written,
+    )
+    .await;
+    until(
+        Duration::from_secs(60),
+        async || api.get("web").await.unwrap(),
+        |o| condition(o, "Held") == Some(("False".into(), "Free".into())),
+    )
+    .await;
+    assert!(
+        freed.elapsed() >= quiet,
+        "reported free before the quiet was over"
     );
     stop.cancel();
 }

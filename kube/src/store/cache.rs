@@ -79,14 +79,6 @@ pub(super) struct Known {
     pub(super) watching: bool,
 }
 
-fn resource_version(object: &LeadershipLease) -> Option<u64> {
-    object
-        .metadata
-        .resource_version
-        .as_deref()
-        .and_then(|rv| rv.parse().ok())
-}
-
 impl App {
     pub(super) fn new() -> Self {
         App {
@@ -106,7 +98,7 @@ impl App {
         let now = Instant::now();
         let mut known = self.known();
         if let (Some(new), Some(old)) = (&object, &known.object)
-            && let (Some(new_rv), Some(old_rv)) = (resource_version(new), resource_version(old))
+            && let (Some(new_rv), Some(old_rv)) = (new.version(), old.version())
             && new_rv < old_rv
         {
             return;

@@ -171,6 +171,7 @@ async fn write(
     match request.await {
         Ok(mut written) => {
             written.metadata.managed_fields = None;
+            ctx.wrote(&written);
             Ok(Some(written))
         }
         Err(kube::Error::Api(status)) if status.code == 409 => {

@@ -19,7 +19,10 @@ use leadership_kube::crd::LeadershipLease;
 use tokio::time::Instant;
 
 use super::{MANAGER, observe::Previous};
-use crate::{events::Events, lease_metrics::LeaseObserver, metrics::Metrics, pod_index::PodIndex};
+use crate::{
+    events::Events, lease_metrics::LeaseObserver, metrics::Metrics, plan::QUIET_AFTER_FREE,
+    pod_index::PodIndex,
+};
 
 /// A handover request as the operator times it: (from, term, to).
 pub(super) type HandoverKey = (String, i64, Option<String>);
@@ -34,6 +37,11 @@ pub(super) struct Seen {
     pub(super) preferred_backoff: Option<Instant>,
     /// What the last visit saw, to report changes (none before the first visit).
     pub(super) previous: Option<Previous>,
+    /// When a visit first saw the lease free after one saw it held.
+    pub(super) freed_at: Option<Instant>,
+    /// The version of the object this operator's last write returned: a view older than that
+    /// (the watch has not delivered the write yet) is not acted on.
+    pub(super) written: Option<u64>,
 }
 
 /// How long after an abandoned handover to the preferred unit before another is asked for.
@@ -51,6 +59,7 @@ pub struct Context {
     pub observer: LeaseObserver,
     pub(super) policy: ExpiryPolicy,
     pub(super) handover_timeout: Duration,
+    pub(super) quiet_after_free: Duration,
     pub(super) seen: Mutex<HashMap<ObjectRef<LeadershipLease>, Seen>>,
     pub(super) pods: Mutex<PodIndex>,
 }
@@ -65,6 +74,7 @@ impl Context {
             metrics,
             policy,
             handover_timeout: DEFAULT_HANDOVER_TIMEOUT,
+            quiet_after_free: QUIET_AFTER_FREE,
             seen: Mutex::default(),
             pods: Mutex::default(),
         }
@@ -74,6 +84,15 @@ impl Context {
     pub fn with_handover_timeout(self, timeout: Duration) -> Self {
         Context {
             handover_timeout: timeout,
+            ..self
+        }
+    }
+
+    /// The same context, leaving a lease that became free unwritten for `quiet` (not
+    /// [`QUIET_AFTER_FREE`]).
+    pub fn with_quiet_after_free(self, quiet: Duration) -> Self {
+        Context {
+            quiet_after_free: quiet,
             ..self
         }
     }
@@ -92,6 +111,24 @@ impl Context {
             .or_default()
             .observation
             .observe(&lease, now);
+    }
+
+    /// Notes the object a write of this operator returned.
+    pub(super) fn wrote(&self, written: &LeadershipLease) {
+        self.seen()
+            .entry(ObjectRef::from_obj(written))
+            .or_default()
+            .written = written.version();
+    }
+
+    /// Whether `object` is older than what this operator last wrote to it: the watch is behind
+    /// this operator's own write, whose event visits the lease again.
+    pub(super) fn behind_own_write(&self, object: &LeadershipLease) -> bool {
+        let written = self
+            .seen()
+            .get(&ObjectRef::from_obj(object))
+            .and_then(|s| s.written);
+        matches!((object.version(), written), (Some(seen), Some(written)) if seen < written)
     }
 
     pub(super) fn pods(&self) -> MutexGuard<'_, PodIndex> {

@@ -2,7 +2,9 @@
 //! at every change and whenever its claim would run out. A visit is four phases: **observe** (time
 //! the claim on this operator's clock, gather the pod facts), **plan** (pure: [`crate::plan`]),
 //! **apply** (the writes, in order, each from the object the previous returned), **report**
-//! (Events, metrics). In steady state (holders renewing) it writes nothing.
+//! (Events, metrics). In steady state (holders renewing) it writes nothing. A visit of a view
+//! older than the operator's own last write to the lease does nothing: that write's watch event
+//! visits it next.
 
 use std::{sync::Arc, time::Duration};
 
@@ -86,6 +88,9 @@ impl Error {
 #[instrument(skip_all, fields(namespace = %object.namespace().unwrap_or_default(), application = %object.name_any()))]
 pub async fn reconcile(object: Arc<LeadershipLease>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
+    if ctx.behind_own_write(&object) {
+        return Ok(Action::await_change());
+    }
     let observed = observe::observe(&object, &ctx, started);
     ctx.observer.observe(&object, observed.judgement.expired, started);
     if let Some(before) = &observed.before {
@@ -106,10 +111,14 @@ pub async fn reconcile(object: Arc<LeadershipLease>, ctx: Arc<Context>) -> Resul
         // The write shows up as a watch event, which visits again.
         Action::await_change()
     } else {
-        // Come back when the claim would run out (a renewal visits earlier), or a pending
-        // handover is due to be abandoned.
+        // Come back when the claim would run out (a renewal visits earlier), a pending handover
+        // is due to be abandoned, or a lease that became free is due to be reported.
         let handover_due = observed.handover_due.filter(|_| plan.handover.is_none());
-        match [observed.claim_due, handover_due].into_iter().flatten().min() {
+        match [observed.claim_due, handover_due, observed.report_due]
+            .into_iter()
+            .flatten()
+            .min()
+        {
             Some(at) => Action::requeue(at.saturating_duration_since(Instant::now()) + DUE_SLACK),
             None => Action::await_change(),
         }

@@ -19,6 +19,8 @@ pub(super) struct Observed {
     pub(super) claim_due: Option<Instant>,
     /// When a pending handover is due to be abandoned.
     pub(super) handover_due: Option<Instant>,
+    /// When a lease that just became free is due to be reported.
+    pub(super) report_due: Option<Instant>,
     /// What the previous visit saw, when there was one.
     pub(super) before: Option<Previous>,
 }
@@ -39,7 +41,7 @@ pub(super) fn observe(object: &LeadershipLease, ctx: &Context, now: Instant) -> 
     let lease = object.to_lease();
     let preferred = object.spec.preferred_unit.as_deref();
 
-    let (expired, locked, claim_due, handover_due, before, preferred_backoff) = {
+    let (expired, locked, claim_due, handover_due, report_due, before, preferred_backoff) = {
         let mut seen = ctx.seen();
         let entry = seen.entry(ObjectRef::from_obj(object)).or_default();
         entry.observation.observe(&lease, now);
@@ -62,6 +64,16 @@ pub(super) fn observe(object: &LeadershipLease, ctx: &Context, now: Instant) -> 
             holder: lease.holder_unit().map(|h| (h.to_owned(), lease.term)),
             pins: lease.pins.clone(),
         };
+        let was_held = entry.previous.as_ref().is_some_and(|p| p.holder.is_some());
+        entry.freed_at = match (now_seen.holder.is_some(), entry.freed_at) {
+            (true, _) => None,
+            (false, Some(at)) => Some(at),
+            (false, None) => was_held.then_some(now),
+        };
+        let report_due = entry
+            .freed_at
+            .map(|at| at + ctx.quiet_after_free)
+            .filter(|due| now < *due);
         let before = entry.previous.replace(now_seen);
         let expires_at = entry.observation.expires_at(&lease, &ctx.policy);
         // With a lock delay, also when the claim runs out (to show the lease locked).
@@ -74,6 +86,7 @@ pub(super) fn observe(object: &LeadershipLease, ctx: &Context, now: Instant) -> 
             entry.observation.is_locked(&lease, &ctx.policy, now),
             [expires_at, locks_at].into_iter().flatten().min(),
             handover_due,
+            report_due,
             before,
             entry.preferred_backoff,
         )
@@ -96,11 +109,13 @@ pub(super) fn observe(object: &LeadershipLease, ctx: &Context, now: Instant) -> 
         holder_pod_known: holder_facts.is_some(),
         labelled: pods.labelled(&namespace, &application),
         members: pods.members(&namespace, &application),
+        just_freed: report_due.is_some(),
     };
     Observed {
         judgement,
         claim_due,
         handover_due,
+        report_due,
         before,
     }
 }

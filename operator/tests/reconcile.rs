@@ -171,13 +171,21 @@ async fn a_standby_takes_a_released_lease_with_its_first_write_and_a_lease_nobod
     let quiet = Duration::from_secs(8);
     let (ns, metrics, stop) = controlled_with(quiet).await;
     let api = ns.api::<LeadershipLease>();
-    let created = api
-        .create(&PostParams::default(), &LeadershipLease::empty(&ns.name, "web"))
+    api.create(&PostParams::default(), &LeadershipLease::empty(&ns.name, "web"))
         .await
         .unwrap();
-    api.replace_status("web", &PostParams::default(), &claimed(created, Some("web-0"), 1))
-        .await
-        .unwrap();
+    // The first claim may race the operator's first report of the new lease: again on a conflict.
+    until(
+        Duration::from_secs(30),
+        async || {
+            let object = api.get("web").await.unwrap();
+            api.replace_status("web", &PostParams::default(), &claimed(object, Some("web-0"), 1))
+                .await
+                .is_ok()
+        },
+        |written| *written,
+    )
+    .await;
     let held = until(
         Duration::from_secs(30),
         async || api.get("web").await.unwrap(),

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use tokio::net::UnixStream;
 
 use crate::{
-    Error, Result, SharedTicket, Tracker,
+    Error, ErrorCode, Result, SharedTicket, Tracker,
     wire::{
         ClaimReply, EntityRequest, ErrorReply, LeadersReply, PinReply, PinsReply, ReleaseReply, Status,
         TokenReply,
@@ -44,17 +44,19 @@ fn decode_error(status: StatusCode, body: &[u8]) -> Error {
         ));
     };
     let message = reply.error.message;
-    match reply.error.code.as_str() {
-        "ClaimDenied" => Error::ClaimDenied,
-        "ClaimNotHeld" => Error::ClaimNotHeld,
-        "BlockCancelled" => Error::BlockCancelled,
-        "NotLeader" => match message.split_once(" is not leader of ") {
+    match ErrorCode::parse(&reply.error.code) {
+        Some(ErrorCode::ClaimDenied) => Error::ClaimDenied,
+        Some(ErrorCode::ClaimNotHeld) => Error::ClaimNotHeld,
+        Some(ErrorCode::BlockCancelled) => Error::BlockCancelled,
+        Some(ErrorCode::NotLeader) => match message.split_once(" is not leader of ") {
             Some((unit, application)) => Error::not_leader(application, unit),
             None => Error::not_leader("", &message),
         },
-        "BadRequest" => Error::invalid("request", message),
-        "Forbidden" => Error::Forbidden { context: message },
-        _ => Error::unavailable(message),
+        Some(ErrorCode::BadRequest) => Error::invalid("request", message),
+        Some(ErrorCode::Forbidden) => Error::Forbidden { context: message },
+        Some(ErrorCode::NotFound | ErrorCode::Timeout | ErrorCode::Unavailable) | None => {
+            Error::unavailable(message)
+        }
     }
 }
 

@@ -71,15 +71,15 @@ impl Error {
     }
 
     /// The stable, low-cardinality code of this error, as used on the wire and in metrics.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Error::ClaimDenied => "ClaimDenied",
-            Error::ClaimNotHeld => "ClaimNotHeld",
-            Error::BlockCancelled => "BlockCancelled",
-            Error::NotLeader { .. } => "NotLeader",
-            Error::Invalid { .. } => "BadRequest",
-            Error::Forbidden { .. } => "Forbidden",
-            Error::Unavailable { .. } => "Unavailable",
+            Error::ClaimDenied => ErrorCode::ClaimDenied,
+            Error::ClaimNotHeld => ErrorCode::ClaimNotHeld,
+            Error::BlockCancelled => ErrorCode::BlockCancelled,
+            Error::NotLeader { .. } => ErrorCode::NotLeader,
+            Error::Invalid { .. } => ErrorCode::BadRequest,
+            Error::Forbidden { .. } => ErrorCode::Forbidden,
+            Error::Unavailable { .. } => ErrorCode::Unavailable,
         }
     }
 
@@ -115,5 +115,91 @@ impl Error {
             application: application.to_owned(),
             unit: unit.to_owned(),
         }
+    }
+}
+
+/// The stable error codes: of [`Error`], on the socket API's error replies (with the HTTP status
+/// each goes with), and as the reasons of the operator's conditions and Events that report them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// [`Error::ClaimDenied`].
+    ClaimDenied,
+    /// [`Error::ClaimNotHeld`].
+    ClaimNotHeld,
+    /// [`Error::BlockCancelled`].
+    BlockCancelled,
+    /// [`Error::NotLeader`].
+    NotLeader,
+    /// [`Error::Invalid`], or a request the socket API cannot read.
+    BadRequest,
+    /// No such route on the socket API.
+    NotFound,
+    /// A wait on the socket API ran out of time.
+    Timeout,
+    /// [`Error::Forbidden`].
+    Forbidden,
+    /// [`Error::Unavailable`].
+    Unavailable,
+}
+
+impl ErrorCode {
+    /// Every code.
+    pub const ALL: [ErrorCode; 9] = [
+        ErrorCode::ClaimDenied,
+        ErrorCode::ClaimNotHeld,
+        ErrorCode::BlockCancelled,
+        ErrorCode::NotLeader,
+        ErrorCode::BadRequest,
+        ErrorCode::NotFound,
+        ErrorCode::Timeout,
+        ErrorCode::Forbidden,
+        ErrorCode::Unavailable,
+    ];
+
+    /// The code as written on the wire.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::ClaimDenied => "ClaimDenied",
+            ErrorCode::ClaimNotHeld => "ClaimNotHeld",
+            ErrorCode::BlockCancelled => "BlockCancelled",
+            ErrorCode::NotLeader => "NotLeader",
+            ErrorCode::BadRequest => "BadRequest",
+            ErrorCode::NotFound => "NotFound",
+            ErrorCode::Timeout => "Timeout",
+            ErrorCode::Forbidden => "Forbidden",
+            ErrorCode::Unavailable => "Unavailable",
+        }
+    }
+
+    /// The code written as `text`, if it is one.
+    pub fn parse(text: &str) -> Option<ErrorCode> {
+        ErrorCode::ALL.into_iter().find(|code| code.as_str() == text)
+    }
+
+    /// The HTTP status of a socket API reply with this code.
+    pub const fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::BadRequest => 400,
+            ErrorCode::Forbidden => 403,
+            ErrorCode::NotFound => 404,
+            ErrorCode::Timeout => 408,
+            ErrorCode::ClaimDenied
+            | ErrorCode::ClaimNotHeld
+            | ErrorCode::NotLeader
+            | ErrorCode::BlockCancelled => 409,
+            ErrorCode::Unavailable => 503,
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for ErrorCode {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
     }
 }

@@ -32,7 +32,7 @@ pub mod wire;
 pub use api::{
     Checker, Claimer, Grant, LeaseFeed, LeaseView, Pinner, Reader, Revoker, Ticket, Token, Tracker, Watcher,
 };
-pub use error::{Error, Result};
+pub use error::{Error, ErrorCode, Result};
 pub use memory::MemoryStore;
 pub use ticket::SharedTicket;
 pub use tracker::{LeaseTracker, TrackerConfig, TrackerStatus, Transition};

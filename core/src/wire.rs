@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::Error;
+use crate::{Error, ErrorCode};
 
 /// `GET /v1/status`, and the body of `wait/leader`, `wait/minion` and each `watch` line.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,62 +129,37 @@ pub struct ErrorReply {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ErrorDetail {
-    /// A stable code: ClaimDenied, ClaimNotHeld, BlockCancelled, NotLeader, BadRequest,
-    /// NotFound, Timeout, Forbidden or Unavailable.
+    /// A stable code, one of those listed; a client reads a code it does not know as
+    /// Unavailable.
     #[cfg_attr(feature = "schema", schemars(schema_with = "error_code_schema"))]
     pub code: String,
     /// A human-readable explanation.
     pub message: String,
 }
 
-/// Every error code, each with its HTTP status ([`http_status`]).
-pub const ERROR_CODES: [&str; 9] = [
-    "ClaimDenied",
-    "ClaimNotHeld",
-    "BlockCancelled",
-    "NotLeader",
-    "BadRequest",
-    "NotFound",
-    "Timeout",
-    "Forbidden",
-    "Unavailable",
-];
-
 #[cfg(feature = "schema")]
 fn error_code_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({
         "description": "A stable code, for programs: what went wrong, and whether anything may be inferred (never from Unavailable or Forbidden).",
         "type": "string",
-        "enum": ERROR_CODES,
+        "enum": ErrorCode::ALL.map(ErrorCode::as_str),
     })
 }
 
 impl ErrorReply {
     /// An error reply with `code` and `message`.
-    pub fn new(code: &str, message: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         ErrorReply {
             error: ErrorDetail {
-                code: code.to_owned(),
+                code: code.as_str().to_owned(),
                 message: message.into(),
             },
         }
     }
 
-    /// The HTTP status that goes with the code.
+    /// The HTTP status that goes with the code (503 for a code this version does not know).
     pub fn http_status(&self) -> u16 {
-        http_status(&self.error.code)
-    }
-}
-
-/// The HTTP status for an error code.
-pub fn http_status(code: &str) -> u16 {
-    match code {
-        "BadRequest" => 400,
-        "Forbidden" => 403,
-        "NotFound" => 404,
-        "Timeout" => 408,
-        "ClaimDenied" | "ClaimNotHeld" | "NotLeader" | "BlockCancelled" => 409,
-        _ => 503,
+        ErrorCode::parse(&self.error.code).map_or(503, ErrorCode::http_status)
     }
 }
 

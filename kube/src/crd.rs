@@ -15,19 +15,47 @@ use kube::{CustomResource, KubeSchema};
 use leadership::lease::{Claim, ClaimOutcome, Handover, Lease};
 use serde::{Deserialize, Serialize};
 
-/// The reasons of `status.history` entries (the operator's Events use the same words for the same
-/// changes).
+/// The reasons given by `status.history` entries, the operator's conditions and its Events: one
+/// word per change or state, the same word wherever it appears.
 pub mod reason {
-    /// A unit took the lease.
+    use leadership::ErrorCode;
+
+    /// A unit took the lease (history).
     pub const ACQUIRED: &str = "Acquired";
-    /// The holder renewed its claim.
+    /// The holder renewed its claim (history).
     pub const RENEWED: &str = "Renewed";
-    /// The holder gave the lease up.
+    /// The holder gave the lease up (history, Event).
     pub const RELEASED: &str = "Released";
-    /// The operator cleared a claim that ran out.
+    /// The operator cleared a claim that ran out (history, Event).
     pub const EXPIRED: &str = "Expired";
-    /// The operator cleared the claim of a holder whose containers had all terminated.
+    /// The operator cleared the claim of a holder whose containers had all terminated (history,
+    /// Event).
     pub const POD_GONE: &str = "PodGone";
+    /// A unit leads in a new term (Event).
+    pub const ELECTED: &str = "Elected";
+    /// The operator watches the lease (`Ready`).
+    pub const RECONCILED: &str = "Reconciled";
+    /// A unit holds the lease (`Held` true).
+    pub const HELD: &str = "Held";
+    /// No unit holds the lease (`Held` false).
+    pub const FREE: &str = "Free";
+    /// An entity pins the lease (`Pinned` true, Event).
+    pub const PINNED: &str = "Pinned";
+    /// No entity pins the lease (`Pinned` false).
+    pub const NOT_PINNED: &str = "NotPinned";
+    /// An entity removed its pin (Event).
+    pub const UNPINNED: &str = "Unpinned";
+    /// A revoked grant is over (`Revoked` true, Event).
+    pub const REVOKED: &str = "Revoked";
+    /// A revocation or handover named a unit that does not hold the lease in that term
+    /// (`Revoked` false, Warning Event): the error code of the same refusal.
+    pub const CLAIM_NOT_HELD: &str = ErrorCode::ClaimNotHeld.as_str();
+    /// A handover request ended with a later grant (Event).
+    pub const HANDED_OVER: &str = "HandedOver";
+    /// A handover's target did not take the lease in time (Warning Event).
+    pub const HANDOVER_ABANDONED: &str = "HandoverAbandoned";
+    /// The operator asked the holder to hand over to the preferred unit (Event).
+    pub const PREFERRED_UNIT: &str = "PreferredUnit";
 }
 
 /// The types of the conditions the operator writes in `status.conditions`.

@@ -51,6 +51,26 @@ pub enum RevocationStep {
     },
 }
 
+impl RevocationStep {
+    /// The reason of the `Revoked` condition and of the Event.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            RevocationStep::Done { .. } => reason::REVOKED,
+            RevocationStep::NotHeld { .. } => reason::CLAIM_NOT_HELD,
+        }
+    }
+
+    /// What happened, for the condition and the Event.
+    pub fn message(&self) -> String {
+        match self {
+            RevocationStep::Done { unit } => format!("{unit}'s leadership was revoked"),
+            RevocationStep::NotHeld { unit } => {
+                format!("cannot revoke {unit}: leadership lease not held")
+            }
+        }
+    }
+}
+
 /// How a pending handover ends; every way clears the request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HandoverStep {
@@ -286,7 +306,7 @@ fn operator_status(
         &current.conditions,
         condition::READY,
         true,
-        "Reconciled",
+        reason::RECONCILED,
         "the operator watches this lease".into(),
         generation,
         now,
@@ -296,7 +316,7 @@ fn operator_status(
             &current.conditions,
             condition::HELD,
             true,
-            "Held",
+            reason::HELD,
             format!("held by {holder} in term {}", lease.term),
             generation,
             now,
@@ -305,7 +325,7 @@ fn operator_status(
             &current.conditions,
             condition::HELD,
             false,
-            "Free",
+            reason::FREE,
             "no unit holds the lease".into(),
             generation,
             now,
@@ -317,7 +337,7 @@ fn operator_status(
             &current.conditions,
             condition::PINNED,
             false,
-            "NotPinned",
+            reason::NOT_PINNED,
             "the claim expires normally".into(),
             generation,
             now,
@@ -327,28 +347,19 @@ fn operator_status(
             &current.conditions,
             condition::PINNED,
             true,
-            "Pinned",
+            reason::PINNED,
             format!("pinned by {}", pins.join(", ")),
             generation,
             now,
         )
     });
     let revoked = match revocation {
-        Some(RevocationStep::Done { unit }) => Some(condition(
+        Some(step) => Some(condition(
             &current.conditions,
             condition::REVOKED,
-            true,
-            "Revoked",
-            format!("{unit}'s leadership was revoked"),
-            generation,
-            now,
-        )),
-        Some(RevocationStep::NotHeld { unit }) => Some(condition(
-            &current.conditions,
-            condition::REVOKED,
-            false,
-            "ClaimNotHeld",
-            format!("cannot revoke {unit}: leadership lease not held"),
+            matches!(step, RevocationStep::Done { .. }),
+            step.reason(),
+            step.message(),
             generation,
             now,
         )),

@@ -17,7 +17,7 @@ use axum::{
     routing::{MethodRouter, get, post},
 };
 use leadership::{
-    Claimer, Error, LeaseTracker, Pinner, Reader, Ticket, Tracker, Watcher,
+    Claimer, Error, ErrorCode, LeaseTracker, Pinner, Reader, Ticket, Tracker, Watcher,
     wire::{
         ClaimReply, EntityRequest, ErrorReply, LeadersReply, PinReply, PinsReply, ProbeReply, ReleaseReply,
         Status, TokenReply,
@@ -126,7 +126,7 @@ pub struct ApiError {
 
 impl ApiError {
     /// An error with `code`, and the status that goes with it.
-    pub fn new(code: &str, message: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         let reply = ErrorReply::new(code, message);
         let status = StatusCode::from_u16(reply.http_status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
         ApiError { status, reply }
@@ -145,7 +145,7 @@ impl IntoResponse for ApiError {
 }
 
 /// An error reply with the status that goes with its code.
-pub fn error(code: &str, message: impl Into<String>) -> Response {
+pub fn error(code: ErrorCode, message: impl Into<String>) -> Response {
     ApiError::new(code, message).into_response()
 }
 
@@ -300,7 +300,7 @@ async fn count<S: Store>(State(sidecar): State<Sidecar<S>>, request: Request, ne
 
 async fn not_found(method: Method, uri: Uri) -> Response {
     error(
-        "NotFound",
+        ErrorCode::NotFound,
         format!(
             "no route {method} {}; the routes are listed in the README",
             uri.path()
@@ -310,7 +310,7 @@ async fn not_found(method: Method, uri: Uri) -> Response {
 
 async fn method_not_allowed(method: Method, uri: Uri) -> Response {
     let mut response = error(
-        "BadRequest",
+        ErrorCode::BadRequest,
         format!("method {method} is not allowed on {}", uri.path()),
     );
     *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
@@ -329,9 +329,12 @@ async fn readyz<S: Store>(State(sidecar): State<Sidecar<S>>) -> Response {
         .into_response();
     }
     match sidecar.tracker().status().problem {
-        Some(problem) => error("Unavailable", format!("the lease state is not known: {problem}")),
+        Some(problem) => error(
+            ErrorCode::Unavailable,
+            format!("the lease state is not known: {problem}"),
+        ),
         None => error(
-            "Unavailable",
+            ErrorCode::Unavailable,
             "the lease state is not known yet (is the API server reachable and the CRD installed?)",
         ),
     }
@@ -360,10 +363,10 @@ pub struct WaitQuery {
 /// The wait's time limit, or a 400 reply.
 fn wait_limit(query: Result<Query<WaitQuery>, QueryRejection>) -> Result<Option<Duration>, ApiError> {
     let Query(query) =
-        query.map_err(|e| ApiError::new("BadRequest", format!("bad query: {}", e.body_text())))?;
+        query.map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("bad query: {}", e.body_text())))?;
     match query.timeout_ms {
         Some(ms) if ms > MAX_WAIT_MS => Err(ApiError::new(
-            "BadRequest",
+            ErrorCode::BadRequest,
             format!("timeoutMs must be at most {MAX_WAIT_MS}"),
         )),
         other => Ok(other.map(Duration::from_millis)),
@@ -382,10 +385,10 @@ async fn wait_for<S: Store>(
     };
     match answer {
         None => error(
-            "Timeout",
+            ErrorCode::Timeout,
             format!("not {what} within {} ms", limit.map_or(0, millis)),
         ),
-        Some(false) => error("Unavailable", "the sidecar is shutting down"),
+        Some(false) => error(ErrorCode::Unavailable, "the sidecar is shutting down"),
         Some(true) => Json(sidecar.status()).into_response(),
     }
 }
@@ -504,11 +507,11 @@ async fn pins<S: Store>(State(sidecar): State<Sidecar<S>>) -> Response {
 /// The entity named by a pin or unpin body, or a 400/413 reply.
 fn entity(body: Result<Bytes, axum::extract::rejection::BytesRejection>) -> Result<String, ApiError> {
     let body = body.map_err(|rejection| {
-        ApiError::new("BadRequest", rejection.body_text()).with_status(rejection.status())
+        ApiError::new(ErrorCode::BadRequest, rejection.body_text()).with_status(rejection.status())
     })?;
     let request: EntityRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(
-            "BadRequest",
+            ErrorCode::BadRequest,
             format!("the body must be {{\"entity\":\"NAME\"}}: {e}"),
         )
     })?;

@@ -449,7 +449,7 @@ mod tests {
                 renew(s);
                 s.conditions
                     .push(k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
-                        type_: "Held".into(),
+                        type_: leadership_kube::crd::condition::HELD.into(),
                         status: "True".into(),
                         reason: "Hostile".into(),
                         message: String::new(),

@@ -18,7 +18,7 @@ use k8s_openapi::{
 };
 use leadership_kube::crd::{
     HandoverRequest, LeadershipLease, LeadershipLeaseStatus, LeasePolicy, MAX_COUNT, Pin, Revocation,
-    Transition,
+    Transition, condition,
 };
 use serde::{Deserialize, Serialize};
 
@@ -261,7 +261,7 @@ fn status_move(
             }
             2 => {
                 status.conditions = vec![Condition {
-                    type_: "Held".into(),
+                    type_: condition::HELD.into(),
                     status: "True".into(),
                     reason: "Hostile".into(),
                     message: String::new(),

@@ -2,7 +2,7 @@
 //! wrote. Nothing here decides or writes a lease.
 
 use kube::runtime::{events::EventType, reflector::ObjectRef};
-use leadership_kube::crd::{LeadershipLease, reason as history};
+use leadership_kube::crd::{LeadershipLease, reason};
 use prometheus_client::metrics::{counter::Counter, family::Family};
 use tokio::time::Instant;
 use tracing::info;
@@ -21,12 +21,12 @@ pub(super) fn changes(ctx: &Context, object: &LeadershipLease, previous: &Previo
     if *before != now_holder {
         ctx.observer.transition(object);
         let last = object.status.as_ref().and_then(|s| s.history.last());
-        let reason = last.map_or("Changed", |t| t.reason.as_str());
+        let recorded = last.map_or("Changed", |t| t.reason.as_str());
         let (type_, note) = match (&now_holder, before) {
             (Some((holder, term)), _) => (EventType::Normal, format!("{holder} leads in term {term}")),
-            (None, Some((holder, term))) if reason == history::EXPIRED || reason == history::POD_GONE => (
+            (None, Some((holder, term))) if recorded == reason::EXPIRED || recorded == reason::POD_GONE => (
                 EventType::Warning,
-                format!("{holder}'s claim in term {term} was cleared: {reason}"),
+                format!("{holder}'s claim in term {term} was cleared: {recorded}"),
             ),
             (None, Some((holder, term))) => (
                 EventType::Normal,
@@ -34,19 +34,28 @@ pub(super) fn changes(ctx: &Context, object: &LeadershipLease, previous: &Previo
             ),
             (None, None) => (EventType::Normal, "no unit holds the lease".to_owned()),
         };
-        let reason = if now_holder.is_some() { "Elected" } else { reason };
-        ctx.event(object, type_, reason, note);
+        let why = if now_holder.is_some() {
+            reason::ELECTED
+        } else {
+            recorded
+        };
+        ctx.event(object, type_, why, note);
     }
     for added in lease.pins.difference(pins_before) {
         info!(entity = %added, "pinned");
-        ctx.event(object, EventType::Normal, "Pinned", format!("pinned by {added}"));
+        ctx.event(
+            object,
+            EventType::Normal,
+            reason::PINNED,
+            format!("pinned by {added}"),
+        );
     }
     for removed in pins_before.difference(&lease.pins) {
         info!(entity = %removed, "unpinned");
         ctx.event(
             object,
             EventType::Normal,
-            "Unpinned",
+            reason::UNPINNED,
             format!("{removed} removed its pin"),
         );
     }
@@ -88,28 +97,19 @@ pub(super) fn written(
         return;
     }
     if let Some(step) = &plan.revocation {
-        let (kind, type_, reason, note) = match step {
-            RevocationStep::Done { unit } => (
-                "done",
-                EventType::Normal,
-                "Revoked",
-                format!("{unit}'s leadership was revoked"),
-            ),
-            RevocationStep::NotHeld { unit } => (
-                "not_held",
-                EventType::Warning,
-                "ClaimNotHeld",
-                format!("cannot revoke {unit}: leadership lease not held"),
-            ),
+        let (kind, type_) = match step {
+            RevocationStep::Done { .. } => ("done", EventType::Normal),
+            RevocationStep::NotHeld { .. } => ("not_held", EventType::Warning),
         };
-        ended(ctx, object, &ctx.metrics.revocations, kind, type_, reason, note);
+        let family = &ctx.metrics.revocations;
+        ended(ctx, object, family, kind, type_, step.reason(), step.message());
     }
     if let Some(step) = &plan.handover {
-        let (kind, type_, reason, note) = match step {
+        let (kind, type_, why, note) = match step {
             HandoverStep::Done { from, holder } => (
                 "done",
                 EventType::Normal,
-                "HandedOver",
+                reason::HANDED_OVER,
                 format!(
                     "{from} handed leadership over to {}",
                     holder.as_deref().unwrap_or("another unit")
@@ -125,7 +125,7 @@ pub(super) fn written(
                 (
                     "abandoned",
                     EventType::Warning,
-                    "HandoverAbandoned",
+                    reason::HANDOVER_ABANDONED,
                     format!(
                         "{} did not take over from {from} within {:?}; any unit may claim again",
                         to.as_deref().unwrap_or("no other unit"),
@@ -136,19 +136,19 @@ pub(super) fn written(
             HandoverStep::NotHeld { from } => (
                 "not_held",
                 EventType::Warning,
-                "ClaimNotHeld",
+                reason::CLAIM_NOT_HELD,
                 format!("cannot hand over from {from}: leadership lease not held"),
             ),
         };
-        info!(application = %object.metadata.name.as_deref().unwrap_or_default(), reason, "{note}");
-        ended(ctx, object, &ctx.metrics.handovers, kind, type_, reason, note);
+        info!(application = %object.metadata.name.as_deref().unwrap_or_default(), reason = why, "{note}");
+        ended(ctx, object, &ctx.metrics.handovers, kind, type_, why, note);
     }
     if let Some(preferred) = &plan.preferred {
         info!(from = %preferred.from, to = %preferred.to, "handing over to the preferred unit");
         ctx.event(
             object,
             EventType::Normal,
-            "PreferredUnit",
+            reason::PREFERRED_UNIT,
             format!(
                 "{} is preferred and live: {} hands over to it",
                 preferred.to, preferred.from

@@ -657,6 +657,7 @@ async fn credentials_without_a_pod_binding_write_no_claims_and_create_only_empty
             min_duration_ms: None,
             max_duration_ms: None,
             lock_delay_ms: Some(60_000),
+            health: None,
         }),
         ..LeadershipLeaseSpec::default()
     };
@@ -892,6 +893,7 @@ async fn a_pod_changes_only_the_pins_of_a_lease() {
                 min_duration_ms: None,
                 max_duration_ms: None,
                 lock_delay_ms: Some(60_000),
+                health: None,
             });
         },
         &format!("{only} spec.policy"),

@@ -25,7 +25,10 @@ use leadership_e2e::{
     },
     testenv::{self, TestNamespace},
 };
-use leadership_kube::crd::{LeadershipLease, LeadershipLeaseStatus, MAX_COUNT, Revocation};
+use leadership_kube::{
+    KubeStore, Scope,
+    crd::{LeadershipLease, LeadershipLeaseStatus, MAX_COUNT, Revocation},
+};
 use serde_json::Value;
 
 /// The example app's image (busybox and curl), built by `e2e/images`.
@@ -192,9 +195,18 @@ async fn the_leader_service_follows_the_leader_through_kube_proxy_when_its_pod_i
     eprintln!("handover after deleting the leader's pod: {handover:?}; Service answers: {answers:?}");
 }
 
-/// A StatefulSet whose pods get the sidecar from the webhook, with an app container that, when
-/// told to stop, writes what the socket says into its termination message.
-fn injected_workload(name: &str, replicas: i32, claim_duration: &str) -> StatefulSet {
+/// An app that, told to stop, waits 8 s and then writes what the socket says into its termination
+/// message: where leadership was while it was still stopping.
+const REPORTS_WHEN_STOPPING: &str = "trap 'sleep 8; curl -s --unix-socket \"$LEADERSHIP_SOCKET\" http://localhost/v1/status > /dev/termination-log; exit 0' TERM; while true; do sleep 0.2; done";
+
+/// An app that exits 1 at once, at every start, while `/scratch/crash` exists (an emptyDir: it
+/// outlives the container's restarts), as a crash-looping app does; stopped, it exits at once.
+const CRASHES_ON_FLAG: &str =
+    "trap 'exit 0' TERM; while true; do if [ -e /scratch/crash ]; then exit 1; fi; sleep 0.2; done";
+
+/// A StatefulSet whose pods get the sidecar from the webhook, with an app container running
+/// `script` (as user 1000, with an emptyDir at `/scratch`).
+fn injected_workload(name: &str, replicas: i32, claim_duration: &str, script: &str) -> StatefulSet {
     serde_json::from_value(serde_json::json!({
         "metadata": { "name": name },
         "spec": {
@@ -214,10 +226,11 @@ fn injected_workload(name: &str, replicas: i32, claim_duration: &str) -> Statefu
                     "containers": [{
                         "name": "app",
                         "image": APP_IMAGE,
-                        "command": ["sh", "-c",
-                            "trap 'curl -s --unix-socket \"$LEADERSHIP_SOCKET\" http://localhost/v1/status > /dev/termination-log; exit 0' TERM; while true; do sleep 0.2; done"],
+                        "command": ["sh", "-c", script],
                         "securityContext": { "runAsUser": 1000, "runAsNonRoot": true },
+                        "volumeMounts": [{ "name": "scratch", "mountPath": "/scratch" }],
                     }],
+                    "volumes": [{ "name": "scratch", "emptyDir": {} }],
                 },
             },
         },
@@ -286,23 +299,112 @@ async fn the_documented_deployment_is_injected_elects_a_leader_and_a_killed_side
     .await;
     assert_eq!(status["leader"], false, "{status}");
     let (still, same_term) = holder(&ns, "web", |_| true).await;
-    assert_eq!((still, same_term), (leader, term), "the leader never changed");
+    assert_eq!((&still, same_term), (&leader, term), "the leader never changed");
+
+    // A rolling restart creates a Pod at the new revision before it deletes an old one: whichever
+    // old Pod leads, leadership moves once, to a Pod at the new revision.
+    restart_rollout(&deployments, "web").await;
+    let all_new = eventually(SETTLE, "the rollout to complete", || async {
+        let status = deployments.get("web").await.ok()?.status?;
+        let done = status.updated_replicas == Some(3)
+            && status.ready_replicas == Some(3)
+            && status.replicas == Some(3);
+        done.then_some(())
+    });
+    all_new.await;
+    let (after, after_term) = holder(&ns, "web", |h| !names.iter().any(|n| n == h)).await;
+    eprintln!(
+        "Deployment rollout with {leader} leading: {} grant(s), {after} leads",
+        after_term - term
+    );
+    assert_eq!(after_term - term, 1, "one grant in the rollout");
+}
+
+/// Starts a rolling restart of `name`, as `kubectl rollout restart` does.
+async fn restart_rollout<K>(api: &Api<K>, name: &str)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let at = k8s_openapi::jiff::Timestamp::now().to_string();
+    let patch = serde_json::json!({ "spec": { "template": { "metadata": { "annotations": {
+        "kubectl.kubernetes.io/restartedAt": at,
+    } } } } });
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("restart the rollout");
 }
 
 #[tokio::test]
-async fn a_deleted_leaders_pod_hands_over_only_after_its_app_container_stopped() {
+async fn a_statefulset_rollout_moves_leadership_at_most_twice_from_its_first_pod_and_once_otherwise() {
     let _serial = SERIAL.lock().await;
     let ns = testenv::node().namespace().await;
     let _release = install(&ns, &["--set", "example.replicas=1"]);
     let sets: Api<StatefulSet> = ns.api();
-    sets.create(&PostParams::default(), &injected_workload("web", 2, "5s"))
-        .await
-        .unwrap();
+    sets.create(
+        &PostParams::default(),
+        &injected_workload("web", 3, "5s", CRASHES_ON_FLAG),
+    )
+    .await
+    .unwrap();
+    ready_pods(&ns, "web-", 3).await;
+    holder(&ns, "web", |_| true).await;
+    let store = KubeStore::new(ns.client.clone(), Scope::Namespace(ns.name.clone()));
+    // A StatefulSet replaces its Pods from the highest ordinal down.
+    let mut grants = Vec::new();
+    for ordinal in [2, 1, 0] {
+        let unit = format!("web-{ordinal}");
+        let (current, _) = holder(&ns, "web", |_| true).await;
+        if current != unit {
+            store.hand_over("web", Some(&unit)).await.expect("hand over");
+        }
+        let (_, term) = holder(&ns, "web", |h| h == unit).await;
+        let revision = sets.get("web").await.unwrap().status.unwrap().current_revision;
+        restart_rollout(&sets, "web").await;
+        eventually(SETTLE, "the rollout to complete", || async {
+            let status = sets.get("web").await.ok()?.status?;
+            let done = status.current_revision != revision
+                && status.current_revision == status.update_revision
+                && status.updated_replicas == Some(3)
+                && status.ready_replicas == Some(3);
+            done.then_some(())
+        })
+        .await;
+        let (after, after_term) = holder(&ns, "web", |_| true).await;
+        grants.push((unit.clone(), after_term - term));
+        eprintln!(
+            "StatefulSet rollout with {unit} leading: {} grant(s), {after} leads",
+            after_term - term
+        );
+    }
+    assert_eq!(
+        grants,
+        [
+            ("web-2".to_owned(), 2),
+            ("web-1".to_owned(), 1),
+            ("web-0".to_owned(), 1)
+        ],
+        "grants per rollout, by the leader when it began"
+    );
+}
+
+#[tokio::test]
+async fn a_deleted_leaders_pod_hands_over_at_once_while_its_app_is_still_stopping() {
+    let _serial = SERIAL.lock().await;
+    let ns = testenv::node().namespace().await;
+    let _release = install(&ns, &["--set", "example.replicas=1"]);
+    let sets: Api<StatefulSet> = ns.api();
+    sets.create(
+        &PostParams::default(),
+        &injected_workload("web", 2, "5s", REPORTS_WHEN_STOPPING),
+    )
+    .await
+    .unwrap();
     let units = ready_pods(&ns, "web-", 2).await;
     let (leader, term) = holder_among(&ns, "web", &units).await;
 
-    // The kubelet stops the app container first (its stop trap asks the socket, which still says
-    // "leader"), then the sidecar, which releases; the other unit takes over in a new term.
+    // The operator sees the Pod being deleted and asks its sidecar to hand over to the other
+    // unit at once: leadership does not wait for the kubelet to stop the app (8 s here) and then
+    // the sidecar.
     let pods: Api<Pod> = ns.api();
     let uid = pods.get(&leader).await.unwrap().metadata.uid.unwrap();
     let versions = watch_until_gone(&pods, &leader, &uid);
@@ -310,17 +412,16 @@ async fn a_deleted_leaders_pod_hands_over_only_after_its_app_container_stopped()
     pods.delete(&leader, &DeleteParams::default()).await.unwrap();
     let (next, next_term) = holder(&ns, "web", |h| h != leader).await;
     let handover = deleted.elapsed();
-    assert!(next_term > term);
-    assert!(handover < Duration::from_secs(30), "handover took {handover:?}");
+    assert_eq!(next_term, term + 1, "one grant");
     let versions = versions.await.unwrap();
     let app = last_terminated(&versions, "app").expect("the kubelet reported the app container terminated");
     let said: Value = serde_json::from_str(app.message.as_deref().unwrap_or_default())
         .unwrap_or_else(|e| panic!("the app's termination message is the socket's status: {e}: {app:?}"));
     assert_eq!(
-        said["leader"], true,
-        "the sidecar still led while the app stopped: {said}"
+        (said["leader"].as_bool(), said["holder"].as_str()),
+        (Some(false), Some(next.as_str())),
+        "8 s into its stop, the app saw the other unit lead: {said}"
     );
-    assert_eq!(said["unit"], leader.as_str());
     if let Some(sidecar) = last_terminated(&versions, "leadership") {
         assert!(
             sidecar.finished_at >= app.finished_at,
@@ -328,7 +429,115 @@ async fn a_deleted_leaders_pod_hands_over_only_after_its_app_container_stopped()
         );
         assert_eq!(sidecar.exit_code, 0, "the sidecar stopped cleanly: {sidecar:?}");
     }
+    let events = text(
+        &ns.env()
+            .kubectl()
+            .args([
+                "get",
+                "events",
+                "-n",
+                &ns.name,
+                "--field-selector",
+                "reason=LeaderTerminating",
+                "-o",
+                "name",
+            ])
+            .output()
+            .unwrap(),
+    );
+    assert!(!events.trim().is_empty(), "a LeaderTerminating Event");
     eprintln!("handover from {leader} to {next} after deleting its pod: {handover:?}");
+}
+
+/// The lease's `LeaderHealthy` condition: (status, reason, message).
+async fn leader_health(ns: &TestNamespace, lease: &str) -> Option<(String, String, String)> {
+    let leases: Api<LeadershipLease> = ns.api();
+    let object = leases.get_opt(lease).await.ok()??;
+    let c = object
+        .status?
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "LeaderHealthy")?;
+    Some((c.status, c.reason, c.message))
+}
+
+#[tokio::test]
+async fn a_crash_looping_leader_hands_over_to_a_healthy_unit_and_with_none_healthy_keeps_leading() {
+    let _serial = SERIAL.lock().await;
+    let ns = testenv::node().namespace().await;
+    let _release = install(&ns, &["--set", "example.replicas=1"]);
+    let sets: Api<StatefulSet> = ns.api();
+    sets.create(
+        &PostParams::default(),
+        &injected_workload("web", 3, "5s", CRASHES_ON_FLAG),
+    )
+    .await
+    .unwrap();
+    let units = ready_pods(&ns, "web-", 3).await;
+    let (leader, term) = holder_among(&ns, "web", &units).await;
+    eventually(SETTLE, "the leader reported healthy", || async {
+        leader_health(&ns, "web")
+            .await
+            .filter(|(status, ..)| status == "True")
+    })
+    .await;
+
+    // The leader's app starts crash-looping (its sidecar lives on): after the grace (5 s), the
+    // operator asks it to hand over to a healthy unit.
+    let crash = |pod: &str| {
+        let out = exec(&ns, pod, "app", "touch /scratch/crash");
+        assert!(out.status.success(), "crash {pod}'s app: {}", text(&out));
+    };
+    let broken = Instant::now();
+    crash(&leader);
+    let (next, next_term) = holder(&ns, "web", |h| h != leader).await;
+    let moved = broken.elapsed();
+    assert_eq!(next_term, term + 1, "one grant");
+    let pods: Api<Pod> = ns.api();
+    assert!(
+        restarts(&pods.get(&leader).await.unwrap(), "app") >= 1,
+        "the old leader's app restarted"
+    );
+    eprintln!("crash loop of {leader}'s app: {next} leads after {moved:?}");
+
+    // Every app crash-loops: a bad leader beats none. The leader stays, and the lease says why.
+    for unit in names(&units).iter().filter(|u| **u != leader) {
+        crash(unit);
+    }
+    let (_, reason, message) = eventually(SETTLE, "the condition says no standby is healthy", || async {
+        leader_health(&ns, "web")
+            .await
+            .filter(|(_, reason, _)| reason == "NoHealthyStandby")
+    })
+    .await;
+    assert!(
+        message.starts_with(&format!("{next}'s app is unhealthy")),
+        "{message}"
+    );
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let (still, still_term) = holder(&ns, "web", |_| true).await;
+    assert_eq!(
+        (still.as_str(), still_term),
+        (next.as_str(), next_term),
+        "{reason}: {message}"
+    );
+    let events = text(
+        &ns.env()
+            .kubectl()
+            .args([
+                "get",
+                "events",
+                "-n",
+                &ns.name,
+                "--field-selector",
+                "reason=NoHealthyStandby",
+                "-o",
+                "name",
+            ])
+            .output()
+            .unwrap(),
+    );
+    assert!(!events.trim().is_empty(), "a NoHealthyStandby Event");
 }
 
 #[tokio::test]
@@ -608,9 +817,12 @@ async fn a_compromised_app_container_with_its_pods_token_is_refused_every_illega
     // A workload whose app containers keep the automounted token: the sidecar's ServiceAccount,
     // bound by the kubelet to each pod. A long claim, so that renewals seldom race the attacks.
     let sets: Api<StatefulSet> = ns.api();
-    sets.create(&PostParams::default(), &injected_workload("web", 3, "30s"))
-        .await
-        .unwrap();
+    sets.create(
+        &PostParams::default(),
+        &injected_workload("web", 3, "30s", REPORTS_WHEN_STOPPING),
+    )
+    .await
+    .unwrap();
     let units = ready_pods(&ns, "web-", 3).await;
     let (leader, term) = holder_among(&ns, "web", &units).await;
     let standby = names(&units).into_iter().find(|n| *n != leader).unwrap();

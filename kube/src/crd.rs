@@ -56,6 +56,15 @@ pub mod reason {
     pub const HANDOVER_ABANDONED: &str = "HandoverAbandoned";
     /// The operator asked the holder to hand over to the preferred unit (Event).
     pub const PREFERRED_UNIT: &str = "PreferredUnit";
+    /// The operator asked the holder, whose Pod is being deleted, to hand over (Event).
+    pub const LEADER_TERMINATING: &str = "LeaderTerminating";
+    /// The leader's app is healthy (`LeaderHealthy` true).
+    pub const APP_HEALTHY: &str = "AppHealthy";
+    /// The leader's app is unhealthy (`LeaderHealthy` false; the Event of the handover it asks).
+    pub const APP_UNHEALTHY: &str = "AppUnhealthy";
+    /// The leader's app is unhealthy and no standby's is healthy: it keeps leading
+    /// (`LeaderHealthy` false, Warning Event).
+    pub const NO_HEALTHY_STANDBY: &str = "NoHealthyStandby";
 }
 
 /// The types of the conditions the operator writes in `status.conditions`.
@@ -68,6 +77,8 @@ pub mod condition {
     pub const PINNED: &str = "Pinned";
     /// How the last revocation request ended.
     pub const REVOKED: &str = "Revoked";
+    /// Whether the leader's app is healthy (only while a unit leads and the health rule is on).
+    pub const LEADER_HEALTHY: &str = "LeaderHealthy";
 }
 
 /// The most transitions kept in `status.history`.
@@ -208,6 +219,34 @@ pub struct LeasePolicy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = MAX_LEASE_MS))]
     pub lock_delay_ms: Option<i64>,
+    /// How leadership follows the app's health; on, with its defaults, when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthPolicy>,
+}
+
+/// How an application's leadership follows its app's health: a leader whose app containers are
+/// not running, or restarted recently, for longer than a grace hands over to a healthy standby
+/// when one exists (and keeps leading, saying so, when none does).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthPolicy {
+    /// Whether an unhealthy leader hands over (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// How long the leader's app may be unhealthy before it hands over, in milliseconds (default
+    /// 5000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = MAX_LEASE_MS))]
+    pub grace_ms: Option<i64>,
+    /// A restart of an app container this recent makes the app unhealthy, in milliseconds
+    /// (default 30000; 0 ignores restarts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = MAX_LEASE_MS))]
+    pub restart_window_ms: Option<i64>,
+    /// Whether a Pod that is not Ready counts as unhealthy (default false: many apps report Ready
+    /// only while they lead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_ready: Option<bool>,
 }
 
 /// The claim on an application's lease, as its writers last left it.

@@ -67,6 +67,14 @@ impl LeaseObserver {
         }
     }
 
+    /// Reports whether the lease's leader has had an unhealthy app for the grace.
+    pub fn leader_unhealthy(&self, object: &LeadershipLease, unhealthy: bool) {
+        self.metrics
+            .lease_leader_unhealthy
+            .get_or_create(&labels(object))
+            .set(i64::from(unhealthy));
+    }
+
     /// Counts a change of holder.
     pub fn transition(&self, object: &LeadershipLease) {
         self.metrics.transitions.get_or_create(&labels(object)).inc();

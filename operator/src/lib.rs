@@ -3,8 +3,9 @@
 //! and reports conditions, Events and metrics. Replicas lead themselves with the project's own
 //! leadership. Also home of the `kubectl-leadership` CLI.
 //!
-//! - [`plan`]: the pure decisions; [`pod_index`]: what is known of pods; [`reconcile`]: the
-//!   controller that carries the decisions out;
+//! - [`plan`]: the pure decisions; [`health`]: whether a unit's app is healthy and which
+//!   standby should lead; [`pod_index`]: what is known of pods; [`reconcile`]: the controller
+//!   that carries the decisions out;
 //!   [`events`]: the Events it publishes;
 //! - [`run`]: start-up, admin server and high availability; [`config`]: flags;
 //! - [`metrics`]: Prometheus metrics, with [`lease_metrics`] and [`failover`] for the
@@ -16,6 +17,7 @@ pub mod cli;
 pub mod config;
 pub mod events;
 pub mod failover;
+pub mod health;
 pub mod inject;
 pub mod lease_metrics;
 pub mod metrics;

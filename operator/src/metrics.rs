@@ -44,6 +44,9 @@ pub struct Metrics {
     pub lease_term: Family<LeaseLabels, Gauge>,
     /// Changes of holder seen, per application.
     pub transitions: Family<LeaseLabels, Counter>,
+    /// Per application: 1 while its leader's app has been unhealthy for the grace (it hands over
+    /// when a healthy standby exists, and keeps leading when none does).
+    pub lease_leader_unhealthy: Family<LeaseLabels, Gauge>,
     /// How long applications went without a leader before each new grant (a lower bound on the
     /// operator's clock: from the old holder's release, or the end of its last guarantee, to the
     /// new grant).
@@ -59,6 +62,8 @@ pub struct Metrics {
     pub revocations: Family<KindLabel, Counter>,
     /// Handovers ended, by how (`done`, `abandoned`, `not_held`).
     pub handovers: Family<KindLabel, Counter>,
+    /// Handovers the operator asked for, by why (`unhealthy`, `terminating`, `preferred`).
+    pub handovers_asked: Family<KindLabel, Counter>,
     /// Reconcile duration.
     pub reconcile_seconds: Histogram,
     /// Reconcile errors by kind (the write that failed).
@@ -90,12 +95,14 @@ impl Default for Metrics {
             lease_held: Family::default(),
             lease_term: Family::default(),
             transitions: Family::default(),
+            lease_leader_unhealthy: Family::default(),
             failover_seconds: Histogram::new(failover_buckets),
             expiries: Counter::default(),
             expiry_lag_seconds: Histogram::new(buckets),
             pod_releases: Counter::default(),
             revocations: Family::default(),
             handovers: Family::default(),
+            handovers_asked: Family::default(),
             reconcile_seconds: Histogram::new(buckets),
             reconcile_errors: Family::default(),
             write_conflicts: Family::default(),
@@ -122,6 +129,11 @@ impl Default for Metrics {
             "transitions",
             "Changes of holder seen, per application",
             metrics.transitions.clone(),
+        );
+        registry.register(
+            "lease_leader_unhealthy",
+            "1 while the application's leader's app has been unhealthy for the grace",
+            metrics.lease_leader_unhealthy.clone(),
         );
         registry.register_with_unit(
             "failover_duration",
@@ -154,6 +166,11 @@ impl Default for Metrics {
             "handovers",
             "Handover requests ended, by result",
             metrics.handovers.clone(),
+        );
+        registry.register(
+            "handovers_asked",
+            "Handovers the operator asked for, by why",
+            metrics.handovers_asked.clone(),
         );
         registry.register_with_unit(
             "reconcile_duration",
@@ -222,6 +239,7 @@ impl Metrics {
         self.lease_held.remove(labels);
         self.lease_term.remove(labels);
         self.transitions.remove(labels);
+        self.lease_leader_unhealthy.remove(labels);
     }
 
     /// Drops every per-application series (this replica stopped being the active one).
@@ -229,6 +247,7 @@ impl Metrics {
         self.lease_held.clear();
         self.lease_term.clear();
         self.transitions.clear();
+        self.lease_leader_unhealthy.clear();
     }
 }
 

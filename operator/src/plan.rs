@@ -133,8 +133,19 @@ pub struct Judgement {
     pub holder_terminated: bool,
     /// A pending handover has outlived the operator's timeout.
     pub handover_overdue: bool,
-    /// The preferred unit's Pod is Ready, and no recent handover to it was abandoned.
+    /// The preferred unit's Pod is Ready, its app healthy, and no recent handover to it was
+    /// abandoned.
     pub preferred_live: bool,
+    /// The application's health rule is on.
+    pub follows_health: bool,
+    /// Why the holder's app is unhealthy, if it is and the health rule is on.
+    pub holder_unhealthy: Option<String>,
+    /// The holder's app has been unhealthy for the grace.
+    pub unhealthy_for_grace: bool,
+    /// The holder's Pod is being deleted.
+    pub holder_terminating: bool,
+    /// The standby that should lead instead of the holder ([`crate::health::best_standby`]).
+    pub best_standby: Option<String>,
     /// The holder's Pod object is known (only a known Pod can be given the leader labels).
     pub holder_pod_known: bool,
     /// The Pods carrying this application's leader labels.
@@ -161,8 +172,9 @@ pub struct Plan {
     pub revocation: Option<RevocationStep>,
     /// The end of a handover request.
     pub handover: Option<HandoverStep>,
-    /// A handover to ask for, so that the preferred unit leads.
-    pub preferred: Option<PreferredHandover>,
+    /// A handover to ask for: the holder's Pod is being deleted, its app is unhealthy, or the
+    /// preferred unit should lead.
+    pub ask: Option<HandoverAsk>,
     /// New operator status fields, when they differ from the object's (after the claim step,
     /// when there is one: that step's write carries them).
     pub status: Option<OperatorStatus>,
@@ -171,15 +183,61 @@ pub struct Plan {
     pub labels: LabelChanges,
 }
 
-/// A handover from the holder to the preferred unit.
+/// A handover the operator asks of the holder.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PreferredHandover {
+pub struct HandoverAsk {
     /// The holder.
     pub from: String,
     /// The term it holds.
     pub term: u64,
-    /// The preferred unit.
+    /// The unit to take over.
     pub to: String,
+    /// Why.
+    pub why: AskWhy,
+}
+
+/// Why the operator asks the holder to hand over.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AskWhy {
+    /// The holder's Pod is being deleted (a rollout, a drain, a scale-down): leadership moves now,
+    /// to the standby the rollout reaches last, not when the kubelet stops the sidecar.
+    Terminating,
+    /// The holder's app has been unhealthy for the grace, for this reason.
+    Unhealthy(String),
+    /// The preferred unit is live and should lead.
+    Preferred,
+}
+
+impl AskWhy {
+    /// A low-cardinality label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AskWhy::Terminating => "terminating",
+            AskWhy::Unhealthy(_) => "unhealthy",
+            AskWhy::Preferred => "preferred",
+        }
+    }
+
+    /// The Event reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AskWhy::Terminating => reason::LEADER_TERMINATING,
+            AskWhy::Unhealthy(_) => reason::APP_UNHEALTHY,
+            AskWhy::Preferred => reason::PREFERRED_UNIT,
+        }
+    }
+}
+
+impl HandoverAsk {
+    /// What the Event says.
+    pub fn message(&self) -> String {
+        let HandoverAsk { from, to, .. } = self;
+        match &self.why {
+            AskWhy::Terminating => format!("{from}'s Pod is being deleted: it hands over to {to}"),
+            AskWhy::Unhealthy(why) => format!("{from}'s app is unhealthy ({why}): it hands over to {to}"),
+            AskWhy::Preferred => format!("{to} is preferred and live: {from} hands over to it"),
+        }
+    }
 }
 
 /// Decides what to do with `object`, given the operator's judgement of it.
@@ -210,7 +268,7 @@ pub fn plan(object: &LeadershipLease, judged: &Judgement, now: Timestamp) -> Pla
         ..object.clone()
     });
     let seen = cleared.as_ref().unwrap_or(object);
-    let mut status = operator_status(seen, self::revocation(seen).as_ref(), judged.locked, now);
+    let mut status = operator_status(seen, self::revocation(seen).as_ref(), judged, now);
     status.members = judged.members.iter().take(MAX_MEMBERS).cloned().collect();
     let current = seen.status.clone().unwrap_or_default();
     let unchanged = current.conditions == status.conditions
@@ -219,13 +277,13 @@ pub fn plan(object: &LeadershipLease, judged: &Judgement, now: Timestamp) -> Pla
         && current.observed_generation == status.observed_generation
         && current.members == status.members;
     let handover = handover(object, judged.handover_overdue);
-    let preferred = preferred_handover(object, judged.preferred_live).filter(|_| handover.is_none());
+    let ask = ask(object, judged).filter(|_| handover.is_none());
     let leading = lease.holder_unit().filter(|_| !judged.expired);
     Plan {
         claim,
         revocation,
         handover,
-        preferred,
+        ask,
         status: (!unchanged).then_some(status),
         labels: leader_labels(&judged.labelled, leading, judged.holder_pod_known),
     }
@@ -296,7 +354,7 @@ fn condition(
 fn operator_status(
     object: &LeadershipLease,
     revocation: Option<&RevocationStep>,
-    locked: bool,
+    judged: &Judgement,
     now: Timestamp,
 ) -> OperatorStatus {
     let current = object.status.clone().unwrap_or_default();
@@ -370,29 +428,80 @@ fn operator_status(
             .cloned(),
     };
     conditions.extend(revoked);
+    conditions.extend(
+        lease
+            .holder_unit()
+            .filter(|_| judged.follows_health)
+            .map(|holder| {
+                let (healthy, why, message) = leader_health(holder, judged);
+                condition(
+                    &current.conditions,
+                    condition::LEADER_HEALTHY,
+                    healthy,
+                    why,
+                    message,
+                    generation,
+                    now,
+                )
+            }),
+    );
     OperatorStatus {
         conditions,
         pinned: lease.is_pinned(),
-        locked,
+        locked: judged.locked,
         observed_generation: generation,
         members: Vec::new(),
     }
 }
 
-/// The handover to ask for so that the preferred unit leads: when `spec.preferredUnit` names a
-/// live unit (`preferred_live`) that does not hold the lease, another unit does, and no handover
-/// or revocation is pending.
-fn preferred_handover(object: &LeadershipLease, preferred_live: bool) -> Option<PreferredHandover> {
-    let preferred = object.spec.preferred_unit.as_ref()?;
+/// The `LeaderHealthy` condition of `holder`: healthy or not, its reason and message.
+fn leader_health(holder: &str, judged: &Judgement) -> (bool, &'static str, String) {
+    let Some(why) = &judged.holder_unhealthy else {
+        return (true, reason::APP_HEALTHY, format!("{holder}'s app is healthy"));
+    };
+    let unhealthy = format!("{holder}'s app is unhealthy ({why})");
+    match (judged.unhealthy_for_grace, &judged.best_standby) {
+        (false, _) => (false, reason::APP_UNHEALTHY, unhealthy),
+        (true, Some(to)) => (
+            false,
+            reason::APP_UNHEALTHY,
+            format!("{unhealthy}: it hands over to {to}"),
+        ),
+        (true, None) => (
+            false,
+            reason::NO_HEALTHY_STANDBY,
+            format!("{unhealthy} and no standby's app is healthy: it keeps leading"),
+        ),
+    }
+}
+
+/// The handover to ask of the holder, when no request is pending: to the best standby when the
+/// holder's Pod is being deleted, or its app has been unhealthy for the grace; otherwise to the
+/// preferred unit when `spec.preferredUnit` names a live unit that does not hold the lease.
+fn ask(object: &LeadershipLease, judged: &Judgement) -> Option<HandoverAsk> {
     let lease = object.to_lease();
     let holder = lease.holder_unit()?;
     let pending =
         object.spec.handover.is_some() || object.spec.revocation.is_some() || lease.revoked.is_some();
-    (preferred_live && holder != preferred && !pending).then(|| PreferredHandover {
+    if pending || judged.expired {
+        return None;
+    }
+    let ask = |to: &str, why: AskWhy| HandoverAsk {
         from: holder.to_owned(),
         term: lease.term,
-        to: preferred.clone(),
-    })
+        to: to.to_owned(),
+        why,
+    };
+    let standby = judged.best_standby.as_deref();
+    match (&judged.holder_unhealthy, standby) {
+        (_, Some(to)) if judged.holder_terminating => return Some(ask(to, AskWhy::Terminating)),
+        (Some(why), Some(to)) if judged.unhealthy_for_grace => {
+            return Some(ask(to, AskWhy::Unhealthy(why.clone())));
+        }
+        _ => {}
+    }
+    let preferred = object.spec.preferred_unit.as_deref()?;
+    (judged.preferred_live && holder != preferred).then(|| ask(preferred, AskWhy::Preferred))
 }
 
 /// The label the operator keeps on the Pod of each application's leader, so that a Service can
@@ -742,21 +851,18 @@ mod tests {
             ..Judgement::default()
         };
         let mut object = held("web-0", 3);
-        assert_eq!(plan(&object, &live, now()).preferred, None, "no preference");
+        assert_eq!(plan(&object, &live, now()).ask, None, "no preference");
         object.spec.preferred_unit = Some("web-1".into());
         assert_eq!(
-            plan(&object, &live, now()).preferred,
-            Some(PreferredHandover {
+            plan(&object, &live, now()).ask,
+            Some(HandoverAsk {
                 from: "web-0".into(),
                 term: 3,
-                to: "web-1".into()
+                to: "web-1".into(),
+                why: AskWhy::Preferred,
             })
         );
-        assert_eq!(
-            plan(&object, &Judgement::default(), now()).preferred,
-            None,
-            "not live"
-        );
+        assert_eq!(plan(&object, &Judgement::default(), now()).ask, None, "not live");
         let mut pending = object.clone();
         pending.spec.handover = Some(HandoverRequest {
             from: "web-0".into(),
@@ -764,11 +870,116 @@ mod tests {
             to: None,
             requested_at: None,
         });
-        assert_eq!(plan(&pending, &live, now()).preferred, None);
+        assert_eq!(plan(&pending, &live, now()).ask, None);
         let leading = LeadershipLease {
             status: held("web-1", 4).status,
             ..object
         };
-        assert_eq!(plan(&leading, &live, now()).preferred, None, "already leads");
+        assert_eq!(plan(&leading, &live, now()).ask, None, "already leads");
+    }
+
+    fn leader_health(plan: &Plan) -> Option<(String, String, String)> {
+        let status = plan.status.as_ref()?;
+        let c = status.conditions.iter().find(|c| c.type_ == "LeaderHealthy")?;
+        Some((c.status.clone(), c.reason.clone(), c.message.clone()))
+    }
+
+    #[test]
+    fn an_unhealthy_leader_is_asked_to_hand_over_after_the_grace_to_the_best_standby() {
+        let object = held("web-0", 3);
+        let unhealthy = Judgement {
+            follows_health: true,
+            holder_unhealthy: Some("app: waiting (CrashLoopBackOff)".into()),
+            best_standby: Some("web-2".into()),
+            ..Judgement::default()
+        };
+        let within = plan(&object, &unhealthy, now());
+        assert_eq!(within.ask, None, "within the grace");
+        assert_eq!(
+            leader_health(&within),
+            Some((
+                "False".into(),
+                "AppUnhealthy".into(),
+                "web-0's app is unhealthy (app: waiting (CrashLoopBackOff))".into()
+            ))
+        );
+        let over = Judgement {
+            unhealthy_for_grace: true,
+            ..unhealthy.clone()
+        };
+        let asked = plan(&object, &over, now());
+        assert_eq!(
+            asked.ask,
+            Some(HandoverAsk {
+                from: "web-0".into(),
+                term: 3,
+                to: "web-2".into(),
+                why: AskWhy::Unhealthy("app: waiting (CrashLoopBackOff)".into()),
+            })
+        );
+        // A bad leader beats none: with no healthy standby it keeps leading, and says so.
+        let alone = Judgement {
+            best_standby: None,
+            ..over.clone()
+        };
+        let kept = plan(&object, &alone, now());
+        assert_eq!(kept.ask, None);
+        let (status, why, message) = leader_health(&kept).unwrap();
+        assert_eq!((status.as_str(), why.as_str()), ("False", "NoHealthyStandby"));
+        assert!(message.ends_with("it keeps leading"), "{message}");
+        // Nothing is asked while another request is pending, or once the claim ran out.
+        let mut pending = object.clone();
+        pending.spec.revocation = Some(Revocation {
+            unit: "web-0".into(),
+            term: 3,
+            requested_at: None,
+        });
+        assert_eq!(plan(&pending, &over, now()).ask, None);
+        let expired = Judgement {
+            expired: true,
+            ..over
+        };
+        assert_eq!(plan(&object, &expired, now()).ask, None);
+    }
+
+    #[test]
+    fn a_healthy_leader_is_reported_so_and_an_application_without_the_rule_gets_no_condition() {
+        let object = held("web-0", 3);
+        let followed = Judgement {
+            follows_health: true,
+            ..Judgement::default()
+        };
+        assert_eq!(
+            leader_health(&plan(&object, &followed, now())),
+            Some((
+                "True".into(),
+                "AppHealthy".into(),
+                "web-0's app is healthy".into()
+            ))
+        );
+        assert_eq!(leader_health(&plan(&object, &Judgement::default(), now())), None);
+        let free = held_cleared();
+        assert_eq!(leader_health(&plan(&free, &followed, now())), None, "no leader");
+    }
+
+    #[test]
+    fn a_leader_whose_pod_is_being_deleted_hands_over_at_once_before_any_preference() {
+        let mut object = held("web-0", 3);
+        object.spec.preferred_unit = Some("web-1".into());
+        let deleted = Judgement {
+            holder_terminating: true,
+            best_standby: Some("web-2".into()),
+            preferred_live: true,
+            ..Judgement::default()
+        };
+        let ask = plan(&object, &deleted, now()).ask.unwrap();
+        assert_eq!((ask.to.as_str(), ask.why), ("web-2", AskWhy::Terminating));
+        // No standby to move to: the sidecar's release at SIGTERM frees the lease as before.
+        let alone = Judgement {
+            best_standby: None,
+            preferred_live: false,
+            ..deleted
+        };
+        assert_eq!(plan(&object, &alone, now()).ask, None);
     }
 }

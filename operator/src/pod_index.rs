@@ -1,6 +1,6 @@
 //! What the operator knows of pods: for each pod in its scope, the facts the lease plans read (all
-//! containers terminated, Ready, the application it belongs to, the application it is labelled
-//! leader of), and which leases care about which pods. Fed by the Pod watch: an event updates one pod's facts and names only the
+//! containers terminated, its app's health, the application it belongs to, the application it is
+//! labelled leader of), and which leases care about which pods. Fed by the Pod watch: an event updates one pod's facts and names only the
 //! leases of its namespace that read that pod, and only when a fact changed; a deleted pod is
 //! forgotten, and a relist replaces everything. No I/O.
 
@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 
 use crate::{
+    health::{self, AppState, UnitHealth},
     inject::annotations::APPLICATION,
     plan::{LEADER_LABEL, LEADER_OF_LABEL},
 };
@@ -22,8 +23,9 @@ pub type Key = (String, String);
 pub struct PodFacts {
     /// Every container has terminated, as its kubelet reports: the unit can no longer act.
     pub terminated: bool,
-    /// Its Ready condition is true and it is not being deleted.
-    pub ready: bool,
+    /// What the health rule reads: its app containers, Ready (and not being deleted), being
+    /// deleted, revision, ordinal, age.
+    pub health: UnitHealth,
     /// The application whose leader labels it carries, if any.
     pub leads: Option<String>,
     /// The application it belongs to (its `leadership.dev/application` annotation), unless it is
@@ -52,7 +54,14 @@ impl PodFacts {
             .flatten();
         PodFacts {
             terminated: all_containers_terminated(pod),
-            ready,
+            health: UnitHealth {
+                app: AppState::of(pod),
+                ready,
+                terminating: pod.metadata.deletion_timestamp.is_some(),
+                revision: health::revision(pod),
+                ordinal: health::statefulset_ordinal(pod),
+                created: pod.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            },
             leads,
             member_of,
         }

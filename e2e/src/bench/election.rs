@@ -19,7 +19,7 @@ use tokio::{
 
 use super::{
     Bench,
-    candidates::{Candidate, Group, Kind, candidates},
+    candidates::{Candidate, Group, Kind},
     report::{CandidateReport, Report},
     stats::Summary,
     system::request_counts,
@@ -46,7 +46,7 @@ impl Bench {
     pub(super) async fn candidates(&self, report: &mut Report) -> anyhow::Result<Ours> {
         let mut ours: Option<Ours> = None;
         for group in Group::measured(self.plan.quick) {
-            for candidate in candidates(group) {
+            for candidate in self.measured(group) {
                 let namespace = candidate.namespace("election");
                 let is_ours = matches!(candidate.kind, Kind::Ours { .. });
                 if is_ours && let Some(earlier) = ours.take() {

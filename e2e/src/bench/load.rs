@@ -13,7 +13,7 @@ use tokio::time::{Instant, sleep};
 
 use super::{
     Bench,
-    candidates::{Candidate, Group, Kind, candidates},
+    candidates::{Candidate, Group, Kind},
     election::{stop, stop_within},
     report::LoadReport,
     system::{CpuMeter, process_rss_mib, request_counts},
@@ -23,7 +23,7 @@ impl Bench {
     /// Every family's load generator at its defaults, one after the other.
     pub(super) async fn load(&self) -> anyhow::Result<BTreeMap<String, LoadReport>> {
         let mut all = BTreeMap::new();
-        for candidate in candidates(Group::Defaults) {
+        for candidate in self.measured(Group::Defaults) {
             let report = self.load_one(&candidate).await.unwrap_or_else(|err| {
                 self.say(format!("load: {}: not measured: {err:#}", candidate.family));
                 LoadReport {

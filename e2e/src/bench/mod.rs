@@ -42,6 +42,8 @@ use crate::{
 pub struct Plan {
     /// A few iterations of each measurement, to check the harness.
     pub quick: bool,
+    /// Only our candidate: the peers are left out of the election and load parts.
+    pub ours_only: bool,
     /// Graceful handovers per candidate (a third with leases over 5 s), and handovers to a named
     /// unit.
     pub handovers: usize,
@@ -63,6 +65,7 @@ impl Plan {
         if quick {
             Plan {
                 quick,
+                ours_only: false,
                 handovers: 3,
                 crashes: 1,
                 window: Duration::from_secs(10),
@@ -73,6 +76,7 @@ impl Plan {
         } else {
             Plan {
                 quick,
+                ours_only: false,
                 handovers: 30,
                 crashes: 10,
                 window: Duration::from_secs(60),
@@ -143,6 +147,14 @@ struct Bench {
 }
 
 impl Bench {
+    /// The candidates of `group` this run measures: every one, or ours alone.
+    fn measured(&self, group: candidates::Group) -> Vec<candidates::Candidate> {
+        candidates::candidates(group)
+            .into_iter()
+            .filter(|c| !self.plan.ours_only || matches!(c.kind, candidates::Kind::Ours { .. }))
+            .collect()
+    }
+
     fn say(&self, text: impl AsRef<str>) {
         println!(
             "[bench {:6.1}s] {}",
@@ -181,19 +193,19 @@ impl Bench {
 
 /// Runs the benchmark (the `parts` of [`PARTS`] given) on a control plane of its own: writes
 /// `out/report.json` and `out/report.md`, and every process's log, socket and record to `logs`.
-pub async fn run(quick: bool, parts: &BTreeSet<String>, out: &Path, logs: &Path) -> anyhow::Result<()> {
+pub async fn run(plan: Plan, parts: &BTreeSet<String>, out: &Path, logs: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("create {}", out.display()))?;
     std::fs::create_dir_all(logs).with_context(|| format!("create {}", logs.display()))?;
     let started = Instant::now();
     let tools = Tools::locate()?;
     let mut plane = ControlPlane::start(&tools, StartOptions::owned_by_this_process()).await?;
-    let result = measure(quick, parts, out, logs, &plane, started).await;
+    let result = measure(plan, parts, out, logs, &plane, started).await;
     plane.stop();
     result
 }
 
 async fn measure(
-    quick: bool,
+    plan: Plan,
     parts: &BTreeSet<String>,
     out: &Path,
     logs: &Path,
@@ -202,8 +214,9 @@ async fn measure(
 ) -> anyhow::Result<()> {
     let client = plane.client().await?;
     leadership_kube::crd::install(&client).await?;
+    let quick = plan.quick;
     let mut bench = Bench {
-        plan: Plan::new(quick),
+        plan,
         bins: Bins::from_env()?,
         client,
         kubeconfig: plane.kubeconfig().to_owned(),
@@ -248,16 +261,18 @@ async fn measure(
         bench.save(&mut report)?;
     }
     if parts.contains("election") {
-        report.candidates.insert(
-            "kube-leader-election".into(),
-            CandidateReport {
-                description: "kube-leader-election 0.44.0, the newest release".into(),
-                family: "kube-leader-election".into(),
-                group: "defaults".into(),
-                notes: vec!["not measured: it needs kube 4 (the project uses kube 5), and 0.44.0 does not build at all: its kube 4.2 and its k8s-openapi 0.29 disagree (Lease does not implement kube 4's Resource)".into()],
-                ..CandidateReport::default()
-            },
-        );
+        if !bench.plan.ours_only {
+            report.candidates.insert(
+                "kube-leader-election".into(),
+                CandidateReport {
+                    description: "kube-leader-election 0.44.0, the newest release".into(),
+                    family: "kube-leader-election".into(),
+                    group: "defaults".into(),
+                    notes: vec!["not measured: it needs kube 4 (the project uses kube 5), and 0.44.0 does not build at all: its kube 4.2 and its k8s-openapi 0.29 disagree (Lease does not implement kube 4's Resource)".into()],
+                    ..CandidateReport::default()
+                },
+            );
+        }
         // Ours keep running for the socket and footprint figures; peers stop when measured.
         let ours = bench.candidates(&mut report).await?;
         let scale = std::mem::take(&mut report.ours.operator_at_scale);

@@ -1,4 +1,4 @@
-//! `e2e/bench [--quick] [--only PARTS] [--out DIR]`: measures this project and its peers (client-go's
+//! `e2e/bench [--quick] [--only PARTS] [--ours-only] [--out DIR]`: measures this project and its peers (client-go's
 //! leaderelection, kube-lease-manager; kube-leader-election does not build) in one run on one local
 //! control plane, and writes `DIR/report.json` and `DIR/report.md` (the plot is drawn from the JSON
 //! by `e2e/plot.py`). The wrapper script builds the binaries and passes their paths
@@ -9,18 +9,20 @@
 use std::{collections::BTreeSet, path::PathBuf, process::ExitCode};
 
 use anyhow::{Context, bail};
-use leadership_e2e::bench::PARTS;
+use leadership_e2e::bench::{PARTS, Plan};
 
-const USAGE: &str = "usage: e2e/bench [--quick] [--only election,load,operator] [--out DIR]";
+const USAGE: &str = "usage: e2e/bench [--quick] [--only election,load,operator] [--ours-only] [--out DIR]";
 
-fn parse_args() -> anyhow::Result<(bool, BTreeSet<String>, PathBuf)> {
+fn parse_args() -> anyhow::Result<(Plan, BTreeSet<String>, PathBuf)> {
     let mut quick = false;
+    let mut ours_only = false;
     let mut parts: BTreeSet<String> = PARTS.iter().map(|p| (*p).to_owned()).collect();
     let mut out = PathBuf::from("bench-report");
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => quick = true,
+            "--ours-only" => ours_only = true,
             "--out" => out = args.next().context("--out needs a folder")?.into(),
             "--only" => {
                 let list = args
@@ -41,16 +43,23 @@ fn parse_args() -> anyhow::Result<(bool, BTreeSet<String>, PathBuf)> {
             other => bail!("unknown argument {other:?}; {USAGE}"),
         }
     }
-    Ok((quick, parts, out))
+    Ok((
+        Plan {
+            ours_only,
+            ..Plan::new(quick)
+        },
+        parts,
+        out,
+    ))
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> ExitCode {
     let run = async {
-        let (quick, parts, out) = parse_args()?;
+        let (plan, parts, out) = parse_args()?;
         let logs =
             std::env::var_os("BENCH_LOGS").map_or_else(|| PathBuf::from("target/bench-logs"), PathBuf::from);
-        leadership_e2e::bench::run(quick, &parts, &out, &logs).await
+        leadership_e2e::bench::run(plan, &parts, &out, &logs).await
     };
     match run.await {
         Ok(()) => ExitCode::SUCCESS,

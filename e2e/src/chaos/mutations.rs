@@ -348,6 +348,7 @@ fn object_moves(rng: &mut Rng, read: &LeadershipLease, scene: &Scene) -> Mutatio
                     min_duration_ms: Some(100),
                     max_duration_ms: Some(scene.lease_ms),
                     lock_delay_ms: Some(scene.lease_ms),
+                    health: None,
                 });
                 "policy"
             }

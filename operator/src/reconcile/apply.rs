@@ -18,7 +18,7 @@ use tracing::{debug, info};
 use super::{Context, Error, MANAGER};
 use crate::{
     metrics::KindLabel,
-    plan::{LEADER_LABEL, LEADER_OF_LABEL, Plan},
+    plan::{AskWhy, LEADER_LABEL, LEADER_OF_LABEL, Plan},
 };
 
 /// What a visit wrote.
@@ -26,8 +26,10 @@ use crate::{
 pub(super) struct Applied {
     /// The claim was cleared (and nothing else written).
     pub(super) claim_cleared: bool,
-    /// The spec change (the end of a revocation or handover, or a handover to the preferred
-    /// unit) was written.
+    /// The operator's status fields were written (on their own: not with a cleared claim).
+    pub(super) status_written: bool,
+    /// The spec change (the end of a revocation or handover, or a handover asked of the holder)
+    /// was written.
     pub(super) spec_written: bool,
     /// A write lost a race or found the lease gone: the rest was not written.
     pub(super) stopped: bool,
@@ -105,7 +107,10 @@ pub(super) async fn apply(object: &LeadershipLease, plan: &Plan, ctx: &Context) 
         )
         .await?
         {
-            Some(written) => current = written,
+            Some(written) => {
+                applied.status_written = true;
+                current = written;
+            }
             None => {
                 applied.stopped = true;
                 return Ok(applied);
@@ -136,14 +141,18 @@ pub(super) async fn apply(object: &LeadershipLease, plan: &Plan, ctx: &Context) 
 /// The object with the spec change the plan asks for, and what the change is.
 fn spec_change(current: &LeadershipLease, plan: &Plan) -> Option<(&'static str, LeadershipLease)> {
     let mut next = current.clone();
-    let what = if let Some(preferred) = &plan.preferred {
+    let what = if let Some(ask) = &plan.ask {
         next.spec.handover = Some(HandoverRequest {
-            from: preferred.from.clone(),
-            term: i64::try_from(preferred.term).unwrap_or(i64::MAX),
-            to: Some(preferred.to.clone()),
+            from: ask.from.clone(),
+            term: i64::try_from(ask.term).unwrap_or(i64::MAX),
+            to: Some(ask.to.clone()),
             requested_at: Some(Time(Timestamp::now())),
         });
-        "ask for a handover to the preferred unit"
+        match ask.why {
+            AskWhy::Terminating => "ask the holder being deleted to hand over",
+            AskWhy::Unhealthy(_) => "ask the holder whose app is unhealthy to hand over",
+            AskWhy::Preferred => "ask for a handover to the preferred unit",
+        }
     } else {
         match (&plan.revocation, &plan.handover) {
             (None, None) => return None,

@@ -39,6 +39,8 @@ pub(super) struct Seen {
     pub(super) previous: Option<Previous>,
     /// When a visit first saw the lease free after one saw it held.
     pub(super) freed_at: Option<Instant>,
+    /// The holder (and term) whose app is unhealthy, and when a visit first saw it so.
+    pub(super) unhealthy_since: Option<((String, u64), Instant)>,
     /// The version of the object this operator's last write returned: a view older than that
     /// (the watch has not delivered the write yet) is not acted on.
     pub(super) written: Option<u64>,

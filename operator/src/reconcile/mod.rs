@@ -96,6 +96,8 @@ pub async fn reconcile(object: Arc<LeadershipLease>, ctx: Arc<Context>) -> Resul
     if let Some(before) = &observed.before {
         report::changes(&ctx, &object, before);
     }
+    ctx.observer
+        .leader_unhealthy(&object, observed.judgement.unhealthy_for_grace);
     let plan = plan::plan(&object, &observed.judgement, Timestamp::now());
     let applied = apply::apply(&object, &plan, &ctx).await;
     if let Ok(applied) = &applied {
@@ -107,17 +109,23 @@ pub async fn reconcile(object: Arc<LeadershipLease>, ctx: Arc<Context>) -> Resul
     let applied = applied?;
     Ok(if applied.stopped {
         Action::requeue(AFTER_LOST_RACE)
-    } else if applied.claim_cleared || plan.preferred.is_some() {
+    } else if applied.claim_cleared || plan.ask.is_some() {
         // The write shows up as a watch event, which visits again.
         Action::await_change()
     } else {
         // Come back when the claim would run out (a renewal visits earlier), a pending handover
-        // is due to be abandoned, or a lease that became free is due to be reported.
+        // is due to be abandoned, a lease that became free is due to be reported, or the
+        // holder's unhealthy app is due to be judged again.
         let handover_due = observed.handover_due.filter(|_| plan.handover.is_none());
-        match [observed.claim_due, handover_due, observed.report_due]
-            .into_iter()
-            .flatten()
-            .min()
+        match [
+            observed.claim_due,
+            handover_due,
+            observed.report_due,
+            observed.health_due,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
         {
             Some(at) => Action::requeue(at.saturating_duration_since(Instant::now()) + DUE_SLACK),
             None => Action::await_change(),

@@ -1,15 +1,23 @@
-//! Observe: time the lease's claim and pending handover on this operator's clock, note what changed
-//! since the last visit, and gather what the pod index knows of the lease's pods. Everything the
+//! Observe: time the lease's claim, pending handover and the holder's unhealthy app on this
+//! operator's clock, note what changed since the last visit, and gather what the pod index knows of
+//! the lease's pods (the health rule's judgement of the holder and the best standby). Everything the
 //! plan needs, and when to come back, without a request to the API server.
 
-use std::collections::BTreeSet;
+use std::{collections::BTreeSet, time::Duration};
 
+use k8s_openapi::jiff::Timestamp;
 use kube::{ResourceExt, runtime::reflector::ObjectRef};
 use leadership_kube::crd::LeadershipLease;
 use tokio::time::Instant;
 
 use super::Context;
-use crate::plan::Judgement;
+use crate::{
+    health::{self, HealthPolicy, UnitHealth},
+    plan::Judgement,
+};
+
+/// How often a leader kept though its app is unhealthy is looked at again.
+const HEALTH_RECHECK: Duration = Duration::from_secs(5);
 
 /// What one visit observed of a lease.
 pub(super) struct Observed {
@@ -21,6 +29,8 @@ pub(super) struct Observed {
     pub(super) handover_due: Option<Instant>,
     /// When a lease that just became free is due to be reported.
     pub(super) report_due: Option<Instant>,
+    /// When the holder's unhealthy app is due to be judged again.
+    pub(super) health_due: Option<Instant>,
     /// What the previous visit saw, when there was one.
     pub(super) before: Option<Previous>,
 }
@@ -96,19 +106,76 @@ pub(super) fn observe(object: &LeadershipLease, ctx: &Context, now: Instant) -> 
     let holder = lease.holder_unit();
     let reads: Vec<&str> = holder.into_iter().chain(preferred).collect();
     pods.reads(&namespace, &application, &reads);
+    let members = pods.members(&namespace, &application);
     let holder_facts = holder.and_then(|unit| pods.facts(&namespace, unit));
+    // The health rule reads the kubelet's timestamps (restarts), so it judges by the wall clock.
+    let wall = Timestamp::now();
+    let policy = HealthPolicy::from_spec(object.spec.policy.as_ref().and_then(|p| p.health.as_ref()));
+    let healthy = |unit: &UnitHealth| unit.unhealthy(&policy, wall).is_none();
+    let holder_unhealthy = holder_facts
+        .filter(|_| policy.enabled)
+        .and_then(|facts| facts.health.unhealthy(&policy, wall));
+    let holder_terminating = holder_facts.is_some_and(|facts| facts.health.terminating);
+    let best_standby = holder
+        .filter(|_| holder_terminating || holder_unhealthy.is_some())
+        .and_then(|holder| {
+            let units: Vec<(String, UnitHealth)> = members
+                .iter()
+                .filter_map(|m| pods.facts(&namespace, m).map(|f| (m.clone(), f.health.clone())))
+                .collect();
+            health::best_standby(&units, holder, &policy, wall).map(str::to_owned)
+        });
     let preferred_ready = preferred
         .and_then(|unit| pods.facts(&namespace, unit))
-        .is_some_and(|facts| facts.ready);
+        .is_some_and(|facts| facts.health.ready && healthy(&facts.health));
+    let judgement_pods = (
+        holder_facts.is_some_and(|facts| facts.terminated),
+        holder_facts.is_some(),
+        pods.labelled(&namespace, &application),
+    );
+    drop(pods);
+
+    // The holder's app is timed unhealthy on this operator's clock from when it first saw it so.
+    let (unhealthy_for_grace, health_due) = {
+        let mut seen = ctx.seen();
+        let entry = seen.entry(ObjectRef::from_obj(object)).or_default();
+        let key = holder
+            .filter(|_| holder_unhealthy.is_some())
+            .map(|h| (h.to_owned(), lease.term));
+        entry.unhealthy_since = match (key, entry.unhealthy_since.take()) {
+            (Some(key), Some((seen_key, since))) if key == seen_key => Some((key, since)),
+            (Some(key), _) => Some((key, now)),
+            (None, _) => None,
+        };
+        let since = entry.unhealthy_since.as_ref().map(|(_, since)| *since);
+        let over = since.is_some_and(|since| now >= since + policy.grace);
+        // Within the grace, come back when it ends; after it, look again now and then (a
+        // standby's restart window runs out without a Pod event).
+        let due = since.map(|since| {
+            if over {
+                now + HEALTH_RECHECK
+            } else {
+                since + policy.grace
+            }
+        });
+        (over, due)
+    };
+
+    let (holder_terminated, holder_pod_known, labelled) = judgement_pods;
     let judgement = Judgement {
         expired,
         locked,
-        holder_terminated: holder_facts.is_some_and(|facts| facts.terminated),
+        holder_terminated,
         handover_overdue: handover_due.is_some_and(|due| now >= due),
         preferred_live: preferred_ready && preferred_backoff.is_none_or(|until| now >= until),
-        holder_pod_known: holder_facts.is_some(),
-        labelled: pods.labelled(&namespace, &application),
-        members: pods.members(&namespace, &application),
+        follows_health: policy.enabled,
+        holder_unhealthy,
+        unhealthy_for_grace,
+        holder_terminating,
+        best_standby,
+        holder_pod_known,
+        labelled,
+        members,
         just_freed: report_due.is_some(),
     };
     Observed {
@@ -116,6 +183,7 @@ pub(super) fn observe(object: &LeadershipLease, ctx: &Context, now: Instant) -> 
         claim_due,
         handover_due,
         report_due,
+        health_due,
         before,
     }
 }

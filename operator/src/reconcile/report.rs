@@ -1,16 +1,17 @@
 //! Report: Events, metrics and logs for what a visit saw change (holder, pins) and for what it
 //! wrote. Nothing here decides or writes a lease.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::runtime::{events::EventType, reflector::ObjectRef};
-use leadership_kube::crd::{LeadershipLease, reason};
+use leadership_kube::crd::{LeadershipLease, condition, reason};
 use prometheus_client::metrics::{counter::Counter, family::Family};
 use tokio::time::Instant;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::{Context, PREFERRED_BACKOFF, apply::Applied, observe::Previous};
 use crate::{
     metrics::KindLabel,
-    plan::{ClaimStep, HandoverStep, Plan, RevocationStep},
+    plan::{AskWhy, ClaimStep, HandoverStep, Plan, RevocationStep},
 };
 
 /// Events for what changed since the last visit: holder and pins.
@@ -72,6 +73,9 @@ pub(super) fn written(
     claim_due: Option<Instant>,
 ) {
     let lease = object.to_lease();
+    if applied.status_written {
+        health_changed(ctx, object, plan);
+    }
     if applied.claim_cleared
         && let Some(step) = &plan.claim
     {
@@ -143,17 +147,43 @@ pub(super) fn written(
         info!(application = %object.metadata.name.as_deref().unwrap_or_default(), reason = why, "{note}");
         ended(ctx, object, &ctx.metrics.handovers, kind, type_, why, note);
     }
-    if let Some(preferred) = &plan.preferred {
-        info!(from = %preferred.from, to = %preferred.to, "handing over to the preferred unit");
-        ctx.event(
-            object,
-            EventType::Normal,
-            reason::PREFERRED_UNIT,
-            format!(
-                "{} is preferred and live: {} hands over to it",
-                preferred.to, preferred.from
-            ),
-        );
+    if let Some(ask) = &plan.ask {
+        info!(from = %ask.from, to = %ask.to, why = ask.why.kind(), "asked the holder to hand over");
+        ctx.metrics
+            .handovers_asked
+            .get_or_create(&KindLabel {
+                kind: ask.why.kind().into(),
+            })
+            .inc();
+        let type_ = match ask.why {
+            AskWhy::Unhealthy(_) => EventType::Warning,
+            AskWhy::Terminating | AskWhy::Preferred => EventType::Normal,
+        };
+        ctx.event(object, type_, ask.why.reason(), ask.message());
+    }
+}
+
+/// A Warning Event when the leader came to be kept though its app is unhealthy (no standby's is
+/// healthy): the written `LeaderHealthy` condition says so and the object's did not.
+fn health_changed(ctx: &Context, object: &LeadershipLease, plan: &Plan) {
+    let leader_health = |conditions: &[Condition]| {
+        conditions
+            .iter()
+            .find(|c| c.type_ == condition::LEADER_HEALTHY)
+            .map(|c| (c.reason.clone(), c.message.clone()))
+    };
+    let Some(written) = plan.status.as_ref().and_then(|s| leader_health(&s.conditions)) else {
+        return;
+    };
+    let before = object
+        .status
+        .as_ref()
+        .and_then(|s| leader_health(&s.conditions))
+        .map(|(reason, _)| reason);
+    let (why, message) = written;
+    if why == reason::NO_HEALTHY_STANDBY && before.as_deref() != Some(reason::NO_HEALTHY_STANDBY) {
+        warn!(%message, "the leader's app is unhealthy and no standby's is healthy");
+        ctx.event(object, EventType::Warning, reason::NO_HEALTHY_STANDBY, message);
     }
 }
 

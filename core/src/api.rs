@@ -2,7 +2,11 @@
 //! Revoker, Tracker and Ticket, plus [`Watcher`], the push-based view of a lease that trackers and
 //! blocked callers wait on instead of polling.
 
-use std::{collections::BTreeMap, future::Future, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    future::Future,
+    time::Duration,
+};
 
 use tokio::{sync::watch, time::Instant};
 use tokio_util::sync::CancellationToken;
@@ -70,6 +74,21 @@ pub trait Pinner: Send + Sync {
     fn pinned_leadership(&self) -> impl Future<Output = Result<BTreeMap<String, Vec<String>>>> + Send;
 }
 
+/// Lets a unit's app say that it should not lead now (warming up, lagging, draining), and again
+/// that it may: a leader that said so is asked to hand over to a healthy standby, a standby that
+/// said so stands aside at a free lease ([`LeaseView::stand_aside`]). Advice about who leads
+/// next, never a rule of the lease: every grant keeps its guarantee.
+pub trait Eligibility: Send + Sync {
+    /// Declares `unit` ineligible to lead `application` for `reason`, or eligible again with
+    /// `None`. Declaring what is already declared changes nothing.
+    fn declare_eligibility(
+        &self,
+        application: &str,
+        unit: &str,
+        ineligible: Option<&str>,
+    ) -> impl Future<Output = Result<()>> + Send;
+}
+
 /// Reads who leads (SPEC R1).
 pub trait Reader: Send + Sync {
     /// Application -> holder for every application with a current holder in the store's scope.
@@ -104,6 +123,10 @@ pub struct LeaseView {
     pub expires_at: Option<Instant>,
     /// A pending handover, which decides who may claim.
     pub handover: Option<Handover>,
+    /// Units that take a free lease only after the others had their chance: their app is
+    /// unhealthy, or it said it should not lead now. Advice, not a rule: a unit that stood aside
+    /// once claims if nobody else did.
+    pub stand_aside: BTreeSet<String>,
 }
 
 impl LeaseView {
@@ -116,6 +139,7 @@ impl LeaseView {
             revoked: lease.revoked.clone(),
             expires_at: seen.expires_at(lease, policy),
             handover: lease.handover.clone(),
+            stand_aside: BTreeSet::new(),
         }
     }
 

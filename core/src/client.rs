@@ -13,8 +13,8 @@ use tokio::net::UnixStream;
 use crate::{
     Error, ErrorCode, Result, SharedTicket, Tracker,
     wire::{
-        ClaimReply, EntityRequest, ErrorReply, LeadersReply, PinReply, PinsReply, ReleaseReply, Status,
-        TokenReply,
+        ClaimReply, EligibilityReply, EligibilityRequest, EntityRequest, ErrorReply, LeadersReply, PinReply,
+        PinsReply, ReleaseReply, Status, TokenReply,
     },
 };
 
@@ -166,6 +166,16 @@ impl SocketClient {
         self.json::<ReleaseReply>(Method::POST, "/v1/release", None)
             .await
             .map(|r| r.released)
+    }
+
+    /// `POST /v1/eligibility`: says whether this unit's app should lead now (`reason`: why not).
+    pub async fn declare_eligibility(&self, ineligible: Option<&str>) -> Result<EligibilityReply> {
+        let body = serde_json::to_vec(&EligibilityRequest {
+            eligible: ineligible.is_none(),
+            reason: ineligible.map(str::to_owned),
+        })
+        .map_err(|e| Error::unavailable(format!("encode the request: {e}")))?;
+        self.json(Method::POST, "/v1/eligibility", Some(body)).await
     }
 
     /// `GET /v1/leaders`.

@@ -12,7 +12,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     Error, Result,
-    api::{Checker, Claimer, Grant, LeaseFeed, LeaseView, Pinner, Reader, Revoker, Token, Watcher},
+    api::{
+        Checker, Claimer, Eligibility, Grant, LeaseFeed, LeaseView, Pinner, Reader, Revoker, Token, Watcher,
+    },
     expiry::{ExpiryPolicy, Observation},
     lease::Lease,
     validate::{self, DurationLimits},
@@ -36,6 +38,8 @@ struct Entry {
     /// The store is the only writer, so it observes every write as it happens.
     seen: Observation,
     feed: watch::Sender<LeaseView>,
+    /// The units that said they should not lead, and why.
+    ineligible: BTreeMap<String, String>,
 }
 
 impl Entry {
@@ -44,6 +48,7 @@ impl Entry {
             lease: Lease::default(),
             seen: Observation::default(),
             feed: watch::Sender::new(LeaseView::default()),
+            ineligible: BTreeMap::new(),
         }
     }
 
@@ -54,8 +59,13 @@ impl Entry {
     fn set(&mut self, lease: Lease, now: Instant) {
         self.seen.observe(&lease, now);
         self.lease = lease;
-        self.feed
-            .send_replace(LeaseView::of(&self.lease, &self.seen, &POLICY));
+        self.publish();
+    }
+
+    fn publish(&self) {
+        let mut view = LeaseView::of(&self.lease, &self.seen, &POLICY);
+        view.stand_aside = self.ineligible.keys().cloned().collect();
+        self.feed.send_replace(view);
     }
 }
 
@@ -167,6 +177,35 @@ impl Checker for MemoryStore {
             application: application.to_owned(),
             unit: unit.to_owned(),
         }
+    }
+}
+
+impl Eligibility for MemoryStore {
+    async fn declare_eligibility(
+        &self,
+        application: &str,
+        unit: &str,
+        ineligible: Option<&str>,
+    ) -> Result<()> {
+        validate::application_name(application)?;
+        validate::unit_name(unit)?;
+        validate::ineligible_reason(ineligible)?;
+        self.update(application, |entry, _| {
+            let changed = match ineligible {
+                Some(reason) => {
+                    entry
+                        .ineligible
+                        .insert(unit.to_owned(), reason.to_owned())
+                        .as_deref()
+                        != Some(reason)
+                }
+                None => entry.ineligible.remove(unit).is_some(),
+            };
+            if changed {
+                entry.publish();
+            }
+            Ok(())
+        })
     }
 }
 

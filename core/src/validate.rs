@@ -19,6 +19,27 @@ pub fn entity_name(name: &str) -> Result<()> {
     dns_subdomain(name).map_err(|reason| Error::invalid("entity", reason))
 }
 
+/// The longest reason an app may give for not leading, in characters.
+pub const MAX_INELIGIBLE_REASON: usize = 256;
+
+/// Checks the reason an app gives for not leading (`None`: it may lead): one line, at most
+/// [`MAX_INELIGIBLE_REASON`] characters.
+pub fn ineligible_reason(reason: Option<&str>) -> Result<()> {
+    let Some(reason) = reason else {
+        return Ok(());
+    };
+    if reason.chars().count() > MAX_INELIGIBLE_REASON {
+        return Err(Error::invalid(
+            "reason",
+            format!("is longer than {MAX_INELIGIBLE_REASON} characters"),
+        ));
+    }
+    if reason.chars().any(char::is_control) {
+        return Err(Error::invalid("reason", "must be one line of printable text"));
+    }
+    Ok(())
+}
+
 fn dns_label(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("must not be empty".into());

@@ -31,6 +31,12 @@ pub struct Status {
     pub pinned: bool,
     /// The guarantee every "leader" answer carries.
     pub claim_duration_ms: u64,
+    /// Whether this unit's app may lead, as it last said through this sidecar
+    /// (`POST /v1/eligibility`); true until it says otherwise.
+    pub eligible: bool,
+    /// What the app said when it declared itself ineligible.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ineligible_reason: Option<String>,
 }
 
 /// `POST /v1/claim`: the ClaimLeader ticket.
@@ -106,6 +112,33 @@ pub struct PinReply {
     pub entity: String,
     /// Whether the entity pins the application now.
     pub pinned: bool,
+}
+
+/// The body of `POST /v1/eligibility`: whether this unit's app should lead now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EligibilityRequest {
+    /// False: the app should not lead now (a leader hands over to a healthy standby when one
+    /// exists; a standby lets the others take a free lease first). True: it may lead again.
+    pub eligible: bool,
+    /// Why not (one line, at most 256 characters); required when `eligible` is false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The reply to `POST /v1/eligibility`: what the unit declared.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct EligibilityReply {
+    /// This unit.
+    pub unit: String,
+    /// Whether it may lead.
+    pub eligible: bool,
+    /// Why not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// `GET /healthz` and `GET /readyz` when healthy: `{"status":"ok"}`, `{"status":"ready"}`.

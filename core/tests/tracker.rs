@@ -10,8 +10,8 @@ use std::{
 };
 
 use leadership::{
-    Claimer, Error, Grant, LeaseFeed, LeaseTracker, MemoryStore, Result, Ticket, Tracker, TrackerConfig,
-    Transition, Watcher, validate::DurationLimits,
+    Claimer, Eligibility, Error, Grant, LeaseFeed, LeaseTracker, MemoryStore, Result, Ticket, Tracker,
+    TrackerConfig, Transition, Watcher, tracker::timing::STAND_ASIDE, validate::DurationLimits,
 };
 use tokio::time::{Instant, sleep};
 use tokio_util::sync::CancellationToken;
@@ -252,6 +252,33 @@ async fn release_hands_over_and_holds_off() {
     // web-1 released on stop; web-0 took the lease since another unit had taken it after its
     // release.
     assert!(first.wait_leader().wait().await);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_unit_that_said_it_should_not_lead_leaves_a_free_lease_to_the_others_and_takes_it_if_nobody_does() {
+    let memory = store();
+    memory
+        .declare_eligibility("web", "web-0", Some("warming up"))
+        .await
+        .unwrap();
+    let warming = LeaseTracker::start(memory.clone(), TrackerConfig::new("web", "web-0", D)).unwrap();
+    sleep(Duration::from_millis(100)).await;
+    let ready = LeaseTracker::start(memory.clone(), TrackerConfig::new("web", "web-1", D)).unwrap();
+    let took = tokio::time::timeout(D, ready.wait_leader().wait()).await;
+    assert_eq!(took, Ok(true), "the eligible unit took the free lease");
+    assert!(!warming.status().is_leader(Instant::now()), "it stood aside");
+    // Alone at the free lease, it stands aside once more, then takes it: a bad leader beats none.
+    let freed = Instant::now();
+    ready.stop().await;
+    assert!(warming.wait_leader().wait().await);
+    assert!(
+        Instant::now() >= freed + STAND_ASIDE,
+        "it gave the others their chance first"
+    );
+    // Eligible again: it is no longer asked to stand aside.
+    memory.declare_eligibility("web", "web-0", None).await.unwrap();
+    let view = memory.watch("web").await.unwrap().current();
+    assert!(view.stand_aside.is_empty(), "{view:?}");
 }
 
 #[tokio::test(start_paused = true)]

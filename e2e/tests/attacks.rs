@@ -18,7 +18,7 @@ use kube::{
     Api, Client,
     api::{Patch, PatchParams, PostParams},
 };
-use leadership::{Claimer, Error, Pinner};
+use leadership::{Claimer, Eligibility, Error, Pinner};
 use leadership_e2e::{
     chart::Release,
     testenv::{self, TestNamespace},
@@ -27,8 +27,8 @@ use leadership_e2e::{
 use leadership_kube::{
     KubeStore, Scope,
     crd::{
-        HandoverRequest, LeadershipLease, LeadershipLeaseSpec, LeadershipLeaseStatus, LeasePolicy, MAX_COUNT,
-        Pin, Revocation,
+        HandoverRequest, Ineligible, LeadershipLease, LeadershipLeaseSpec, LeadershipLeaseStatus,
+        LeasePolicy, MAX_COUNT, Pin, Revocation,
     },
 };
 
@@ -399,7 +399,7 @@ async fn a_pod_takes_only_a_free_lease_for_itself_and_never_changes_another_unit
         &web1,
         "batch",
         |s| s.renewals = 5,
-        "no claim written: a unit writes status only to take a free lease, renew its own claim or release it, and pod web-1",
+        "no claim written: a unit writes status only to take a free lease, renew its own claim, release it or declare its own eligibility, and pod web-1",
     )
     .await;
     let taken = b
@@ -760,6 +760,115 @@ async fn the_operator_only_clears_claims_and_writes_its_own_fields() {
 
     // On the free lease it still never sets a holder.
     b.refused(&operator, "web", grant("web-0"), sets).await;
+}
+
+#[tokio::test]
+async fn a_unit_declares_only_its_own_eligibility_and_never_writes_the_operators_judgement() {
+    let b = Bench::new(&[]).await;
+    let web0 = b.pod(SIDECAR, "web-0").await;
+    let web1 = b.pod(SIDECAR, "web-1").await;
+    let operator = b.unbound(&b.release.operator_account()).await;
+    b.members("web", &["web-0", "web-1"]).await;
+    b.store(&web0).claim_leadership("web", "web-0", L).await.unwrap();
+
+    // Legal: each unit, through its own store, says its app should not lead now.
+    b.store(&web1)
+        .declare_eligibility("web", "web-1", Some("warming up"))
+        .await
+        .unwrap();
+    b.store(&web0)
+        .declare_eligibility("web", "web-0", Some("draining"))
+        .await
+        .unwrap();
+    let status = b.status("web").await;
+    assert_eq!(
+        status
+            .ineligible
+            .iter()
+            .map(|(u, e)| (u.as_str(), e.reason.as_str()))
+            .collect::<Vec<_>>(),
+        [("web-0", "draining"), ("web-1", "warming up")]
+    );
+
+    // Another unit's entry: removed, changed or added.
+    let others = "a unit declares only its own eligibility: pod web-1 changed the status.ineligible entry of";
+    b.refused(
+        &web1,
+        "web",
+        |s| drop(s.ineligible.remove("web-0")),
+        &format!("{others} web-0"),
+    )
+    .await;
+    b.refused(
+        &web1,
+        "web",
+        |s| {
+            if let Some(entry) = s.ineligible.get_mut("web-0") {
+                entry.reason = "forged".into();
+            }
+        },
+        &format!("{others} web-0"),
+    )
+    .await;
+    b.refused(
+        &web1,
+        "web",
+        |s| drop(s.ineligible.insert("web-2".into(), Ineligible::default())),
+        &format!("{others} web-2"),
+    )
+    .await;
+    // Nor with a claim write: the holder's renewal that also clears a standby's entry.
+    b.refused(
+        &web0,
+        "web",
+        |s| {
+            renew(s);
+            s.ineligible.remove("web-1");
+        },
+        "a unit declares only its own eligibility: pod web-0 changed the status.ineligible entry of web-1",
+    )
+    .await;
+    // A declaration changes nothing else.
+    b.refused(
+        &web1,
+        "web",
+        |s| {
+            s.ineligible.remove("web-1");
+            s.history.clear();
+        },
+        "a declaration of eligibility changes nothing else: pod web-1 also changed history",
+    )
+    .await;
+    // The operator's judgement of who is unhealthy is not a unit's to write.
+    b.refused(
+        &web0,
+        "web",
+        |s| {
+            renew(s);
+            s.unhealthy = vec!["web-1".into()];
+        },
+        "the operator's fields are not a unit's to write: pod web-0 changed unhealthy",
+    )
+    .await;
+    // The operator lists the unhealthy, and never changes what a unit declared.
+    b.admitted(&operator, "web", |s| s.unhealthy = vec!["web-1".into()])
+        .await;
+    b.refused(
+        &operator,
+        "web",
+        |s| s.ineligible.clear(),
+        "the operator never changes what a unit declared",
+    )
+    .await;
+
+    // Legal: eligible again.
+    b.store(&web1)
+        .declare_eligibility("web", "web-1", None)
+        .await
+        .unwrap();
+    let status = b.status("web").await;
+    assert_eq!(status.ineligible.keys().collect::<Vec<_>>(), ["web-0"]);
+    assert_eq!(status.unhealthy, ["web-1"]);
 }
 
 #[tokio::test]

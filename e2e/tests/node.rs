@@ -334,6 +334,70 @@ where
         .expect("restart the rollout");
 }
 
+/// `pod`'s app says, on its socket, whether it should lead now.
+fn declare(ns: &TestNamespace, pod: &str, body: &str) {
+    let script =
+        format!("curl -sf --unix-socket \"$LEADERSHIP_SOCKET\" -d '{body}' http://localhost/v1/eligibility");
+    let out = exec(ns, pod, "app", &script);
+    assert!(out.status.success(), "{pod} declares {body}: {}", text(&out));
+}
+
+#[tokio::test]
+async fn an_app_that_says_not_me_hands_over_and_is_skipped_as_a_standby() {
+    let _serial = SERIAL.lock().await;
+    let ns = testenv::node().namespace().await;
+    let _release = install(&ns, &["--set", "example.replicas=1"]);
+    let sets: Api<StatefulSet> = ns.api();
+    sets.create(
+        &PostParams::default(),
+        &injected_workload("web", 3, "5s", CRASHES_ON_FLAG),
+    )
+    .await
+    .unwrap();
+    let units = names(&ready_pods(&ns, "web-", 3).await);
+    let (leader, term) = holder(&ns, "web", |h| units.iter().any(|u| u == h)).await;
+    let others: Vec<&String> = units.iter().filter(|u| **u != leader).collect();
+    let (warming, ready) = (others[0], others[1]);
+
+    // A standby's app is warming up; then the leader's app is draining: the operator asks the
+    // leader to hand over at once (no grace), to the one standby whose app did not say "not me".
+    declare(&ns, warming, r#"{"eligible":false,"reason":"warming up"}"#);
+    let asked = Instant::now();
+    declare(&ns, &leader, r#"{"eligible":false,"reason":"draining"}"#);
+    let (next, next_term) = holder(&ns, "web", |h| h != leader).await;
+    eprintln!(
+        "{leader} said it is draining: {next} leads after {:?}",
+        asked.elapsed()
+    );
+    assert_eq!(
+        (&next, next_term),
+        (ready, term + 1),
+        "skipped {warming}, which is warming up"
+    );
+    let events = text(
+        &ns.env()
+            .kubectl()
+            .args([
+                "get",
+                "events",
+                "-n",
+                &ns.name,
+                "--field-selector",
+                "reason=AppUnhealthy",
+            ])
+            .args(["-o", "jsonpath={.items[*].message}"])
+            .output()
+            .unwrap(),
+    );
+    assert!(events.contains("it said: draining"), "{events}");
+
+    // The warming unit may lead again: it is listed no more.
+    declare(&ns, warming, r#"{"eligible":true}"#);
+    let leases: Api<LeadershipLease> = ns.api();
+    let ineligible = leases.get("web").await.unwrap().status.unwrap().ineligible;
+    assert_eq!(ineligible.keys().collect::<Vec<_>>(), [&leader]);
+}
+
 #[tokio::test]
 async fn a_statefulset_rollout_moves_leadership_at_most_twice_from_its_first_pod_and_once_otherwise() {
     let _serial = SERIAL.lock().await;

@@ -110,6 +110,27 @@ fn member_names(schema: &mut schemars::Schema) {
     schema.insert("x-kubernetes-list-type".into(), "set".into());
 }
 
+/// The schema of `status.ineligible`: keyed by unit (Pod) name, at most 256 entries.
+fn ineligible_map(schema: &mut schemars::Schema) {
+    schema.insert("maxProperties".into(), MAX_MEMBERS.into());
+    let mut key = schemars::json_schema!({ "type": "string" });
+    unit_name(&mut key);
+    schema.insert("propertyNames".into(), key.into());
+}
+
+/// Why a unit's app said it should not lead, and since when.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Ineligible {
+    /// What the app said (at most 256 characters).
+    #[serde(default)]
+    #[schemars(length(max = leadership::validate::MAX_INELIGIBLE_REASON))]
+    pub reason: String,
+    /// When it said so (display only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Time>,
+}
+
 /// The desired state of an application's leadership: what people and tools ask for.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[kube(
@@ -304,6 +325,18 @@ pub struct LeadershipLeaseStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = MAX_MEMBERS), transform = member_names)]
     pub members: Vec<String>,
+    /// The members whose app is unhealthy, as the operator judges them (an app container not
+    /// running or restarted recently): they take a free lease only after the others had their
+    /// chance. Written by the operator alone: at most 256, in name order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_MEMBERS), transform = member_names)]
+    pub unhealthy: Vec<String>,
+    /// The units whose app said it should not lead now (warming up, lagging, draining), each
+    /// written by that unit alone: a leader listed here hands over to a healthy standby, a
+    /// standby takes a free lease only after the others had their chance.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(transform = ineligible_map)]
+    pub ineligible: BTreeMap<String, Ineligible>,
     /// The latest changes of holder, newest last.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 10))]
@@ -355,6 +388,20 @@ impl LeadershipLease {
     /// are etcd revisions); `None` when it has none or it is not a number.
     pub fn version(&self) -> Option<u64> {
         self.metadata.resource_version.as_deref()?.parse().ok()
+    }
+
+    /// The units that take a free lease only after the others had their chance: those the
+    /// operator lists as unhealthy and those whose app said it should not lead.
+    pub fn stand_aside(&self) -> std::collections::BTreeSet<String> {
+        let Some(status) = &self.status else {
+            return std::collections::BTreeSet::new();
+        };
+        status
+            .unhealthy
+            .iter()
+            .chain(status.ineligible.keys())
+            .cloned()
+            .collect()
     }
 
     /// The object as the pure lease rules see it. A revocation applies only to the unit and term it

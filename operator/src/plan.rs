@@ -108,6 +108,9 @@ pub struct OperatorStatus {
     pub observed_generation: Option<i64>,
     /// The units that may take the lease when it is free (at most [`MAX_MEMBERS`]).
     pub members: Vec<String>,
+    /// The members whose app is unhealthy (at most [`MAX_MEMBERS`]): they stand aside at a free
+    /// lease.
+    pub unhealthy: Vec<String>,
 }
 
 impl OperatorStatus {
@@ -118,6 +121,7 @@ impl OperatorStatus {
         status.locked = self.locked;
         status.observed_generation = self.observed_generation;
         status.members.clone_from(&self.members);
+        status.unhealthy.clone_from(&self.unhealthy);
     }
 }
 
@@ -152,6 +156,8 @@ pub struct Judgement {
     pub labelled: Vec<String>,
     /// The Pods that belong to the application, in name order: only these may take a free lease.
     pub members: Vec<String>,
+    /// The members whose app is unhealthy, in name order (none while the health rule is off).
+    pub unhealthy_members: Vec<String>,
     /// The lease became free a moment ago (released, or its claim cleared), by the operator's
     /// clock ([`QUIET_AFTER_FREE`]): a standby is taking it.
     pub just_freed: bool,
@@ -270,12 +276,19 @@ pub fn plan(object: &LeadershipLease, judged: &Judgement, now: Timestamp) -> Pla
     let seen = cleared.as_ref().unwrap_or(object);
     let mut status = operator_status(seen, self::revocation(seen).as_ref(), judged, now);
     status.members = judged.members.iter().take(MAX_MEMBERS).cloned().collect();
+    status.unhealthy = judged
+        .unhealthy_members
+        .iter()
+        .take(MAX_MEMBERS)
+        .cloned()
+        .collect();
     let current = seen.status.clone().unwrap_or_default();
     let unchanged = current.conditions == status.conditions
         && current.pinned == status.pinned
         && current.locked == status.locked
         && current.observed_generation == status.observed_generation
-        && current.members == status.members;
+        && current.members == status.members
+        && current.unhealthy == status.unhealthy;
     let handover = handover(object, judged.handover_overdue);
     let ask = ask(object, judged).filter(|_| handover.is_none());
     let leading = lease.holder_unit().filter(|_| !judged.expired);
@@ -451,6 +464,7 @@ fn operator_status(
         locked: judged.locked,
         observed_generation: generation,
         members: Vec::new(),
+        unhealthy: Vec::new(),
     }
 }
 

@@ -5,7 +5,11 @@
 //! One short handler per route, beside the route list that both the router and the OpenAPI
 //! document are made from: a route and its handler are read together.
 
-use std::{convert::Infallible, sync::Arc, time::Duration};
+use std::{
+    convert::Infallible,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use axum::{
     Json, Router,
@@ -17,10 +21,10 @@ use axum::{
     routing::{MethodRouter, get, post},
 };
 use leadership::{
-    Claimer, Error, ErrorCode, LeaseTracker, Pinner, Reader, Ticket, Tracker, Watcher,
+    Claimer, Eligibility, Error, ErrorCode, LeaseTracker, Pinner, Reader, Ticket, Tracker, Watcher,
     wire::{
-        ClaimReply, EntityRequest, ErrorReply, LeadersReply, PinReply, PinsReply, ProbeReply, ReleaseReply,
-        Status, TokenReply,
+        ClaimReply, EligibilityReply, EligibilityRequest, EntityRequest, ErrorReply, LeadersReply, PinReply,
+        PinsReply, ProbeReply, ReleaseReply, Status, TokenReply,
     },
 };
 use serde::Deserialize;
@@ -34,8 +38,8 @@ pub const MAX_BODY: usize = 4 * 1024;
 pub const MAX_WAIT_MS: u64 = 24 * 60 * 60 * 1000;
 
 /// What the sidecar's store must offer.
-pub trait Store: Claimer + Watcher + Reader + Pinner + Clone + 'static {}
-impl<T: Claimer + Watcher + Reader + Pinner + Clone + 'static> Store for T {}
+pub trait Store: Claimer + Watcher + Reader + Pinner + Eligibility + Clone + 'static {}
+impl<T: Claimer + Watcher + Reader + Pinner + Eligibility + Clone + 'static> Store for T {}
 
 /// One unit's sidecar: its tracker, its store and its identity; cheap to clone.
 pub struct Sidecar<S> {
@@ -56,6 +60,8 @@ struct Inner<S> {
     tracker: LeaseTracker,
     store: S,
     metrics: Arc<Metrics>,
+    /// Why the app said it should not lead, while it says so.
+    ineligible: Mutex<Option<String>>,
 }
 
 impl<S: Store> Sidecar<S> {
@@ -69,6 +75,7 @@ impl<S: Store> Sidecar<S> {
                 tracker,
                 store,
                 metrics,
+                ineligible: Mutex::new(None),
             }),
         }
     }
@@ -89,6 +96,7 @@ impl<S: Store> Sidecar<S> {
         let state = tracker.status();
         let now = Instant::now();
         let leader = state.is_leader(now);
+        let ineligible = self.ineligible();
         Status {
             application: tracker.application_name().to_owned(),
             namespace: self.inner.namespace.clone(),
@@ -103,7 +111,17 @@ impl<S: Store> Sidecar<S> {
             guaranteed_for_ms: millis(state.guaranteed_for(now)),
             pinned: state.lease.pinned,
             claim_duration_ms: millis(tracker.claim_duration()),
+            eligible: ineligible.is_none(),
+            ineligible_reason: ineligible,
         }
+    }
+
+    fn ineligible(&self) -> Option<String> {
+        self.inner
+            .ineligible
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Whether the lease state is known: the first read is done and the watch runs.
@@ -179,6 +197,8 @@ pub enum Route {
     Pin,
     /// `POST /v1/unpin`.
     Unpin,
+    /// `POST /v1/eligibility`.
+    Eligibility,
     /// `GET /healthz`.
     Healthz,
     /// `GET /readyz`.
@@ -187,7 +207,7 @@ pub enum Route {
 
 impl Route {
     /// Every route.
-    pub const ALL: [Route; 13] = [
+    pub const ALL: [Route; 14] = [
         Route::Status,
         Route::Claim,
         Route::WaitLeader,
@@ -199,6 +219,7 @@ impl Route {
         Route::Pins,
         Route::Pin,
         Route::Unpin,
+        Route::Eligibility,
         Route::Healthz,
         Route::Readyz,
     ];
@@ -217,6 +238,7 @@ impl Route {
             Route::Pins => "/v1/pins",
             Route::Pin => "/v1/pin",
             Route::Unpin => "/v1/unpin",
+            Route::Eligibility => "/v1/eligibility",
             Route::Healthz => "/healthz",
             Route::Readyz => "/readyz",
         }
@@ -225,7 +247,7 @@ impl Route {
     /// Its method.
     pub fn method(self) -> Method {
         match self {
-            Route::Claim | Route::Release | Route::Pin | Route::Unpin => Method::POST,
+            Route::Claim | Route::Release | Route::Pin | Route::Unpin | Route::Eligibility => Method::POST,
             _ => Method::GET,
         }
     }
@@ -248,6 +270,7 @@ impl Route {
             Route::Pins => get(pins::<S>),
             Route::Pin => post(pin::<S>),
             Route::Unpin => post(unpin::<S>),
+            Route::Eligibility => post(eligibility::<S>),
             Route::Healthz => get(healthz),
             Route::Readyz => get(readyz::<S>),
         }
@@ -557,4 +580,55 @@ async fn unpin<S: Store>(
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
     set_pin(sidecar, body, false).await
+}
+
+async fn eligibility<S: Store>(
+    State(sidecar): State<Sidecar<S>>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            return ApiError::new(ErrorCode::BadRequest, rejection.body_text())
+                .with_status(rejection.status())
+                .into_response();
+        }
+    };
+    let request: EligibilityRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => {
+            return error(
+                ErrorCode::BadRequest,
+                format!(
+                    "the body must be {{\"eligible\":false,\"reason\":\"WHY\"}} or {{\"eligible\":true}}: {e}"
+                ),
+            );
+        }
+    };
+    let ineligible = match (request.eligible, request.reason) {
+        (true, _) => None,
+        (false, Some(reason)) if !reason.trim().is_empty() => Some(reason),
+        (false, _) => {
+            return error(
+                ErrorCode::BadRequest,
+                "a reason is required with \"eligible\": false",
+            );
+        }
+    };
+    let tracker = sidecar.tracker();
+    let done = sidecar
+        .inner
+        .store
+        .declare_eligibility(tracker.application_name(), tracker.unit(), ineligible.as_deref())
+        .await;
+    if let Err(err) = done {
+        return failure(&err);
+    }
+    *sidecar.inner.ineligible.lock().unwrap_or_else(|p| p.into_inner()) = ineligible.clone();
+    Json(EligibilityReply {
+        unit: tracker.unit().to_owned(),
+        eligible: ineligible.is_none(),
+        reason: ineligible,
+    })
+    .into_response()
 }

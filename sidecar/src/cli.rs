@@ -13,6 +13,14 @@ const NO: u8 = 1;
 /// Exit code: could not tell.
 const ERROR: u8 = 2;
 
+/// Prints what a declaration of eligibility left the unit as.
+fn declared(reply: leadership::Result<leadership::wire::EligibilityReply>) -> leadership::Result<u8> {
+    reply.map(|reply| {
+        println!("{}", serde_json::to_string(&reply).unwrap_or_default());
+        YES
+    })
+}
+
 /// Runs one client subcommand against the socket at `socket`.
 pub async fn run(command: Command, socket: &Path) -> ExitCode {
     let client = SocketClient::new(socket);
@@ -34,6 +42,8 @@ pub async fn run(command: Command, socket: &Path) -> ExitCode {
             println!("{}", serde_json::json!({ "released": released }));
             YES
         }),
+        Command::Ineligible(args) => declared(client.declare_eligibility(Some(&args.reason)).await),
+        Command::Eligible => declared(client.declare_eligibility(None).await),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),

@@ -102,6 +102,18 @@ pub enum Command {
     Status,
     /// Step down now; prints whether a lease was released.
     Release,
+    /// Say this unit's app should not lead now, and why (a leader hands over to a healthy
+    /// standby; a standby lets the others take a free lease first).
+    Ineligible(IneligibleArgs),
+    /// Say this unit's app may lead again.
+    Eligible,
+}
+
+/// Why the app should not lead now.
+#[derive(Clone, Debug, Args)]
+pub struct IneligibleArgs {
+    /// The reason, one line (for example "warming up").
+    pub reason: String,
 }
 
 /// How long a wait subcommand waits.

@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use leadership::{Claimer, Error, Grant, LeaseFeed, Pinner, Reader, Result, Watcher};
+use leadership::{Claimer, Eligibility, Error, Grant, LeaseFeed, Pinner, Reader, Result, Watcher};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{ClaimLabels, Metrics};
@@ -109,6 +109,19 @@ impl<S: Pinner> Pinner for Counted<S> {
 
     async fn pinned_leadership(&self) -> Result<BTreeMap<String, Vec<String>>> {
         self.store.pinned_leadership().await
+    }
+}
+
+impl<S: Eligibility> Eligibility for Counted<S> {
+    async fn declare_eligibility(
+        &self,
+        application: &str,
+        unit: &str,
+        ineligible: Option<&str>,
+    ) -> Result<()> {
+        self.store
+            .declare_eligibility(application, unit, ineligible)
+            .await
     }
 }
 

@@ -3,8 +3,8 @@
 //! ([`leadership::wire`]), so that users can generate clients and a test catches any drift.
 
 use leadership::wire::{
-    ClaimReply, EntityRequest, ErrorReply, LeadersReply, PinReply, PinsReply, ProbeReply, ReleaseReply,
-    Status, TokenReply,
+    ClaimReply, EligibilityReply, EligibilityRequest, EntityRequest, ErrorReply, LeadersReply, PinReply,
+    PinsReply, ProbeReply, ReleaseReply, Status, TokenReply,
 };
 use schemars::{JsonSchema, SchemaGenerator, generate::SchemaSettings};
 use serde_yaml::{Mapping, Value};
@@ -97,6 +97,14 @@ fn wait_query() -> Value {
             ]),
         ),
     ])])
+}
+
+/// A required JSON request body of `schema`.
+fn request_body(schema: Value) -> Value {
+    map([
+        ("required", Value::Bool(true)),
+        ("content", map([("application/json", map([("schema", schema)]))])),
+    ])
 }
 
 /// The operation of one route.
@@ -225,16 +233,7 @@ fn operation(route: Route, schemas: &mut Schemas) -> Value {
             } else {
                 ("unpin", "Remove an entity's pin of this unit's application")
             };
-            let body = map([
-                ("required", Value::Bool(true)),
-                (
-                    "content",
-                    map([(
-                        "application/json",
-                        map([("schema", schemas_of::<EntityRequest>(schemas))]),
-                    )]),
-                ),
-            ]);
+            let body = request_body(schemas_of::<EntityRequest>(schemas));
             (
                 id,
                 summary,
@@ -252,6 +251,28 @@ fn operation(route: Route, schemas: &mut Schemas) -> Value {
                 ),
             )
         }
+        Route::Eligibility => (
+            "declareEligibility",
+            "Say whether this unit's app should lead now",
+            "{\"eligible\":false,\"reason\":\"warming up\"} while the app should not lead (warming up, lagging, draining): a leader hands over to a standby whose app is healthy, when one exists; a standby lets the others take a free lease first (it still takes it if nobody else does). {\"eligible\":true} when it may lead again. The declaration is kept in the lease until the app says otherwise.",
+            Some((
+                "requestBody",
+                request_body(schemas_of::<EligibilityRequest>(schemas)),
+            )),
+            responses(
+                &error,
+                json_reply("What the unit declared", schemas_of::<EligibilityReply>(schemas)),
+                &[
+                    (
+                        "400",
+                        "BadRequest: not {\"eligible\":BOOL,\"reason\":\"WHY\"}, no reason with eligible false, or a reason over 256 characters or not one line",
+                    ),
+                    ("413", "BadRequest: a body over the limit"),
+                    FORBIDDEN,
+                    UNAVAILABLE,
+                ],
+            ),
+        ),
         Route::Healthz => (
             "healthz",
             "Alive",

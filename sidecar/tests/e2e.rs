@@ -7,7 +7,7 @@ mod common;
 
 use std::{process::Command, time::Duration};
 
-use common::{PROMPTLY, Sidecar, leader, three, three_with};
+use common::{PROMPTLY, Sidecar, leader, next_leader, three, three_with};
 use futures::StreamExt;
 use http::Method;
 use nix::sys::signal::Signal;
@@ -352,7 +352,7 @@ async fn socket_errors_are_clear_json_and_change_nothing() {
     };
     /// A request (method, URI, body) and the refusal expected (status, code).
     type Refusal = (Method, &'static str, Option<Vec<u8>>, u16, &'static str);
-    let refusals: [Refusal; 12] = [
+    let refusals: [Refusal; 16] = [
         (Method::GET, "/v1/nope", None, 404, "NotFound"),
         (Method::GET, "/v1/claim", None, 405, "BadRequest"),
         (Method::DELETE, "/v1/status", None, 405, "BadRequest"),
@@ -401,6 +401,34 @@ async fn socket_errors_are_clear_json_and_change_nothing() {
             413,
             "BadRequest",
         ),
+        (
+            Method::POST,
+            "/v1/eligibility",
+            Some(br#"{"eligible":false}"#.to_vec()),
+            400,
+            "BadRequest",
+        ),
+        (
+            Method::POST,
+            "/v1/eligibility",
+            Some(br#"{"eligible":"no","reason":"x"}"#.to_vec()),
+            400,
+            "BadRequest",
+        ),
+        (
+            Method::POST,
+            "/v1/eligibility",
+            Some(br#"{"eligible":false,"reason":"two\nlines"}"#.to_vec()),
+            400,
+            "BadRequest",
+        ),
+        (
+            Method::POST,
+            "/v1/eligibility",
+            Some(format!(r#"{{"eligible":false,"reason":"{}"}}"#, "x".repeat(300)).into_bytes()),
+            400,
+            "BadRequest",
+        ),
     ];
     for (method, uri, body, code, error) in refusals {
         expect(client.call(method, uri, body).await.unwrap(), code, error);
@@ -438,6 +466,38 @@ async fn socket_errors_are_clear_json_and_change_nothing() {
         .await
         .expect("cut off in time");
     assert!(cut.is_ok());
+}
+
+#[tokio::test]
+async fn a_unit_whose_app_says_it_should_not_lead_lets_an_eligible_one_take_a_free_lease() {
+    let ns = common::namespace().await;
+    let sidecars = three(&ns, "elig").await;
+    let (first, _) = leader(&sidecars, PROMPTLY).await;
+    let warming = &sidecars[(first + 1) % 3];
+    let ready = &sidecars[(first + 2) % 3];
+    let said = warming
+        .client()
+        .declare_eligibility(Some("warming up"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (said.eligible, said.reason.as_deref()),
+        (false, Some("warming up"))
+    );
+    let status = warming.client().status().await.unwrap();
+    assert_eq!(
+        (status.eligible, status.ineligible_reason.as_deref()),
+        (false, Some("warming up"))
+    );
+    // The leader steps down: the eligible standby takes the lease, the other stands aside.
+    assert!(sidecars[first].client().release().await.unwrap());
+    let (_, next) = next_leader(&sidecars, first, PROMPTLY).await;
+    assert_eq!(next.unit, ready.unit, "the eligible standby took the lease");
+    assert!(!warming.client().status().await.unwrap().leader);
+    // Eligible again.
+    let said = warming.client().declare_eligibility(None).await.unwrap();
+    assert!(said.eligible && said.reason.is_none());
+    assert!(warming.client().status().await.unwrap().eligible);
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use tracing::{debug, info, warn};
 
 use super::{
     Command, Guarantee, LeaderVerdict, MAX_RETRY_INTERVAL, TrackerConfig, TrackerStatus, Transition,
-    judge_as_leader, may_claim,
+    judge_as_leader, may_claim, timing::STAND_ASIDE,
 };
 use crate::{
     Error,
@@ -39,7 +39,8 @@ pub(super) struct Run<S> {
     pub(super) cancel: CancellationToken,
 }
 
-/// After a release the unit waits until another unit took the lease or a lease length passed.
+/// After a release (or while standing aside) the unit waits until another unit took the lease or
+/// the time given passed.
 struct HoldOff {
     until: Instant,
     released_term: u64,
@@ -53,9 +54,13 @@ impl<S: Claimer + Watcher> Run<S> {
             return self.finish(false).await;
         };
         let mut hold_off: Option<HoldOff> = None;
+        let mut stood_aside: Option<u64> = None;
         loop {
             self.show(&feed);
-            if !self.wait_for_chance(&mut feed, &mut hold_off).await {
+            if !self
+                .wait_for_chance(&mut feed, &mut hold_off, &mut stood_aside)
+                .await
+            {
                 return self.finish(false).await;
             }
             let claimed_at = Instant::now();
@@ -149,8 +154,14 @@ impl<S: Claimer + Watcher> Run<S> {
     }
 
     /// Waits as a minion until the lease is free (or still ours) and any hold-off is over; false if
-    /// stopping. Driven by the feed: no polling (T6).
-    async fn wait_for_chance(&mut self, feed: &mut LeaseFeed, hold_off: &mut Option<HoldOff>) -> bool {
+    /// stopping. A unit asked to stand aside holds off once per term of a free lease
+    /// (`stood_aside`: the last such term). Driven by the feed: no polling (T6).
+    async fn wait_for_chance(
+        &mut self,
+        feed: &mut LeaseFeed,
+        hold_off: &mut Option<HoldOff>,
+        stood_aside: &mut Option<u64>,
+    ) -> bool {
         loop {
             let view = feed.current();
             let now = Instant::now();
@@ -168,6 +179,18 @@ impl<S: Claimer + Watcher> Run<S> {
                 self.release_quietly().await;
                 *hold_off = Some(HoldOff {
                     until: now + self.config.lease_length(),
+                    released_term: view.term,
+                });
+            }
+            if hold_off.is_none()
+                && view.holder_at(now).is_none()
+                && view.stand_aside.contains(&self.config.unit)
+                && *stood_aside != Some(view.term)
+            {
+                debug!(application = %self.config.application, unit = %self.config.unit, "standing aside: the others may take the free lease first");
+                *stood_aside = Some(view.term);
+                *hold_off = Some(HoldOff {
+                    until: now + STAND_ASIDE,
                     released_term: view.term,
                 });
             }

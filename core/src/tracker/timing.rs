@@ -99,6 +99,10 @@ pub fn check_configured(
     Ok(lease)
 }
 
+/// How long a unit asked to stand aside ([`crate::api::LeaseView::stand_aside`]) leaves a free
+/// lease to the others before it takes it: a standby takes a free lease within milliseconds.
+pub const STAND_ASIDE: Duration = Duration::from_secs(2);
+
 /// The timing of a tracker: the guarantee, the lease length and the retry pause.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Timing {

@@ -237,9 +237,10 @@ async fn scenes(show: &mut Show) -> anyhow::Result<()> {
     let poller = tokio::spawn(poll(ns.api(), ip, seen.clone(), show.started));
     sleep(Duration::from_secs(3)).await;
 
-    // A graceful stop: the kubelet stops the app container, then the sidecar, which releases.
+    // A graceful stop: the operator sees the Pod terminating and asks its sidecar to hand over at
+    // once, to the standby a rollout would reach last.
     show.say(format!(
-        "kubectl delete pod {first} (the kubelet stops the app container, then the sidecar, which releases)"
+        "kubectl delete pod {first} (the operator sees it terminating and asks its sidecar to hand over at once)"
     ));
     let pods: Api<Pod> = ns.api();
     show.mark(format!("delete pod {}", short(&first)));
@@ -285,7 +286,7 @@ async fn scenes(show: &mut Show) -> anyhow::Result<()> {
     show.mark(format!("SIGKILL {}", short(&third)));
     pods::signal_containers(&ns, &both, "KILL").map_err(anyhow::Error::msg)?;
     let crashed_at = Instant::now();
-    let (after_crash, _) = wait_leader(&ns, APP, term).await?;
+    let (after_crash, term) = wait_leader(&ns, APP, term).await?;
     let back = crashed_at.elapsed();
     // Why the crashed unit's claim ended: the last transition to no holder.
     let leases: Api<leadership_kube::crd::LeadershipLease> = ns.api();
@@ -311,6 +312,31 @@ async fn scenes(show: &mut Show) -> anyhow::Result<()> {
         back.as_secs_f64()
     ));
     sleep(Duration::from_secs(3)).await;
+
+    // The app fails while its sidecar runs on: leadership follows the app, not the sidecar.
+    show.say(format!(
+        "kubectl exec {after_crash} -c app -- kill 1 (the leader's app exits and the kubelet restarts it; its sidecar runs on)"
+    ));
+    show.mark(format!("app of {} exits", short(&after_crash)));
+    kubectl(&[
+        "exec",
+        "-n",
+        NAMESPACE,
+        &after_crash,
+        "-c",
+        "app",
+        "--",
+        "kill",
+        "1",
+    ])?;
+    let failed_at = Instant::now();
+    let (healthy, _) = wait_leader(&ns, APP, term).await?;
+    let followed = failed_at.elapsed();
+    show.say(format!(
+        "{healthy} leads {:.1} s after {after_crash}'s app exited: an app that restarted within 30 s is unhealthy, and after a 5 s grace the operator asked {after_crash} to hand over to a standby whose app is healthy",
+        followed.as_secs_f64()
+    ));
+    sleep(Duration::from_secs(3)).await;
     show_kubectl(show, &["get", "leadershipleases", "-n", NAMESPACE, "-o", "wide"])?;
     show_kubectl(
         show,
@@ -321,10 +347,11 @@ async fn scenes(show: &mut Show) -> anyhow::Result<()> {
     let seen = seen.lock().unwrap_or_else(|p| p.into_inner());
     print_timeline(show, &seen);
     println!(
-        "\n  graceful handover (kubectl delete pod): {:>7.0} ms\n  failover after a hang (SIGSTOP):        {:>7.0} ms  (lease 4000 ms from the last renewal + margin)\n  failover after a crash (SIGKILL):       {:>7.0} ms  (the claim ended: {ended})\n",
+        "\n  graceful handover (kubectl delete pod): {:>7.0} ms\n  failover after a hang (SIGSTOP):        {:>7.0} ms  (lease 4000 ms from the last renewal + margin)\n  failover after a crash (SIGKILL):       {:>7.0} ms  (the claim ended: {ended})\n  handover after the app failed:          {:>7.0} ms  (5 s grace + one handover)\n",
         handover.as_secs_f64() * 1000.0,
         failover.as_secs_f64() * 1000.0,
         back.as_secs_f64() * 1000.0,
+        followed.as_secs_f64() * 1000.0,
     );
     drop(seen);
     let _ = run(Command::new(&helm)

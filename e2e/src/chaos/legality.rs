@@ -44,6 +44,8 @@ pub enum Legal {
     Renewal,
     /// The writer released its own claim.
     Release,
+    /// The writer declared its own eligibility (its entry of `status.ineligible`), nothing else.
+    Declaration,
 }
 
 impl Legal {
@@ -53,6 +55,7 @@ impl Legal {
             Legal::Grant => "grant",
             Legal::Renewal => "renewal",
             Legal::Release => "release",
+            Legal::Declaration => "declaration",
         }
     }
 }
@@ -90,6 +93,36 @@ pub fn judge(
             "pod {pod} changed the operator's fields {}",
             changed.join(", ")
         ));
+    }
+    let others: Vec<&str> = is
+        .ineligible
+        .iter()
+        .filter(|(unit, entry)| *unit != pod && was.ineligible.get(*unit) != Some(entry))
+        .map(|(unit, _)| unit.as_str())
+        .chain(
+            was.ineligible
+                .keys()
+                .filter(|unit| *unit != pod && !is.ineligible.contains_key(*unit))
+                .map(String::as_str),
+        )
+        .collect();
+    if !others.is_empty() {
+        return Err(format!(
+            "pod {pod} changed the status.ineligible entry of {}",
+            others.join(", ")
+        ));
+    }
+    let claim_unchanged = (&was.holder, was.term, was.renewals, was.lease_duration_ms)
+        == (&is.holder, is.term, is.renewals, is.lease_duration_ms);
+    if claim_unchanged && was.ineligible != is.ineligible {
+        let display = (&was.acquire_time, &was.renew_time, &was.expire_time, &was.history)
+            != (&is.acquire_time, &is.renew_time, &is.expire_time, &is.history);
+        if display {
+            return Err(format!(
+                "pod {pod} declared its eligibility and changed display fields with it"
+            ));
+        }
+        return Ok(Legal::Declaration);
     }
     claim(&was, &is, pod, &old.spec)
 }
@@ -161,6 +194,7 @@ fn operator_fields(
             was.observed_generation != is.observed_generation,
         ),
         ("members", was.members != is.members),
+        ("unhealthy", was.unhealthy != is.unhealthy),
         // A change of `pinned` only to mirror the pins.
         (
             "pinned",
@@ -527,10 +561,11 @@ mod tests {
         );
     }
 
-    /// The claim and the operator's fields of a status: what a legal write may not change beyond
-    /// its own transition.
+    /// The claim, the operator's fields and the other units' declarations of a status: what a
+    /// legal write may not change beyond its own transition.
     fn claim_of(lease: &LeadershipLease) -> impl PartialEq + std::fmt::Debug {
         let s = status(lease);
+        let others: Vec<_> = s.ineligible.into_iter().filter(|(unit, _)| unit != ME).collect();
         (
             s.holder,
             s.term,
@@ -538,7 +573,7 @@ mod tests {
             s.lease_duration_ms,
             s.conditions,
             s.observed_generation,
-            s.members,
+            (s.members, s.unhealthy, others),
             (s.pinned, s.locked),
         )
     }

@@ -17,8 +17,8 @@ use k8s_openapi::{
     jiff::{SignedDuration, Timestamp},
 };
 use leadership_kube::crd::{
-    HandoverRequest, LeadershipLease, LeadershipLeaseStatus, LeasePolicy, MAX_COUNT, Pin, Revocation,
-    Transition, condition,
+    HandoverRequest, Ineligible, LeadershipLease, LeadershipLeaseStatus, LeasePolicy, MAX_COUNT, Pin,
+    Revocation, Transition, condition,
 };
 use serde::{Deserialize, Serialize};
 
@@ -186,7 +186,7 @@ fn status_move(
     scene: &Scene,
 ) -> String {
     let now = MicroTime(scene.now);
-    match rng.below(7) {
+    match rng.below(8) {
         0 => {
             let another = another(rng, scene);
             let holder = pick(
@@ -283,6 +283,31 @@ fn status_move(
                 "observedGeneration + 1".into()
             }
         },
+        6 => {
+            let entry = Ineligible {
+                reason: "hostile".into(),
+                since: Some(Time(scene.now)),
+            };
+            match rng.below(4) {
+                0 => {
+                    status.ineligible.insert(scene.me.to_owned(), entry);
+                    "ineligible itself".into()
+                }
+                1 => {
+                    let another = another(rng, scene);
+                    status.ineligible.insert(another.clone(), entry);
+                    format!("ineligible {another}")
+                }
+                2 => {
+                    status.ineligible.clear();
+                    "ineligible cleared".into()
+                }
+                _ => {
+                    status.unhealthy = vec![another(rng, scene)];
+                    "unhealthy another".into()
+                }
+            }
+        }
         _ => {
             let until = scene
                 .now

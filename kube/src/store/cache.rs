@@ -105,8 +105,13 @@ impl App {
         }
         let lease = object.as_ref().map(LeadershipLease::to_lease).unwrap_or_default();
         known.seen.observe(&lease, now);
+        let stand_aside = object
+            .as_ref()
+            .map(LeadershipLease::stand_aside)
+            .unwrap_or_default();
         known.object = object;
         let mut view = LeaseView::of(&lease, &known.seen, &config.expiry);
+        view.stand_aside = stand_aside;
         if config.expiry_authority == ExpiryAuthority::Operator {
             // The claim stands until the operator clears it: nobody here waits for its end.
             view.expires_at = None;

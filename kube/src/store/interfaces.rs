@@ -5,12 +5,14 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use k8s_openapi::jiff::Timestamp;
-use leadership::{Checker, Claimer, Error, Grant, Pinner, Reader, Result, Revoker, Token, validate};
+use leadership::{
+    Checker, Claimer, Eligibility, Error, Grant, Pinner, Reader, Result, Revoker, Token, validate,
+};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{KubeStore, writes::now_time};
-use crate::crd::{self, HandoverRequest, LeadershipLease, LeadershipLeaseSpec, Pin, Revocation};
+use crate::crd::{self, HandoverRequest, Ineligible, LeadershipLease, LeadershipLeaseSpec, Pin, Revocation};
 
 impl Claimer for KubeStore {
     async fn claim_leadership(&self, application: &str, unit: &str, duration: Duration) -> Result<Grant> {
@@ -155,6 +157,50 @@ impl KubeStore {
             limits.max = ms(policy.max_duration_ms).unwrap_or(limits.max);
         }
         limits.check(duration)
+    }
+}
+
+impl Eligibility for KubeStore {
+    /// Writes the unit's own entry of `status.ineligible` (with a reason) or removes it, and
+    /// nothing else.
+    async fn declare_eligibility(
+        &self,
+        application: &str,
+        unit: &str,
+        ineligible: Option<&str>,
+    ) -> Result<()> {
+        validate::application_name(application)?;
+        validate::unit_name(unit)?;
+        validate::ineligible_reason(ineligible)?;
+        let app = self.app(application)?;
+        self.retry("declare eligibility", |fresh| {
+            let app = app.clone();
+            async move {
+                let Some(mut object) = self.current(&app, application, fresh).await? else {
+                    self.create(&app, application, LeadershipLeaseSpec::default())
+                        .await?;
+                    return Ok(None);
+                };
+                let status = object.status.get_or_insert_with(Default::default);
+                let changed = match ineligible {
+                    Some(reason) if status.ineligible.get(unit).is_some_and(|e| e.reason == reason) => false,
+                    Some(reason) => {
+                        let entry = Ineligible {
+                            reason: reason.to_owned(),
+                            since: Some(now_time()),
+                        };
+                        status.ineligible.insert(unit.to_owned(), entry);
+                        true
+                    }
+                    None => status.ineligible.remove(unit).is_some(),
+                };
+                if !changed {
+                    return Ok(Some(()));
+                }
+                Ok(self.write_status(&app, &object).await?.map(|_| ()))
+            }
+        })
+        .await
     }
 }
 

@@ -97,6 +97,7 @@ pub(super) async fn apply(object: &LeadershipLease, plan: &Plan, ctx: &Context) 
                 "locked": status.locked,
                 "observedGeneration": status.observed_generation,
                 "members": status.members,
+                "unhealthy": status.unhealthy,
             }
         });
         let params = PatchParams::apply(MANAGER).force();

@@ -112,15 +112,39 @@ pub(super) fn observe(object: &LeadershipLease, ctx: &Context, now: Instant) -> 
     let wall = Timestamp::now();
     let policy = HealthPolicy::from_spec(object.spec.policy.as_ref().and_then(|p| p.health.as_ref()));
     let healthy = |unit: &UnitHealth| unit.unhealthy(&policy, wall).is_none();
-    let holder_unhealthy = holder_facts
+    // A unit whose app said it should not lead is not chosen, and a holder that said so hands
+    // over without a grace.
+    let declared = object.status.as_ref().map(|s| &s.ineligible);
+    // A declaration older than the unit's Pod was made by a Pod of the same name before it (a
+    // StatefulSet's): it does not count.
+    let said = |unit: &str| {
+        let entry = declared?.get(unit)?;
+        let created = pods.facts(&namespace, unit).and_then(|f| f.health.created);
+        let stale = matches!((&entry.since, created), (Some(since), Some(created)) if since.0 < created);
+        (!stale).then(|| format!("it said: {}", entry.reason))
+    };
+    let holder_said = holder.and_then(said);
+    let holder_unhealthy = holder_said.clone().or_else(|| {
+        holder_facts
+            .filter(|_| policy.enabled)
+            .and_then(|facts| facts.health.unhealthy(&policy, wall))
+    });
+    let unhealthy_members: Vec<String> = members
+        .iter()
         .filter(|_| policy.enabled)
-        .and_then(|facts| facts.health.unhealthy(&policy, wall));
+        .filter(|m| {
+            pods.facts(&namespace, m)
+                .is_some_and(|f| f.health.unhealthy(&policy, wall).is_some())
+        })
+        .cloned()
+        .collect();
     let holder_terminating = holder_facts.is_some_and(|facts| facts.health.terminating);
     let best_standby = holder
         .filter(|_| holder_terminating || holder_unhealthy.is_some())
         .and_then(|holder| {
             let units: Vec<(String, UnitHealth)> = members
                 .iter()
+                .filter(|m| said(m).is_none())
                 .filter_map(|m| pods.facts(&namespace, m).map(|f| (m.clone(), f.health.clone())))
                 .collect();
             health::best_standby(&units, holder, &policy, wall).map(str::to_owned)
@@ -148,7 +172,12 @@ pub(super) fn observe(object: &LeadershipLease, ctx: &Context, now: Instant) -> 
             (None, _) => None,
         };
         let since = entry.unhealthy_since.as_ref().map(|(_, since)| *since);
-        let over = since.is_some_and(|since| now >= since + policy.grace);
+        let grace = if holder_said.is_some() {
+            Duration::ZERO
+        } else {
+            policy.grace
+        };
+        let over = since.is_some_and(|since| now >= since + grace);
         // Within the grace, come back when it ends; after it, look again now and then (a
         // standby's restart window runs out without a Pod event).
         let due = since.map(|since| {
@@ -168,7 +197,7 @@ pub(super) fn observe(object: &LeadershipLease, ctx: &Context, now: Instant) -> 
         holder_terminated,
         handover_overdue: handover_due.is_some_and(|due| now >= due),
         preferred_live: preferred_ready && preferred_backoff.is_none_or(|until| now >= until),
-        follows_health: policy.enabled,
+        follows_health: policy.enabled || holder_said.is_some(),
         holder_unhealthy,
         unhealthy_for_grace,
         holder_terminating,
@@ -176,6 +205,7 @@ pub(super) fn observe(object: &LeadershipLease, ctx: &Context, now: Instant) -> 
         holder_pod_known,
         labelled,
         members,
+        unhealthy_members,
         just_freed: report_due.is_some(),
     };
     Observed {

@@ -2,7 +2,7 @@
 
 use leadership_e2e::testenv::{self, TestNamespace};
 #[allow(unused_imports, reason = "not every test binary uses every fixture")]
-pub use leadership_e2e::units::{PROMPTLY, Sidecar, leader, three, three_with};
+pub use leadership_e2e::units::{PROMPTLY, Sidecar, leader, next_leader, three, three_with};
 
 /// A fresh namespace with the CRD installed.
 pub async fn namespace() -> TestNamespace {

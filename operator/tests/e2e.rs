@@ -581,14 +581,19 @@ async fn the_preferred_unit_takes_over_once_its_pod_is_ready_and_keeps_it() {
     // Its Pod is not Ready (no kubelet reported it): nothing moves.
     sleep(Duration::from_secs(3)).await;
     assert_eq!(leader(&sidecars, PROMPTLY).await.0, holder);
-    // The kubelet reports it Ready: the operator hands the lease over to it.
+    // Its Pod is reported Ready with its app running (as a kubelet would): the operator hands
+    // the lease over to it.
     ns.api::<Pod>()
         .patch_status(
             &unit,
             &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({
-                "status": { "conditions": [{ "type": "Ready", "status": "True" }] }
-            })),
+            &Patch::Merge(serde_json::json!({ "status": {
+                "conditions": [{ "type": "Ready", "status": "True" }],
+                "containerStatuses": [{
+                    "name": "app", "image": "app:1", "imageID": "", "ready": true, "restartCount": 0,
+                    "state": { "running": {} }
+                }]
+            } })),
         )
         .await
         .unwrap();

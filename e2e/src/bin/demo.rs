@@ -16,8 +16,14 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use k8s_openapi::api::core::v1::{Pod, Service};
-use kube::{Api, api::DeleteParams};
+use k8s_openapi::api::{
+    apps::v1::StatefulSet,
+    core::v1::{Pod, Service},
+};
+use kube::{
+    Api,
+    api::{DeleteParams, Patch, PatchParams},
+};
 use leadership_e2e::{
     controlplane::{ControlPlane, StartOptions},
     node::NodeOptions,
@@ -330,11 +336,48 @@ async fn scenes(show: &mut Show) -> anyhow::Result<()> {
         "1",
     ])?;
     let failed_at = Instant::now();
-    let (healthy, _) = wait_leader(&ns, APP, term).await?;
+    let (healthy, term) = wait_leader(&ns, APP, term).await?;
     let followed = failed_at.elapsed();
     show.say(format!(
         "{healthy} leads {:.1} s after {after_crash}'s app exited: an app that restarted within 30 s is unhealthy, and after a 5 s grace the operator asked {after_crash} to hand over to a standby whose app is healthy",
         followed.as_secs_f64()
+    ));
+    sleep(Duration::from_secs(3)).await;
+
+    // A rolling restart: it replaces the highest ordinal first; leadership moves to a Pod the
+    // rollout has already replaced where one exists, so it moves once (twice when the leader is
+    // the first Pod replaced).
+    show.say(format!(
+        "kubectl rollout restart statefulset {APP} (it replaces unit 2, then 1, then 0; {healthy} leads)"
+    ));
+    show.mark("rollout restart");
+    let sets: Api<StatefulSet> = ns.api();
+    let revision = sets.get(APP).await?.status.and_then(|s| s.current_revision);
+    let restarted = serde_json::json!({ "spec": { "template": { "metadata": { "annotations": {
+        "kubectl.kubernetes.io/restartedAt": k8s_openapi::jiff::Timestamp::now().to_string(),
+    } } } } });
+    sets.patch(APP, &PatchParams::default(), &Patch::Merge(&restarted))
+        .await?;
+    let rolling = Instant::now();
+    loop {
+        let status = sets.get(APP).await?.status.unwrap_or_default();
+        let done = status.current_revision != revision
+            && status.current_revision == status.update_revision
+            && status.updated_replicas == Some(3)
+            && status.ready_replicas == Some(3);
+        if done {
+            break;
+        }
+        if rolling.elapsed() > Duration::from_secs(300) {
+            bail!("the rollout did not complete within 300 s");
+        }
+        sleep(Duration::from_millis(200)).await;
+    }
+    let (after_rollout, rolled_term) = wait_leader(&ns, APP, 0).await?;
+    let grants = rolled_term - term;
+    show.say(format!(
+        "rollout done in {:.1} s: {grants} grant(s) with {healthy} leading at its start (at most 2 when the leader is the first Pod replaced, otherwise 1); {after_rollout} leads",
+        rolling.elapsed().as_secs_f64()
     ));
     sleep(Duration::from_secs(3)).await;
     show_kubectl(show, &["get", "leadershipleases", "-n", NAMESPACE, "-o", "wide"])?;
@@ -347,11 +390,13 @@ async fn scenes(show: &mut Show) -> anyhow::Result<()> {
     let seen = seen.lock().unwrap_or_else(|p| p.into_inner());
     print_timeline(show, &seen);
     println!(
-        "\n  graceful handover (kubectl delete pod): {:>7.0} ms\n  failover after a hang (SIGSTOP):        {:>7.0} ms  (lease 4000 ms from the last renewal + margin)\n  failover after a crash (SIGKILL):       {:>7.0} ms  (the claim ended: {ended})\n  handover after the app failed:          {:>7.0} ms  (5 s grace + one handover)\n",
+        "\n  graceful handover (kubectl delete pod): {:>7.0} ms\n  failover after a hang (SIGSTOP):        {:>7.0} ms  (lease 4000 ms from the last renewal + margin)\n  failover after a crash (SIGKILL):       {:>7.0} ms  (the claim ended: {ended})\n  handover after the app failed:          {:>7.0} ms  (5 s grace + one handover)\n  grants in a rolling restart:            {:>7}     (leader at its start: {})\n",
         handover.as_secs_f64() * 1000.0,
         failover.as_secs_f64() * 1000.0,
         back.as_secs_f64() * 1000.0,
         followed.as_secs_f64() * 1000.0,
+        grants,
+        short(&healthy),
     );
     drop(seen);
     let _ = run(Command::new(&helm)
@@ -390,7 +435,6 @@ async fn wait_leader(ns: &TestNamespace, application: &str, after: i64) -> anyho
     }
 }
 
-/// The host pid of a pod's container.
 /// The id of the running `container` of `pod`.
 async fn container(pods: &Api<Pod>, pod: &str, container: &str) -> anyhow::Result<String> {
     let object = pods.get(pod).await?;

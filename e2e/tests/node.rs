@@ -195,6 +195,27 @@ async fn the_leader_service_follows_the_leader_through_kube_proxy_when_its_pod_i
     eprintln!("handover after deleting the leader's pod: {handover:?}; Service answers: {answers:?}");
 }
 
+/// Installs the chart (its example at one replica) and a StatefulSet `web` of `replicas` injected
+/// units running `script`; its Pods, once Ready.
+async fn with_workload(
+    ns: &TestNamespace,
+    replicas: usize,
+    claim_duration: &str,
+    script: &str,
+) -> (Release, Vec<Pod>) {
+    let release = install(ns, &["--set", "example.replicas=1"]);
+    let sets: Api<StatefulSet> = ns.api();
+    let count = i32::try_from(replicas).expect("a few replicas");
+    sets.create(
+        &PostParams::default(),
+        &injected_workload("web", count, claim_duration, script),
+    )
+    .await
+    .unwrap();
+    let units = ready_pods(ns, "web-", replicas).await;
+    (release, units)
+}
+
 /// An app that, told to stop, waits 8 s and then writes what the socket says into its termination
 /// message: where leadership was while it was still stopping.
 const REPORTS_WHEN_STOPPING: &str = "trap 'sleep 8; curl -s --unix-socket \"$LEADERSHIP_SOCKET\" http://localhost/v1/status > /dev/termination-log; exit 0' TERM; while true; do sleep 0.2; done";
@@ -346,15 +367,8 @@ fn declare(ns: &TestNamespace, pod: &str, body: &str) {
 async fn an_app_that_says_not_me_hands_over_and_is_skipped_as_a_standby() {
     let _serial = SERIAL.lock().await;
     let ns = testenv::node().namespace().await;
-    let _release = install(&ns, &["--set", "example.replicas=1"]);
-    let sets: Api<StatefulSet> = ns.api();
-    sets.create(
-        &PostParams::default(),
-        &injected_workload("web", 3, "5s", CRASHES_ON_FLAG),
-    )
-    .await
-    .unwrap();
-    let units = names(&ready_pods(&ns, "web-", 3).await);
+    let (_release, units) = with_workload(&ns, 3, "5s", CRASHES_ON_FLAG).await;
+    let units = names(&units);
     let (leader, term) = holder(&ns, "web", |h| units.iter().any(|u| u == h)).await;
     let others: Vec<&String> = units.iter().filter(|u| **u != leader).collect();
     let (warming, ready) = (others[0], others[1]);
@@ -374,21 +388,7 @@ async fn an_app_that_says_not_me_hands_over_and_is_skipped_as_a_standby() {
         (ready, term + 1),
         "skipped {warming}, which is warming up"
     );
-    let events = text(
-        &ns.env()
-            .kubectl()
-            .args([
-                "get",
-                "events",
-                "-n",
-                &ns.name,
-                "--field-selector",
-                "reason=AppUnhealthy",
-            ])
-            .args(["-o", "jsonpath={.items[*].message}"])
-            .output()
-            .unwrap(),
-    );
+    let events = event_messages(&ns, "AppUnhealthy");
     assert!(events.contains("it said: draining"), "{events}");
 
     // The warming unit may lead again: it is listed no more.
@@ -402,15 +402,8 @@ async fn an_app_that_says_not_me_hands_over_and_is_skipped_as_a_standby() {
 async fn a_statefulset_rollout_moves_leadership_at_most_twice_from_its_first_pod_and_once_otherwise() {
     let _serial = SERIAL.lock().await;
     let ns = testenv::node().namespace().await;
-    let _release = install(&ns, &["--set", "example.replicas=1"]);
+    let (_release, _) = with_workload(&ns, 3, "5s", CRASHES_ON_FLAG).await;
     let sets: Api<StatefulSet> = ns.api();
-    sets.create(
-        &PostParams::default(),
-        &injected_workload("web", 3, "5s", CRASHES_ON_FLAG),
-    )
-    .await
-    .unwrap();
-    ready_pods(&ns, "web-", 3).await;
     holder(&ns, "web", |_| true).await;
     let store = KubeStore::new(ns.client.clone(), Scope::Namespace(ns.name.clone()));
     // A StatefulSet replaces its Pods from the highest ordinal down.
@@ -455,15 +448,7 @@ async fn a_statefulset_rollout_moves_leadership_at_most_twice_from_its_first_pod
 async fn a_deleted_leaders_pod_hands_over_at_once_while_its_app_is_still_stopping() {
     let _serial = SERIAL.lock().await;
     let ns = testenv::node().namespace().await;
-    let _release = install(&ns, &["--set", "example.replicas=1"]);
-    let sets: Api<StatefulSet> = ns.api();
-    sets.create(
-        &PostParams::default(),
-        &injected_workload("web", 2, "5s", REPORTS_WHEN_STOPPING),
-    )
-    .await
-    .unwrap();
-    let units = ready_pods(&ns, "web-", 2).await;
+    let (_release, units) = with_workload(&ns, 2, "5s", REPORTS_WHEN_STOPPING).await;
     let (leader, term) = holder_among(&ns, "web", &units).await;
 
     // The operator sees the Pod being deleted and asks its sidecar to hand over to the other
@@ -493,24 +478,28 @@ async fn a_deleted_leaders_pod_hands_over_at_once_while_its_app_is_still_stoppin
         );
         assert_eq!(sidecar.exit_code, 0, "the sidecar stopped cleanly: {sidecar:?}");
     }
-    let events = text(
-        &ns.env()
-            .kubectl()
-            .args([
-                "get",
-                "events",
-                "-n",
-                &ns.name,
-                "--field-selector",
-                "reason=LeaderTerminating",
-                "-o",
-                "name",
-            ])
-            .output()
-            .unwrap(),
+    let events = event_messages(&ns, "LeaderTerminating");
+    assert!(
+        events.contains(&format!(
+            "{leader}'s Pod is being deleted: it hands over to {next}"
+        )),
+        "a LeaderTerminating Event: {events}"
     );
-    assert!(!events.trim().is_empty(), "a LeaderTerminating Event");
     eprintln!("handover from {leader} to {next} after deleting its pod: {handover:?}");
+}
+
+/// The messages of the namespace's Events with `reason`, space-separated.
+fn event_messages(ns: &TestNamespace, reason: &str) -> String {
+    let selector = format!("reason={reason}");
+    let out = ns
+        .env()
+        .kubectl()
+        .args(["get", "events", "-n", &ns.name, "--field-selector", &selector])
+        .args(["-o", "jsonpath={.items[*].message}"])
+        .output()
+        .expect("run kubectl");
+    assert!(out.status.success(), "kubectl get events: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The lease's `LeaderHealthy` condition: (status, reason, message).
@@ -529,15 +518,7 @@ async fn leader_health(ns: &TestNamespace, lease: &str) -> Option<(String, Strin
 async fn a_crash_looping_leader_hands_over_to_a_healthy_unit_and_with_none_healthy_keeps_leading() {
     let _serial = SERIAL.lock().await;
     let ns = testenv::node().namespace().await;
-    let _release = install(&ns, &["--set", "example.replicas=1"]);
-    let sets: Api<StatefulSet> = ns.api();
-    sets.create(
-        &PostParams::default(),
-        &injected_workload("web", 3, "5s", CRASHES_ON_FLAG),
-    )
-    .await
-    .unwrap();
-    let units = ready_pods(&ns, "web-", 3).await;
+    let (_release, units) = with_workload(&ns, 3, "5s", CRASHES_ON_FLAG).await;
     let (leader, term) = holder_among(&ns, "web", &units).await;
     eventually(SETTLE, "the leader reported healthy", || async {
         leader_health(&ns, "web")
@@ -585,23 +566,11 @@ async fn a_crash_looping_leader_hands_over_to_a_healthy_unit_and_with_none_healt
         (next.as_str(), next_term),
         "{reason}: {message}"
     );
-    let events = text(
-        &ns.env()
-            .kubectl()
-            .args([
-                "get",
-                "events",
-                "-n",
-                &ns.name,
-                "--field-selector",
-                "reason=NoHealthyStandby",
-                "-o",
-                "name",
-            ])
-            .output()
-            .unwrap(),
+    let events = event_messages(&ns, "NoHealthyStandby");
+    assert!(
+        events.contains("it keeps leading"),
+        "a NoHealthyStandby Event: {events}"
     );
-    assert!(!events.trim().is_empty(), "a NoHealthyStandby Event");
 }
 
 #[tokio::test]

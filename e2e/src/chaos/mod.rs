@@ -35,8 +35,9 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use kube::{Api, Client};
+use kube::{Api, Client, api::PostParams};
 use leadership::wire::{RecordLine, monotonic_ns};
+use leadership_kube::crd::{HealthPolicy, LeadershipLease, LeasePolicy};
 use serde::Serialize;
 use tokio::time::{Instant, sleep};
 
@@ -177,6 +178,23 @@ pub async fn run(tools: &Tools, settings: Settings) -> anyhow::Result<Outcome> {
     create_namespace(&client, APPLICATION, &[])
         .await
         .context("create the namespace")?;
+    // The units are processes beside Pod objects that no kubelet runs, so no app's health is
+    // known: the health rule would find every app "not started". It is off for this application
+    // (the node's tests check it on real pods).
+    let mut lease = LeadershipLease::empty(APPLICATION, APPLICATION);
+    lease.spec.policy = Some(LeasePolicy {
+        min_duration_ms: None,
+        max_duration_ms: None,
+        lock_delay_ms: None,
+        health: Some(HealthPolicy {
+            enabled: Some(false),
+            ..HealthPolicy::default()
+        }),
+    });
+    Api::<LeadershipLease>::namespaced(client.clone(), APPLICATION)
+        .create(&PostParams::default(), &lease)
+        .await
+        .context("create the application's lease with the health rule off")?;
     say(started, "installing the chart's RBAC and admission policies");
     credentials::install_chart(tools, plane.kubeconfig()).await?;
     let mut run = Run {

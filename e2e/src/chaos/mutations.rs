@@ -284,9 +284,12 @@ fn status_move(
             }
         },
         6 => {
+            // A Time goes over the wire in whole seconds: so does the one written here, or the
+            // judge would see a change the API server does not.
+            let second = Timestamp::from_second(scene.now.as_second()).unwrap_or(scene.now);
             let entry = Ineligible {
                 reason: "hostile".into(),
-                since: Some(Time(scene.now)),
+                since: Some(Time(second)),
             };
             match rng.below(4) {
                 0 => {

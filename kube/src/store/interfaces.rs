@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{KubeStore, writes::now_time};
-use crate::crd::{self, HandoverRequest, Ineligible, LeadershipLease, LeadershipLeaseSpec, Pin, Revocation};
+use crate::crd::{self, HandoverRequest, Ineligible, LeadershipLease, Pin, Revocation};
 
 impl Claimer for KubeStore {
     async fn claim_leadership(&self, application: &str, unit: &str, duration: Duration) -> Result<Grant> {
@@ -24,9 +24,7 @@ impl Claimer for KubeStore {
         self.retry("claim leadership", |fresh| {
             let app = app.clone();
             async move {
-                let Some(mut object) = self.current(&app, application, fresh).await? else {
-                    self.create(&app, application, LeadershipLeaseSpec::default())
-                        .await?;
+                let Some(mut object) = self.current_or_create(&app, application, fresh).await? else {
                     return Ok(None);
                 };
                 self.check_duration(Some(&object), duration)?;
@@ -176,9 +174,7 @@ impl Eligibility for KubeStore {
         self.retry("declare eligibility", |fresh| {
             let app = app.clone();
             async move {
-                let Some(mut object) = self.current(&app, application, fresh).await? else {
-                    self.create(&app, application, LeadershipLeaseSpec::default())
-                        .await?;
+                let Some(mut object) = self.current_or_create(&app, application, fresh).await? else {
                     return Ok(None);
                 };
                 let status = object.status.get_or_insert_with(Default::default);

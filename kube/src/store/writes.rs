@@ -36,6 +36,22 @@ impl KubeStore {
         }
     }
 
+    /// The object as [`KubeStore::current`] reads it; when there is none, creates it empty and
+    /// answers `None`: the caller decides again on the next attempt.
+    pub(super) async fn current_or_create(
+        &self,
+        app: &App,
+        application: &str,
+        fresh: bool,
+    ) -> Result<Option<LeadershipLease>> {
+        if let Some(object) = self.current(app, application, fresh).await? {
+            return Ok(Some(object));
+        }
+        self.create(app, application, LeadershipLeaseSpec::default())
+            .await?;
+        Ok(None)
+    }
+
     /// Writes `object`'s status with a compare-and-swap on its resourceVersion. `Ok(None)` is a
     /// lost race: read again and decide again.
     pub(super) async fn write_status(

@@ -14,10 +14,13 @@ use hyper_util::{
     client::legacy::{Client as Hyper, connect::HttpConnector},
     rt::TokioExecutor,
 };
-use k8s_openapi::api::core::v1::{ContainerStateTerminated, Pod};
+use k8s_openapi::api::{
+    apps::v1::StatefulSet,
+    core::v1::{ContainerStateTerminated, Pod},
+};
 use kube::{
     Api,
-    api::ListParams,
+    api::{ListParams, Patch, PatchParams},
     runtime::{WatchStreamExt, watcher},
 };
 use leadership_kube::crd::LeadershipLease;
@@ -247,5 +250,47 @@ impl AdminClient {
             .to_owned();
         let leads = text.lines().any(|l| l == "leadership_sidecar_leader 1");
         Some((unit, leads))
+    }
+}
+
+/// Starts a rolling restart of workload `name`, as `kubectl rollout restart` does.
+pub async fn restart_rollout<K>(api: &Api<K>, name: &str) -> kube::Result<()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let at = k8s_openapi::jiff::Timestamp::now().to_string();
+    let patch = serde_json::json!({ "spec": { "template": { "metadata": { "annotations": {
+        "kubectl.kubernetes.io/restartedAt": at,
+    } } } } });
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map(|_| ())
+}
+
+/// Restarts StatefulSet `name`'s rollout and waits, at most `within`, until its `replicas` Pods
+/// are all Ready at the new revision.
+pub async fn roll_statefulset(
+    api: &Api<StatefulSet>,
+    name: &str,
+    replicas: i32,
+    within: Duration,
+) -> anyhow::Result<()> {
+    let revision = api.get(name).await?.status.and_then(|s| s.current_revision);
+    restart_rollout(api, name).await?;
+    let deadline = Instant::now() + within;
+    loop {
+        let status = api.get(name).await?.status.unwrap_or_default();
+        if status.current_revision != revision
+            && status.current_revision == status.update_revision
+            && status.updated_replicas == Some(replicas)
+            && status.ready_replicas == Some(replicas)
+        {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the rollout of {name} did not complete within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

@@ -21,7 +21,8 @@ use leadership_e2e::{
     chart::{Release, text, webhook_in},
     pods::{
         AdminClient, SETTLE, container_id, eventually, exec, holder, holder_among, is_ready, last_terminated,
-        names, ready_pods, restarts, signal_containers, socket_status, watch_until_gone,
+        names, ready_pods, restart_rollout, restarts, roll_statefulset, signal_containers, socket_status,
+        watch_until_gone,
     },
     testenv::{self, TestNamespace},
 };
@@ -324,7 +325,9 @@ async fn the_documented_deployment_is_injected_elects_a_leader_and_a_killed_side
 
     // A rolling restart creates a Pod at the new revision before it deletes an old one: whichever
     // old Pod leads, leadership moves once, to a Pod at the new revision.
-    restart_rollout(&deployments, "web").await;
+    restart_rollout(&deployments, "web")
+        .await
+        .expect("restart the rollout");
     let all_new = eventually(SETTLE, "the rollout to complete", || async {
         let status = deployments.get("web").await.ok()?.status?;
         let done = status.updated_replicas == Some(3)
@@ -339,20 +342,6 @@ async fn the_documented_deployment_is_injected_elects_a_leader_and_a_killed_side
         after_term - term
     );
     assert_eq!(after_term - term, 1, "one grant in the rollout");
-}
-
-/// Starts a rolling restart of `name`, as `kubectl rollout restart` does.
-async fn restart_rollout<K>(api: &Api<K>, name: &str)
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    let at = k8s_openapi::jiff::Timestamp::now().to_string();
-    let patch = serde_json::json!({ "spec": { "template": { "metadata": { "annotations": {
-        "kubectl.kubernetes.io/restartedAt": at,
-    } } } } });
-    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .expect("restart the rollout");
 }
 
 /// `pod`'s app says, on its socket, whether it should lead now.
@@ -415,17 +404,9 @@ async fn a_statefulset_rollout_moves_leadership_at_most_twice_from_its_first_pod
             store.hand_over("web", Some(&unit)).await.expect("hand over");
         }
         let (_, term) = holder(&ns, "web", |h| h == unit).await;
-        let revision = sets.get("web").await.unwrap().status.unwrap().current_revision;
-        restart_rollout(&sets, "web").await;
-        eventually(SETTLE, "the rollout to complete", || async {
-            let status = sets.get("web").await.ok()?.status?;
-            let done = status.current_revision != revision
-                && status.current_revision == status.update_revision
-                && status.updated_replicas == Some(3)
-                && status.ready_replicas == Some(3);
-            done.then_some(())
-        })
-        .await;
+        roll_statefulset(&sets, "web", 3, SETTLE)
+            .await
+            .expect("the rollout completes");
         let (after, after_term) = holder(&ns, "web", |_| true).await;
         grants.push((unit.clone(), after_term - term));
         eprintln!(

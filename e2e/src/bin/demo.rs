@@ -20,10 +20,7 @@ use k8s_openapi::api::{
     apps::v1::StatefulSet,
     core::v1::{Pod, Service},
 };
-use kube::{
-    Api,
-    api::{DeleteParams, Patch, PatchParams},
-};
+use kube::{Api, api::DeleteParams};
 use leadership_e2e::{
     controlplane::{ControlPlane, StartOptions},
     node::NodeOptions,
@@ -352,27 +349,8 @@ async fn scenes(show: &mut Show) -> anyhow::Result<()> {
     ));
     show.mark("rollout restart");
     let sets: Api<StatefulSet> = ns.api();
-    let revision = sets.get(APP).await?.status.and_then(|s| s.current_revision);
-    let restarted = serde_json::json!({ "spec": { "template": { "metadata": { "annotations": {
-        "kubectl.kubernetes.io/restartedAt": k8s_openapi::jiff::Timestamp::now().to_string(),
-    } } } } });
-    sets.patch(APP, &PatchParams::default(), &Patch::Merge(&restarted))
-        .await?;
     let rolling = Instant::now();
-    loop {
-        let status = sets.get(APP).await?.status.unwrap_or_default();
-        let done = status.current_revision != revision
-            && status.current_revision == status.update_revision
-            && status.updated_replicas == Some(3)
-            && status.ready_replicas == Some(3);
-        if done {
-            break;
-        }
-        if rolling.elapsed() > Duration::from_secs(300) {
-            bail!("the rollout did not complete within 300 s");
-        }
-        sleep(Duration::from_millis(200)).await;
-    }
+    pods::roll_statefulset(&sets, APP, 3, Duration::from_secs(300)).await?;
     let (after_rollout, rolled_term) = wait_leader(&ns, APP, 0).await?;
     let grants = rolled_term - term;
     show.say(format!(

@@ -828,6 +828,29 @@ async fn a_unit_declares_only_its_own_eligibility_and_never_writes_the_operators
         "a unit declares only its own eligibility: pod web-0 changed the status.ineligible entry of web-1",
     )
     .await;
+    // The schema bounds what a unit may say: a reason of at most 256 characters, unit names only.
+    b.refused(
+        &web1,
+        "web",
+        |s| {
+            drop(s.ineligible.insert(
+                "web-1".into(),
+                Ineligible {
+                    reason: "x".repeat(300),
+                    since: None,
+                },
+            ))
+        },
+        "status.ineligible.web-1.reason: Too long",
+    )
+    .await;
+    b.refused(
+        &web1,
+        "web",
+        |s| drop(s.ineligible.insert("Not A Pod".into(), Ineligible::default())),
+        "status.ineligible",
+    )
+    .await;
     // A declaration changes nothing else.
     b.refused(
         &web1,

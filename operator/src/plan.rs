@@ -892,7 +892,7 @@ mod tests {
         assert_eq!(plan(&leading, &live, now()).ask, None, "already leads");
     }
 
-    fn leader_health(plan: &Plan) -> Option<(String, String, String)> {
+    fn health_condition(plan: &Plan) -> Option<(String, String, String)> {
         let status = plan.status.as_ref()?;
         let c = status.conditions.iter().find(|c| c.type_ == "LeaderHealthy")?;
         Some((c.status.clone(), c.reason.clone(), c.message.clone()))
@@ -910,7 +910,7 @@ mod tests {
         let within = plan(&object, &unhealthy, now());
         assert_eq!(within.ask, None, "within the grace");
         assert_eq!(
-            leader_health(&within),
+            health_condition(&within),
             Some((
                 "False".into(),
                 "AppUnhealthy".into(),
@@ -938,7 +938,7 @@ mod tests {
         };
         let kept = plan(&object, &alone, now());
         assert_eq!(kept.ask, None);
-        let (status, why, message) = leader_health(&kept).unwrap();
+        let (status, why, message) = health_condition(&kept).unwrap();
         assert_eq!((status.as_str(), why.as_str()), ("False", "NoHealthyStandby"));
         assert!(message.ends_with("it keeps leading"), "{message}");
         // Nothing is asked while another request is pending, or once the claim ran out.
@@ -964,16 +964,16 @@ mod tests {
             ..Judgement::default()
         };
         assert_eq!(
-            leader_health(&plan(&object, &followed, now())),
+            health_condition(&plan(&object, &followed, now())),
             Some((
                 "True".into(),
                 "AppHealthy".into(),
                 "web-0's app is healthy".into()
             ))
         );
-        assert_eq!(leader_health(&plan(&object, &Judgement::default(), now())), None);
+        assert_eq!(health_condition(&plan(&object, &Judgement::default(), now())), None);
         let free = held_cleared();
-        assert_eq!(leader_health(&plan(&free, &followed, now())), None, "no leader");
+        assert_eq!(health_condition(&plan(&free, &followed, now())), None, "no leader");
     }
 
     #[test]

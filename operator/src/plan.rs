@@ -971,9 +971,16 @@ mod tests {
                 "web-0's app is healthy".into()
             ))
         );
-        assert_eq!(health_condition(&plan(&object, &Judgement::default(), now())), None);
+        assert_eq!(
+            health_condition(&plan(&object, &Judgement::default(), now())),
+            None
+        );
         let free = held_cleared();
-        assert_eq!(health_condition(&plan(&free, &followed, now())), None, "no leader");
+        assert_eq!(
+            health_condition(&plan(&free, &followed, now())),
+            None,
+            "no leader"
+        );
     }
 
     #[test]

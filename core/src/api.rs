@@ -87,6 +87,14 @@ pub trait Eligibility: Send + Sync {
         unit: &str,
         ineligible: Option<&str>,
     ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Why `unit` said it should not lead `application`, as the store keeps it; `None` when it did
+    /// not, or said since that it may. A restarted sidecar reads its app's standing declaration.
+    fn declared_ineligible(
+        &self,
+        application: &str,
+        unit: &str,
+    ) -> impl Future<Output = Result<Option<String>>> + Send;
 }
 
 /// Reads who leads (SPEC R1).

@@ -207,6 +207,15 @@ impl Eligibility for MemoryStore {
             Ok(())
         })
     }
+
+    async fn declared_ineligible(&self, application: &str, unit: &str) -> Result<Option<String>> {
+        validate::application_name(application)?;
+        validate::unit_name(unit)?;
+        Ok(self
+            .leases()
+            .get(application)
+            .and_then(|entry| entry.ineligible.get(unit).cloned()))
+    }
 }
 
 impl Pinner for MemoryStore {

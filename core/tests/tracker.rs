@@ -261,6 +261,8 @@ async fn a_unit_that_said_it_should_not_lead_leaves_a_free_lease_to_the_others_a
         .declare_eligibility("web", "web-0", Some("warming up"))
         .await
         .unwrap();
+    let standing = memory.declared_ineligible("web", "web-0").await.unwrap();
+    assert_eq!(standing.as_deref(), Some("warming up"), "the store keeps it");
     let warming = LeaseTracker::start(memory.clone(), TrackerConfig::new("web", "web-0", D)).unwrap();
     sleep(Duration::from_millis(100)).await;
     let ready = LeaseTracker::start(memory.clone(), TrackerConfig::new("web", "web-1", D)).unwrap();
@@ -277,6 +279,7 @@ async fn a_unit_that_said_it_should_not_lead_leaves_a_free_lease_to_the_others_a
     );
     // Eligible again: it is no longer asked to stand aside.
     memory.declare_eligibility("web", "web-0", None).await.unwrap();
+    assert_eq!(memory.declared_ineligible("web", "web-0").await.unwrap(), None);
     let view = memory.watch("web").await.unwrap().current();
     assert!(view.stand_aside.is_empty(), "{view:?}");
 }

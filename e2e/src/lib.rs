@@ -1,22 +1,11 @@
-//! A real Kubernetes control plane on this machine, for tests and the demo.
+//! The fixtures: a real Kubernetes control plane (and a node that runs pods) on this machine, the
+//! images, the chart, and our binaries as local processes; what the tests, the demo and the labs
+//! (`leadership-labs`) run on.
 //!
-//! - [`tools`]: the pinned etcd, kube-apiserver, kube-controller-manager, kubectl and helm binaries,
-//!   built from the Go module proxy by `e2e/tools/build` into `~/.cache/leadership-e2e/`;
-//! - [`controlplane`]: starts and stops them on 127.0.0.1 with their own CA;
-//! - [`testenv`]: one control plane per test run, a client and a fresh namespace per test;
-//! - [`chart`]: helm, the rendered chart, a release per test, and waiting for its policies;
-//! - [`images`]: container images written as OCI archives without Docker (`e2e/images`);
-//! - [`units`]: sidecars and operators as local processes, one sidecar per Pod object;
-//! - [`mod@bench`]: the benchmark behind `e2e/bench`: candidates, measurements, statistics, report;
-//! - [`node`]: a real node (containerd, runc, CNI, kubelet, kube-proxy, kube-scheduler) that runs pods;
-//! - [`pods`]: pods on the node for tests and the demo: readiness, holders, exec, containers' pids;
-//! - [`link`]: a TCP link to the API server that a test can cut or slow down;
-//! - [`chaos`]: the fault checker behind `e2e/chaos`, with its hostile unit.
+//! Each module says what it holds; `docs/architecture.md` (Layout) lists them all by role.
 #![forbid(unsafe_code)]
 
-pub mod bench;
 pub mod certs;
-pub mod chaos;
 pub mod chart;
 pub mod controlplane;
 pub mod images;

@@ -2,12 +2,16 @@
 //! tracker for the application `leadership-operator`; only the leader runs the controller, and a
 //! standby takes over when the leader stops renewing (or at once when it shuts down).
 
-use std::sync::Arc;
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
 
 use anyhow::{Context as _, bail};
-use axum::{Router, extract::State, http::header, response::IntoResponse, routing::get};
+use axum::{Router, extract::State, response::IntoResponse, routing::get};
 use leadership::{LeaseTracker, Ticket, Tracker, TrackerConfig, expiry::ExpiryPolicy};
 use leadership_kube::{KubeStore, Scope};
+use leadership_runtime::{admin, http::serve};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -63,25 +67,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         None => None,
     };
     let ready = Readiness {
-        started: CancellationToken::new(),
+        started: Arc::new(AtomicBool::new(false)),
         webhook: webhook.as_ref().map(|w| w.current.clone()),
     };
     let admin = tokio::net::TcpListener::bind(args.admin_address)
         .await
         .with_context(|| format!("bind the admin address {}", args.admin_address))?;
-    let admin_routes = Router::new()
+    let probes = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(render_metrics))
-        .with_state((metrics.clone(), ready.clone()));
-    let admin_stop = stop.clone();
-    let admin_task = tokio::spawn(async move {
-        let served = axum::serve(admin, admin_routes)
-            .with_graceful_shutdown(async move { admin_stop.cancelled().await });
-        if let Err(err) = served.await {
-            warn!(error = %err, "the admin server stopped");
-        }
+        .with_state(ready.clone());
+    let admin_routes = admin::router(probes, {
+        let metrics = metrics.clone();
+        move || metrics.render()
     });
+    let admin_task = tokio::spawn(serve(admin, admin_routes, stop.clone()));
 
     let store = KubeStore::new(client.clone(), Scope::Namespace(namespace.clone()));
     let tracker = LeaseTracker::start(
@@ -92,7 +92,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Context::new(client, &identity, metrics.clone(), ExpiryPolicy::default())
             .with_handover_timeout(args.handover_timeout),
     );
-    ready.started.cancel();
+    ready.started.store(true, Ordering::Release);
     info!(%identity, %namespace, watch = ?args.watch_namespace, "operator started; waiting to lead");
 
     let mut terminate = signal(SignalKind::terminate()).context("install the SIGTERM handler")?;
@@ -144,7 +144,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 /// webhook (so that a Service sends admission requests only to replicas that can answer them).
 #[derive(Clone)]
 struct Readiness {
-    started: CancellationToken,
+    /// Set once the tracker and the controller's context exist.
+    started: Arc<AtomicBool>,
     webhook: Option<Arc<CurrentCert>>,
 }
 
@@ -214,8 +215,8 @@ fn webhook_serving(
     }))
 }
 
-async fn readyz(State((_, ready)): State<(Arc<Metrics>, Readiness)>) -> impl IntoResponse {
-    if !ready.started.is_cancelled() {
+async fn readyz(State(ready): State<Readiness>) -> impl IntoResponse {
+    if !ready.started.load(Ordering::Acquire) {
         (axum::http::StatusCode::SERVICE_UNAVAILABLE, "starting")
     } else if ready.webhook.as_ref().is_some_and(|w| !w.is_loaded()) {
         (
@@ -225,14 +226,4 @@ async fn readyz(State((_, ready)): State<(Arc<Metrics>, Readiness)>) -> impl Int
     } else {
         (axum::http::StatusCode::OK, "ready")
     }
-}
-
-async fn render_metrics(State((metrics, _)): State<(Arc<Metrics>, Readiness)>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        metrics.render(),
-    )
 }

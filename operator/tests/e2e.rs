@@ -32,7 +32,7 @@ fn operator(ns: &TestNamespace, identity: &str) -> Process {
 }
 
 fn cli(ns: &TestNamespace, args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-leadership"))
+    std::process::Command::new(testenv::binary("kubectl-leadership"))
         .arg("--kubeconfig")
         .arg(testenv::shared().kubeconfig())
         .args(["-n", &ns.name])
@@ -449,7 +449,7 @@ async fn wait_released_wakes_on_every_release_though_a_standby_takes_over_at_onc
     let sidecars = three(&ns, "relay").await;
     for round in 0..10 {
         let (holder, before) = leader(&sidecars, PROMPTLY).await;
-        let mut waiter = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubectl-leadership"))
+        let mut waiter = tokio::process::Command::new(testenv::binary("kubectl-leadership"))
             .arg("--kubeconfig")
             .arg(testenv::shared().kubeconfig())
             .args(["-n", &ns.name, "wait-released", "relay", "--timeout", "60s"])

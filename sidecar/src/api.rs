@@ -60,8 +60,17 @@ struct Inner<S> {
     tracker: LeaseTracker,
     store: S,
     metrics: Arc<Metrics>,
+    declaration: Mutex<Declaration>,
+}
+
+/// The app's "not me" as this sidecar knows it.
+#[derive(Default)]
+struct Declaration {
     /// Why the app said it should not lead, while it says so.
-    ineligible: Mutex<Option<String>>,
+    ineligible: Option<String>,
+    /// Whether the app has declared through this sidecar process. Until it has, the declaration
+    /// the lease keeps from before a sidecar restart stands and is adopted.
+    made_here: bool,
 }
 
 impl<S: Store> Sidecar<S> {
@@ -75,7 +84,7 @@ impl<S: Store> Sidecar<S> {
                 tracker,
                 store,
                 metrics,
-                ineligible: Mutex::new(None),
+                declaration: Mutex::default(),
             }),
         }
     }
@@ -117,11 +126,28 @@ impl<S: Store> Sidecar<S> {
     }
 
     fn ineligible(&self) -> Option<String> {
-        self.inner
-            .ineligible
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.declaration().ineligible.clone()
+    }
+
+    fn declaration(&self) -> std::sync::MutexGuard<'_, Declaration> {
+        // Each change is one assignment, so a poisoned lock still holds a whole declaration.
+        self.inner.declaration.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reads the declaration the lease keeps for this unit (made before this sidecar started)
+    /// and reports it, unless the app has declared through this sidecar since.
+    pub async fn adopt_standing_declaration(&self) -> leadership::Result<()> {
+        let tracker = &self.inner.tracker;
+        let standing = self
+            .inner
+            .store
+            .declared_ineligible(tracker.application_name(), tracker.unit())
+            .await?;
+        let mut declaration = self.declaration();
+        if !declaration.made_here {
+            declaration.ineligible = standing;
+        }
+        Ok(())
     }
 
     /// Whether the lease state is known: the first read is done and the watch runs.
@@ -624,7 +650,10 @@ async fn eligibility<S: Store>(
     if let Err(err) = done {
         return failure(&err);
     }
-    *sidecar.inner.ineligible.lock().unwrap_or_else(|p| p.into_inner()) = ineligible.clone();
+    *sidecar.declaration() = Declaration {
+        ineligible: ineligible.clone(),
+        made_here: true,
+    };
     Json(EligibilityReply {
         unit: tracker.unit().to_owned(),
         eligible: ineligible.is_none(),

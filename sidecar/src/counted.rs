@@ -123,6 +123,10 @@ impl<S: Eligibility> Eligibility for Counted<S> {
             .declare_eligibility(application, unit, ineligible)
             .await
     }
+
+    async fn declared_ineligible(&self, application: &str, unit: &str) -> Result<Option<String>> {
+        self.store.declared_ineligible(application, unit).await
+    }
 }
 
 #[cfg(test)]

@@ -3,8 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use leadership_sidecar::config::{Cli, LogFormat};
-use tracing_subscriber::EnvFilter;
+use leadership_sidecar::config::Cli;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -22,12 +21,7 @@ fn main() -> ExitCode {
     if let Some(command) = cli.command {
         return runtime.block_on(leadership_sidecar::cli::run(command, &cli.run.socket));
     }
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt().with_env_filter(filter);
-    match cli.run.log_format {
-        LogFormat::Json => logs.json().init(),
-        LogFormat::Plain => logs.init(),
-    }
+    leadership_runtime::logs::init(cli.run.log_format);
     match runtime.block_on(leadership_sidecar::run::run(cli.run)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -1,7 +1,7 @@
 //! Wires the sidecar: configuration, the Kubernetes store, the tracker, both listeners, and a
 //! graceful shutdown that releases the lease (SPEC T8).
 
-use std::{os::unix::fs::PermissionsExt, path::Path, sync::Arc};
+use std::{os::unix::fs::PermissionsExt, path::Path, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use leadership::{
@@ -10,21 +10,20 @@ use leadership::{
     validate,
 };
 use leadership_kube::{KubeStore, Scope, StoreConfig};
+use leadership_runtime::{admin, http::serve};
 use tokio::{
     net::{TcpListener, UnixListener},
     signal::unix::{SignalKind, signal},
     time::Instant,
 };
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::{
-    admin,
     api::{self, Sidecar, Store},
     config::RunArgs,
     counted::Counted,
     hooks::{self, Hooks},
-    http::serve,
     metrics::Metrics,
     record::Recorder,
 };
@@ -116,8 +115,13 @@ pub async fn serve_until_signalled<S: Store>(sidecar: Sidecar<S>, args: &RunArgs
     });
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(serve(socket, api::router(sidecar.clone()), stop.clone()));
-    tasks.spawn(serve(admin, admin::router(sidecar.clone()), stop.clone()));
+    let metrics = sidecar.clone();
+    let admin_routes = admin::router(api::probes().with_state(sidecar.clone()), move || {
+        metrics.metrics().render()
+    });
+    tasks.spawn(serve(admin, admin_routes, stop.clone()));
     tasks.spawn(follow(sidecar.clone(), stop.clone()));
+    tasks.spawn(adopt_standing_declaration(sidecar.clone(), stop.clone()));
 
     let mut terminate = signal(SignalKind::terminate()).context("install the SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("install the SIGINT handler")?;
@@ -137,6 +141,23 @@ pub async fn serve_until_signalled<S: Store>(sidecar: Sidecar<S>, args: &RunArgs
     let _ = std::fs::remove_file(&args.socket);
     info!("stopped");
     Ok(())
+}
+
+/// Adopts the app's "not me" that the lease keeps from before a sidecar restart, so that the
+/// status reports what the lease says; retries every second until the lease can be read.
+async fn adopt_standing_declaration<S: Store>(sidecar: Sidecar<S>, stop: CancellationToken) {
+    loop {
+        match sidecar.adopt_standing_declaration().await {
+            Ok(()) => return,
+            Err(err) => {
+                warn!(error = %err, "cannot read this unit's standing eligibility declaration; retrying")
+            }
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
 }
 
 /// Logs every change of leadership and keeps the gauges current.

@@ -471,11 +471,10 @@ async fn socket_errors_are_clear_json_and_change_nothing() {
 #[tokio::test]
 async fn a_unit_whose_app_says_it_should_not_lead_lets_an_eligible_one_take_a_free_lease() {
     let ns = common::namespace().await;
-    let sidecars = three(&ns, "elig").await;
+    let mut sidecars = three(&ns, "elig").await;
     let (first, _) = leader(&sidecars, PROMPTLY).await;
-    let warming = &sidecars[(first + 1) % 3];
-    let ready = &sidecars[(first + 2) % 3];
-    let said = warming
+    let (warming, ready) = ((first + 1) % 3, (first + 2) % 3);
+    let said = sidecars[warming]
         .client()
         .declare_eligibility(Some("warming up"))
         .await
@@ -484,20 +483,46 @@ async fn a_unit_whose_app_says_it_should_not_lead_lets_an_eligible_one_take_a_fr
         (said.eligible, said.reason.as_deref()),
         (false, Some("warming up"))
     );
-    let status = warming.client().status().await.unwrap();
+    let status = sidecars[warming].client().status().await.unwrap();
     assert_eq!(
         (status.eligible, status.ineligible_reason.as_deref()),
         (false, Some("warming up"))
     );
+    // A restarted sidecar reports the declaration the lease keeps from before: the app said
+    // "not me" and has not taken it back.
+    sidecars[warming].signal(Signal::SIGKILL);
+    let _ = sidecars[warming].process.exit_code().await;
+    let unit = sidecars[warming].unit.clone();
+    sidecars[warming] = Sidecar::start(&ns, "elig", &unit).await;
+    let deadline = Instant::now() + PROMPTLY;
+    loop {
+        let status = sidecars[warming].client().status().await.unwrap();
+        if !status.eligible {
+            assert_eq!(status.ineligible_reason.as_deref(), Some("warming up"));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the restarted sidecar reports {status:?}"
+        );
+        sleep(Duration::from_millis(20)).await;
+    }
     // The leader steps down: the eligible standby takes the lease, the other stands aside.
     assert!(sidecars[first].client().release().await.unwrap());
     let (_, next) = next_leader(&sidecars, first, PROMPTLY).await;
-    assert_eq!(next.unit, ready.unit, "the eligible standby took the lease");
-    assert!(!warming.client().status().await.unwrap().leader);
+    assert_eq!(
+        next.unit, sidecars[ready].unit,
+        "the eligible standby took the lease"
+    );
+    assert!(!sidecars[warming].client().status().await.unwrap().leader);
     // Eligible again.
-    let said = warming.client().declare_eligibility(None).await.unwrap();
+    let said = sidecars[warming]
+        .client()
+        .declare_eligibility(None)
+        .await
+        .unwrap();
     assert!(said.eligible && said.reason.is_none());
-    assert!(warming.client().status().await.unwrap().eligible);
+    assert!(sidecars[warming].client().status().await.unwrap().eligible);
 }
 
 #[tokio::test]

@@ -198,6 +198,17 @@ impl Eligibility for KubeStore {
         })
         .await
     }
+
+    async fn declared_ineligible(&self, application: &str, unit: &str) -> Result<Option<String>> {
+        validate::application_name(application)?;
+        validate::unit_name(unit)?;
+        let app = self.app(application)?;
+        let object = self.current(&app, application, false).await?;
+        Ok(object
+            .and_then(|object| object.status)
+            .and_then(|mut status| status.ineligible.remove(unit))
+            .map(|entry| entry.reason))
+    }
 }
 
 impl Pinner for KubeStore {

@@ -13,7 +13,7 @@ use super::{
     outcome::Injected,
     say,
 };
-use crate::link::LinkState;
+use leadership_e2e::link::LinkState;
 
 impl Run {
     pub(super) async fn inject(

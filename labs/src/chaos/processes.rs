@@ -15,7 +15,7 @@ use super::{
     hostile::{HOSTILE, HostileUnit},
     say,
 };
-use crate::{
+use leadership_e2e::{
     link::{Link, LinkState},
     units::{self, Process},
 };

@@ -32,7 +32,7 @@ use super::{
     legality,
     mutations::{self, Mutation, Part, Scene},
 };
-use crate::{controlplane::admin_client, testenv};
+use leadership_e2e::{controlplane::admin_client, testenv};
 
 /// The hostile unit's pod.
 pub(super) const HOSTILE: &str = "chaos-hostile";

@@ -14,10 +14,8 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::{Context, bail};
 use leadership::validate::parse_duration;
-use leadership_e2e::{
-    chaos::{self, Settings, faults::PlannedFault},
-    tools::Tools,
-};
+use leadership_e2e::tools::Tools;
+use leadership_labs::chaos::{self, Settings, faults::PlannedFault};
 
 const USAGE: &str = "usage: e2e/chaos [--duration 30m] [--units 3-5] [--seed N] [--claim-duration 2s] [--schedule FAULTS.json] [--out DIR] [--no-hostile]
 

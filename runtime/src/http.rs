@@ -1,5 +1,5 @@
-//! One HTTP/1.1 serving loop for both listeners (the Unix socket and the admin TCP port), with
-//! limits that keep slow or hostile clients from holding resources.
+//! One HTTP/1.1 serving loop for every plain listener of both binaries (the sidecar's Unix socket,
+//! the admin TCP ports), with limits that keep slow or hostile clients from holding resources.
 
 use std::{future::Future, time::Duration};
 

@@ -31,7 +31,7 @@ pub use self::{
     report::{CandidateReport, LoadReport, OURS, OwnReport, Report, ScaleReport},
     stats::Summary,
 };
-use crate::{
+use leadership_e2e::{
     controlplane::{ControlPlane, StartOptions},
     testenv::create_namespace,
     tools::Tools,

@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use kube::Client;
 
 use super::{APPLICATION, Run};
-use crate::{chart, controlplane::admin_client, link::Link, testenv, tools::Tools, units};
+use leadership_e2e::{chart, controlplane::admin_client, link::Link, testenv, tools::Tools, units};
 
 /// The chart's release, in the application's namespace.
 const RELEASE: &str = "leadership";

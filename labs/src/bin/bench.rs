@@ -4,12 +4,12 @@
 //! by `e2e/plot.py`). The wrapper script builds the binaries and passes their paths
 //! (`BENCH_SIDECAR`, `BENCH_OPERATOR`, `BENCH_CLIENT_GO`, `BENCH_RUST_PEERS`) and where the raw
 //! logs go (`BENCH_LOGS`, default `target/bench-logs`). The measuring is in
-//! [`leadership_e2e::bench`].
+//! [`leadership_labs::bench`].
 
 use std::{collections::BTreeSet, path::PathBuf, process::ExitCode};
 
 use anyhow::{Context, bail};
-use leadership_e2e::bench::{PARTS, Plan};
+use leadership_labs::bench::{PARTS, Plan};
 
 const USAGE: &str = "usage: e2e/bench [--quick] [--only election,load,operator] [--ours-only] [--out DIR]";
 
@@ -59,7 +59,7 @@ async fn main() -> ExitCode {
         let (plan, parts, out) = parse_args()?;
         let logs =
             std::env::var_os("BENCH_LOGS").map_or_else(|| PathBuf::from("target/bench-logs"), PathBuf::from);
-        leadership_e2e::bench::run(plan, &parts, &out, &logs).await
+        leadership_labs::bench::run(plan, &parts, &out, &logs).await
     };
     match run.await {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,11 +4,8 @@
 
 use std::time::Duration;
 
-use leadership_e2e::{
-    chaos::{self, Settings, faults::FaultKind},
-    testenv,
-    tools::Tools,
-};
+use leadership_e2e::{testenv, tools::Tools};
+use leadership_labs::chaos::{self, Settings, faults::FaultKind};
 
 #[tokio::test]
 async fn a_short_fault_run_finds_no_two_leaders_at_once() {

@@ -3,7 +3,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use leadership_operator::cli::{Cli, run};
+use cli::{Cli, run};
+
+mod cli;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {

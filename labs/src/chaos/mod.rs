@@ -45,7 +45,7 @@ use self::{
     faults::{PlanSettings, PlannedFault, Rng},
     hostile::HostileUnit,
 };
-use crate::{
+use leadership_e2e::{
     controlplane::{ControlPlane, StartOptions},
     link::Link,
     testenv::create_namespace,

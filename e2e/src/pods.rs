@@ -294,3 +294,19 @@ pub async fn roll_statefulset(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// `IP:PORT` of `pod`'s sidecar admin port (the container port named `leadership`), once the
+/// pod has an address.
+pub fn admin_address(pod: &Pod) -> Option<String> {
+    let ip = pod.status.as_ref()?.pod_ip.clone()?;
+    let spec = pod.spec.as_ref()?;
+    let port = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(&spec.containers)
+        .flat_map(|c| c.ports.iter().flatten())
+        .find(|p| p.name.as_deref() == Some("leadership"))?
+        .container_port;
+    Some(format!("{ip}:{port}"))
+}

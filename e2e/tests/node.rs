@@ -11,7 +11,7 @@ use std::{
 use k8s_openapi::api::{
     admissionregistration::v1::MutatingWebhookConfiguration,
     apps::v1::{Deployment, StatefulSet},
-    core::v1::{Pod, Service},
+    core::v1::{Namespace, Pod, Service},
 };
 use kube::{
     Api,
@@ -342,6 +342,98 @@ async fn the_documented_deployment_is_injected_elects_a_leader_and_a_killed_side
         after_term - term
     );
     assert_eq!(after_term - term, 1, "one grant in the rollout");
+}
+
+/// The container port of `pod`'s injected sidecar (its admin port).
+fn sidecar_port(pod: &Pod) -> i32 {
+    let spec = pod.spec.as_ref().expect("a pod spec");
+    let sidecar = &spec.init_containers.as_ref().expect("an injected sidecar")[0];
+    sidecar.ports.as_ref().expect("the admin port")[0].container_port
+}
+
+/// A bare Pod of application `app` whose app container declares `port`, written to pass Pod
+/// Security "restricted" on its own.
+fn restricted_pod(name: &str, app: &str, port: i32, annotations: &[(&str, &str)]) -> Pod {
+    let mut all: BTreeMap<&str, &str> = annotations.iter().copied().collect();
+    all.insert("leadership.dev/application", app);
+    serde_json::from_value(serde_json::json!({
+        "metadata": { "name": name, "annotations": all },
+        "spec": {
+            "automountServiceAccountToken": false,
+            "securityContext": { "seccompProfile": { "type": "RuntimeDefault" } },
+            "containers": [{
+                "name": "app",
+                "image": APP_IMAGE,
+                "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"],
+                "ports": [{ "containerPort": port }],
+                "securityContext": {
+                    "runAsNonRoot": true, "runAsUser": 1000, "allowPrivilegeEscalation": false,
+                    "capabilities": { "drop": ["ALL"] },
+                },
+            }],
+        },
+    }))
+    .expect("a Pod")
+}
+
+#[tokio::test]
+async fn pod_security_restricted_admits_the_chart_and_injected_pods_on_the_admin_port_chosen() {
+    let _serial = SERIAL.lock().await;
+    let ns = testenv::node().namespace().await;
+    let namespaces: Api<Namespace> = Api::all(ns.client.clone());
+    let enforce = serde_json::json!({ "metadata": { "labels": {
+        "pod-security.kubernetes.io/enforce": "restricted",
+        "pod-security.kubernetes.io/enforce-version": "latest",
+    } } });
+    namespaces
+        .patch(&ns.name, &PatchParams::default(), &Patch::Merge(&enforce))
+        .await
+        .expect("enforce Pod Security restricted");
+    // The operator, the example and the injected pods all run here; helm waits until they are Ready.
+    let release = install(
+        &ns,
+        &["--set", "example.replicas=1", "--set", "sidecar.adminPort=9555"],
+    );
+    let example = ready_pods(&ns, &format!("{}-example-", release.fullname()), 1).await;
+    assert_eq!(
+        sidecar_port(&example[0]),
+        9555,
+        "the example's sidecar on the value's port"
+    );
+    let deployments: Api<Deployment> = ns.api();
+    deployments
+        .create(&PostParams::default(), &documented_deployment())
+        .await
+        .expect("the documented Deployment passes restricted once injected");
+    let units = ready_pods(&ns, "web-", 3).await;
+    for pod in &units {
+        // Ready: the kubelet's probes reached the sidecar on that port.
+        assert_eq!(sidecar_port(pod), 9555);
+    }
+    holder_among(&ns, "web", &units).await;
+
+    // An app that uses the admin port itself is refused, naming the annotation that moves it...
+    let pods: Api<Pod> = ns.api();
+    let refused = pods
+        .create(
+            &PostParams::default(),
+            &restricted_pod("busy-0", "busy", 9555, &[]),
+        )
+        .await
+        .expect_err("a pod whose app declares the admin port");
+    let message = refused.to_string();
+    assert!(
+        message.contains("declares port 9555") && message.contains("leadership.dev/admin-port"),
+        "{message}"
+    );
+    // ... and runs, Ready and leading, once the annotation moves the sidecar's port.
+    let moved = restricted_pod("busy-0", "busy", 9555, &[("leadership.dev/admin-port", "9600")]);
+    pods.create(&PostParams::default(), &moved)
+        .await
+        .expect("admitted with the sidecar on another port");
+    let busy = ready_pods(&ns, "busy-", 1).await;
+    assert_eq!(sidecar_port(&busy[0]), 9600);
+    holder_among(&ns, "busy", &busy).await;
 }
 
 /// `pod`'s app says, on its socket, whether it should lead now.

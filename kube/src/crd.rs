@@ -222,16 +222,19 @@ pub struct HandoverRequest {
     pub requested_at: Option<Time>,
 }
 
-/// Limits on claim durations for one application.
+/// Per-application settings: the range of lease lengths a claim may write, the lock delay, the
+/// health rule.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.minDurationMs) || !has(self.maxDurationMs) || self.minDurationMs <= self.maxDurationMs").message("minDurationMs must not exceed maxDurationMs"))]
 pub struct LeasePolicy {
-    /// The shortest claim duration accepted, in milliseconds.
+    /// The shortest lease length a claim may write (`status.leaseDurationMs`), in milliseconds. A
+    /// sidecar writes its `--lease-length`, by default 4 x its `--claim-duration` (20 s for 5 s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 100, max = MAX_LEASE_MS))]
     pub min_duration_ms: Option<i64>,
-    /// The longest claim duration accepted, in milliseconds.
+    /// The longest lease length a claim may write (`status.leaseDurationMs`), in milliseconds. A
+    /// sidecar writes its `--lease-length`, by default 4 x its `--claim-duration` (20 s for 5 s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 100, max = MAX_LEASE_MS))]
     pub max_duration_ms: Option<i64>,

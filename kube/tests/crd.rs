@@ -3,12 +3,12 @@
 
 mod common;
 
-use std::{io::Write, process::Stdio};
+use std::{io::Write, process::Stdio, time::Duration};
 
 use kube::api::PostParams;
-use leadership::{Claimer, Pinner};
+use leadership::{Claimer, Error, Pinner};
 use leadership_e2e::testenv::{self, TestNamespace};
-use leadership_kube::crd::{LeadershipLease, LeadershipLeaseStatus, MAX_COUNT, crd_yaml};
+use leadership_kube::crd::{LeadershipLease, LeadershipLeaseStatus, LeasePolicy, MAX_COUNT, crd_yaml};
 
 const COMMITTED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/leadershiplease.yaml");
 const CHART_COPY: &str = concat!(
@@ -253,4 +253,39 @@ async fn kubectl_get_shows_leader_term_pinned_expires_and_age() {
         String::from_utf8_lossy(&category.stdout).contains("web-0"),
         "the category lists leases"
     );
+}
+
+#[tokio::test]
+async fn a_policy_limits_the_lease_length_a_claim_writes_and_the_refusal_says_so() {
+    let ns = common::namespace().await;
+    let mut lease = LeadershipLease::empty(&ns.name, "limited");
+    lease.spec.policy = Some(LeasePolicy {
+        min_duration_ms: None,
+        max_duration_ms: Some(10_000),
+        lock_delay_ms: None,
+        health: None,
+    });
+    ns.api::<LeadershipLease>()
+        .create(&PostParams::default(), &lease)
+        .await
+        .expect("create the lease with its policy");
+    let store = common::store(&ns);
+    // A sidecar with the default claim duration (5 s) writes a lease length of 20 s.
+    let refused = store
+        .claim_leadership("limited", "web-0", Duration::from_secs(20))
+        .await;
+    match refused {
+        Err(Error::Invalid { field, reason }) => {
+            assert_eq!(field, "duration");
+            assert!(
+                reason.contains("spec.policy") && reason.contains("4 x its --claim-duration"),
+                "{reason}"
+            );
+        }
+        other => panic!("a claim over the policy's range is refused as invalid, got {other:?}"),
+    }
+    store
+        .claim_leadership("limited", "web-0", Duration::from_secs(10))
+        .await
+        .expect("a lease length within the range is granted");
 }

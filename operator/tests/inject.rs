@@ -914,7 +914,12 @@ fn without_the_sidecar(spec: &mut Value) {
     if spec["volumes"].as_array().is_some_and(Vec::is_empty) {
         spec.remove("volumes");
     }
-    spec.remove("securityContext");
+    // The pod's own security settings stay; the socket's group is what the webhook adds.
+    let context = spec["securityContext"].as_object_mut().unwrap();
+    context.remove("supplementalGroups");
+    if context.is_empty() {
+        spec.remove("securityContext");
+    }
     for container in spec["containers"].as_array_mut().unwrap() {
         let container = container.as_object_mut().unwrap();
         for (field, key, value) in [

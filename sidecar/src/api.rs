@@ -21,7 +21,8 @@ use axum::{
     routing::{MethodRouter, get, post},
 };
 use leadership::{
-    Claimer, Eligibility, Error, ErrorCode, LeaseTracker, Pinner, Reader, Ticket, Tracker, Watcher,
+    Claimer, Eligibility, Error, ErrorCode, LeaseTracker, Pinner, Reader, Ticket, Tracker, TrackerStatus,
+    Watcher,
     wire::{
         ClaimReply, EligibilityReply, EligibilityRequest, EntityRequest, ErrorReply, LeadersReply, PinReply,
         PinsReply, ProbeReply, ReleaseReply, Status, TokenReply,
@@ -101,8 +102,18 @@ impl<S: Store> Sidecar<S> {
 
     /// The status as the API reports it, at this instant.
     pub fn status(&self) -> Status {
+        self.status_of(&self.inner.tracker.status())
+    }
+
+    /// The status, or `None` while the lease state is not known (before the first read and
+    /// watch, or after the tracker stopped).
+    pub fn known_status(&self) -> Option<Status> {
+        let state = self.inner.tracker.status();
+        (state.ready && !state.stopped).then(|| self.status_of(&state))
+    }
+
+    fn status_of(&self, state: &TrackerStatus) -> Status {
         let tracker = &self.inner.tracker;
-        let state = tracker.status();
         let now = Instant::now();
         let leader = state.is_leader(now);
         let ineligible = self.ineligible();
@@ -377,6 +388,11 @@ async fn readyz<S: Store>(State(sidecar): State<Sidecar<S>>) -> Response {
         })
         .into_response();
     }
+    not_known(&sidecar)
+}
+
+/// 503: the lease state is not known (yet, or any more), with the tracker's last problem.
+fn not_known<S: Store>(sidecar: &Sidecar<S>) -> Response {
     match sidecar.tracker().status().problem {
         Some(problem) => error(
             ErrorCode::Unavailable,
@@ -389,8 +405,11 @@ async fn readyz<S: Store>(State(sidecar): State<Sidecar<S>>) -> Response {
     }
 }
 
-async fn status<S: Store>(State(sidecar): State<Sidecar<S>>) -> Json<Status> {
-    Json(sidecar.status())
+async fn status<S: Store>(State(sidecar): State<Sidecar<S>>) -> Response {
+    match sidecar.known_status() {
+        Some(status) => Json(status).into_response(),
+        None => not_known(&sidecar),
+    }
 }
 
 async fn claim<S: Store>(State(sidecar): State<Sidecar<S>>) -> Json<ClaimReply> {

@@ -11,6 +11,10 @@ fn duration(text: &str) -> Result<Duration, String> {
     parse_duration(text).map_err(|e| e.to_string())
 }
 
+/// The admin address without `--admin-address`: a port apps rarely use (the chart's
+/// `sidecar.adminPort` has the same default).
+pub const DEFAULT_ADMIN_ADDRESS: &str = "0.0.0.0:9476";
+
 /// Keeps this pod's leadership of its application and serves it to the app containers.
 #[derive(Debug, Parser)]
 #[command(name = "leadership-sidecar", version, about)]
@@ -57,7 +61,7 @@ pub struct RunArgs {
     #[arg(
         long,
         env = "LEADERSHIP_ADMIN_ADDRESS",
-        default_value = "0.0.0.0:8080",
+        default_value = DEFAULT_ADMIN_ADDRESS,
         global = true
     )]
     pub admin_address: SocketAddr,

@@ -120,7 +120,7 @@ fn operation(route: Route, schemas: &mut Schemas) -> Value {
         Route::Status => (
             "getStatus",
             "This unit's leadership now",
-            "leader is true only while leadership is guaranteed for at least claimDurationMs more.",
+            "leader is true only while leadership is guaranteed for at least claimDurationMs more. Until the sidecar knows the lease state (its first read and its watch), 503, never a guess.",
             None,
             responses(&error, json_reply("The status", status), &[UNAVAILABLE]),
         ),

@@ -1,6 +1,6 @@
 //! A sidecar pointed at a cluster without the CRD, at a namespace it may not read, or at an API
 //! server that is not there: each time it stays up (no crash loop), not ready, says why on
-//! `/readyz` and in its log, stops at once on SIGTERM, and (for the missing CRD) leads as soon as
+//! `/readyz` (and `/v1/status` answers 503 `Unavailable`, not a guess) and in its log, stops at once on SIGTERM, and (for the missing CRD) leads as soon as
 //! the cause is fixed, without a restart.
 
 mod common;
@@ -142,5 +142,13 @@ async fn a_dead_api_server_is_reported_and_does_not_crash_the_sidecar() {
     let (process, socket) = start(&kubeconfig, &ns.name, "hostile-2");
     let why = readyz_until(&socket, StatusCode::SERVICE_UNAVAILABLE, &process).await;
     assert!(why.to_lowercase().contains("connect"), "{why}");
+    // The status says the lease state is not known, never a guessed "not leader".
+    let (status, body) = SocketClient::new(&socket)
+        .call(Method::GET, "/v1/status", None)
+        .await
+        .expect("the socket answers");
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body.contains("\"Unavailable\""), "{body}");
     stays_up_then_stops(process).await;
 }

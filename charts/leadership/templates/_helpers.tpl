@@ -110,9 +110,11 @@ env:
     valueFrom:
       fieldRef:
         fieldPath: metadata.namespace
+  - name: LEADERSHIP_ADMIN_ADDRESS
+    value: "0.0.0.0:{{ .root.Values.sidecar.adminPort }}"
 ports:
   - name: leadership
-    containerPort: 8080
+    containerPort: {{ .root.Values.sidecar.adminPort }}
 readinessProbe:
   httpGet:
     path: /readyz
@@ -133,6 +135,8 @@ securityContext:
   readOnlyRootFilesystem: true
   capabilities:
     drop: ["ALL"]
+  seccompProfile:
+    type: RuntimeDefault
 volumeMounts:
   - name: leadership
     mountPath: /run/leadership

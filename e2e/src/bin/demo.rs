@@ -436,7 +436,7 @@ async fn poll(pods: Api<Pod>, service_ip: String, seen: Shared, started: Instant
                         let unit = UNITS
                             .iter()
                             .position(|u| Some(*u) == p.metadata.name.as_deref())?;
-                        Some((unit, p.status.as_ref()?.pod_ip.clone()?))
+                        Some((unit, pods::admin_address(p)?))
                     })
                     .collect();
             }
@@ -444,7 +444,7 @@ async fn poll(pods: Api<Pod>, service_ip: String, seen: Shared, started: Instant
         }
         for unit in 0..UNITS.len() {
             let leads = match addresses.get(&unit) {
-                Some(ip) => http.unit(&format!("{ip}:8080")).await.is_some_and(|m| m.1),
+                Some(address) => http.unit(address).await.is_some_and(|m| m.1),
                 None => false,
             };
             let now = started.elapsed();

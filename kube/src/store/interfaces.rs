@@ -27,7 +27,7 @@ impl Claimer for KubeStore {
                 let Some(mut object) = self.current_or_create(&app, application, fresh).await? else {
                     return Ok(None);
                 };
-                self.check_duration(Some(&object), duration)?;
+                self.check_policy(&object, duration)?;
                 let now = Instant::now();
                 let (lease, expired) = {
                     let known = app.known();
@@ -147,14 +147,29 @@ impl KubeStore {
             .ok_or(Error::ClaimNotHeld)
     }
 
-    fn check_duration(&self, object: Option<&LeadershipLease>, duration: Duration) -> Result<()> {
-        let mut limits = self.inner.config.limits;
-        if let Some(policy) = object.and_then(|o| o.spec.policy.as_ref()) {
-            let ms = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok()).map(Duration::from_millis);
-            limits.min = ms(policy.min_duration_ms).unwrap_or(limits.min);
-            limits.max = ms(policy.max_duration_ms).unwrap_or(limits.max);
+    /// Checks a claim's duration (the lease length it writes, `status.leaseDurationMs`) against
+    /// the range the application's `spec.policy` sets, where it sets one; the store's own limits
+    /// fill a bound the policy leaves out.
+    fn check_policy(&self, object: &LeadershipLease, duration: Duration) -> Result<()> {
+        let Some(policy) = object.spec.policy.as_ref() else {
+            return Ok(());
+        };
+        let ms = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok()).map(Duration::from_millis);
+        let store = self.inner.config.limits;
+        let min = ms(policy.min_duration_ms).unwrap_or(store.min);
+        let max = ms(policy.max_duration_ms).unwrap_or(store.max);
+        if (min..=max).contains(&duration) {
+            return Ok(());
         }
-        limits.check(duration)
+        Err(Error::invalid(
+            "duration",
+            format!(
+                "a claim of {duration:?} is outside the range {min:?} to {max:?} that spec.policy \
+                 (minDurationMs, maxDurationMs) of LeadershipLease {} sets; the range limits the \
+                 lease length a claim writes: a sidecar's --lease-length, by default 4 x its --claim-duration",
+                object.metadata.name.as_deref().unwrap_or_default()
+            ),
+        ))
     }
 }
 

@@ -110,13 +110,18 @@ impl KubeStore {
                     debug!(action, attempt, "lost a write race; reading again");
                     sleep(Duration::from_millis(5 << attempt.min(5))).await;
                 }
-                Err(Error::ClaimDenied | Error::ClaimNotHeld) if !fresh => {}
                 // A transient failure (the API server restarting, a dropped connection): try
                 // again, a few times, on a fresh read. A write that landed before its reply was
                 // lost makes the retry's compare-and-swap fail, and the fresh read shows it.
                 Err(err @ Error::Unavailable { .. }) if attempt + 1 < TRANSIENT_ATTEMPTS => {
                     debug!(action, attempt, error = %err, "transient failure; trying again");
                     sleep(Duration::from_millis(50 << attempt)).await;
+                }
+                // A refusal decided on the watch's view (a claim denied, a handover refused as
+                // pending) may come from a view that lags the API server: it stands only once
+                // a fresh read confirms it.
+                Err(err) if !fresh => {
+                    debug!(action, error = %err, "refused on the cached view; confirming on a fresh read");
                 }
                 Err(err) => return Err(err),
             }

@@ -27,7 +27,7 @@ pub struct Setting {
 }
 
 /// The optional annotations, in the order their variables appear in the sidecar's environment.
-pub const SETTINGS: [Setting; 5] = [
+pub const SETTINGS: [Setting; 6] = [
     Setting {
         annotation: "leadership.dev/claim-duration",
         env: "LEADERSHIP_CLAIM_DURATION",
@@ -53,11 +53,31 @@ pub const SETTINGS: [Setting; 5] = [
         env: "LEADERSHIP_HOOK_TIMEOUT",
         meaning: "how long a hook may run before it is killed (default 30s)",
     },
+    Setting {
+        annotation: ADMIN_PORT_ANNOTATION,
+        env: ADMIN_ADDRESS_ENV,
+        meaning: "the sidecar's admin port (/healthz, /readyz, /metrics), 1024 to 65535 (default: the chart's sidecar.adminPort); pick one no container of the pod uses",
+    },
 ];
 
 const CLAIM_DURATION: usize = 0;
 const LEASE_LENGTH: usize = 1;
 const HOOK_TIMEOUT: usize = 4;
+const ADMIN_PORT: usize = 5;
+
+/// The annotation that moves the sidecar's admin port.
+pub const ADMIN_PORT_ANNOTATION: &str = "leadership.dev/admin-port";
+/// The sidecar's environment variable for its admin address (`--admin-address`).
+pub const ADMIN_ADDRESS_ENV: &str = "LEADERSHIP_ADMIN_ADDRESS";
+/// The lowest admin port an annotation may ask for: the sidecar runs as a user without the
+/// capability to bind the ports below.
+pub const MIN_ADMIN_PORT: u16 = 1024;
+
+/// The admin address the sidecar listens on for `port`: every interface, for probes and
+/// Prometheus.
+pub fn admin_address(port: u16) -> String {
+    format!("0.0.0.0:{port}")
+}
 
 /// The environment variable that names the application.
 pub const APPLICATION_ENV: &str = "LEADERSHIP_APPLICATION";
@@ -86,6 +106,8 @@ pub struct Requested {
     pub application: String,
     /// The sidecar's environment variables set by annotations (the application's first).
     pub env: Vec<(&'static str, String)>,
+    /// The admin port the pod asked for, if it did (its container port moves with it).
+    pub admin_port: Option<u16>,
 }
 
 fn duration(annotation: &str, text: &str) -> Result<Duration, AnnotationError> {
@@ -152,6 +174,20 @@ pub fn requested(
             "a hook timeout must be above zero",
         ));
     }
+    let admin_port = match value(ADMIN_PORT) {
+        Some(text) => Some(
+            text.parse::<u16>()
+                .ok()
+                .filter(|port| *port >= MIN_ADMIN_PORT)
+                .ok_or_else(|| {
+                    refuse(
+                        SETTINGS[ADMIN_PORT].annotation,
+                        format!("{text:?} is not a port from {MIN_ADMIN_PORT} to 65535"),
+                    )
+                })?,
+        ),
+        None => None,
+    };
     let mut env = vec![(APPLICATION_ENV, application.to_owned())];
     for setting in &SETTINGS {
         let Some(raw) = annotations.get(setting.annotation) else {
@@ -160,20 +196,19 @@ pub fn requested(
         if raw.trim().is_empty() {
             return Err(refuse(setting.annotation, "the value is empty"));
         }
-        // Commands are passed as written; durations without surrounding blanks.
-        let is_command = setting.env.starts_with("LEADERSHIP_ON_");
-        env.push((
-            setting.env,
-            if is_command {
-                raw.clone()
-            } else {
-                raw.trim().to_owned()
-            },
-        ));
+        // Commands are passed as written; durations without surrounding blanks; the port as the
+        // address the sidecar listens on.
+        let value = match (setting.env, admin_port) {
+            (ADMIN_ADDRESS_ENV, Some(port)) => admin_address(port),
+            (name, _) if name.starts_with("LEADERSHIP_ON_") => raw.clone(),
+            _ => raw.trim().to_owned(),
+        };
+        env.push((setting.env, value));
     }
     Ok(Some(Requested {
         application: application.to_owned(),
         env,
+        admin_port,
     }))
 }
 
@@ -204,6 +239,7 @@ mod tests {
             ("leadership.dev/on-elected", "echo hi"),
             ("leadership.dev/lease-length", " 30s "),
             ("leadership.dev/claim-duration", "4s"),
+            ("leadership.dev/admin-port", " 9555 "),
             (APPLICATION, "web"),
             ("app.kubernetes.io/name", "web"),
         ]);
@@ -218,8 +254,10 @@ mod tests {
                 ("LEADERSHIP_ON_ELECTED", "echo hi".to_owned()),
                 ("LEADERSHIP_ON_DEPOSED", "echo bye".to_owned()),
                 ("LEADERSHIP_HOOK_TIMEOUT", "5s".to_owned()),
+                ("LEADERSHIP_ADMIN_ADDRESS", "0.0.0.0:9555".to_owned()),
             ]
         );
+        assert_eq!(got.admin_port, Some(9555));
     }
 
     /// Annotations, the one refused, and words of the reason.
@@ -277,6 +315,16 @@ mod tests {
                 &[(APPLICATION, "web"), ("leadership.dev/on-elected", "  ")],
                 "leadership.dev/on-elected",
                 "empty",
+            ),
+            (
+                &[(APPLICATION, "web"), ("leadership.dev/admin-port", "80")],
+                "leadership.dev/admin-port",
+                "not a port from 1024 to 65535",
+            ),
+            (
+                &[(APPLICATION, "web"), ("leadership.dev/admin-port", "70000")],
+                "leadership.dev/admin-port",
+                "not a port from 1024 to 65535",
             ),
             (
                 &[(APPLICATION, "web"), ("leadership.dev/claim-durration", "4s")],

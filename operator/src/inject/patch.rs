@@ -7,7 +7,7 @@ use kube::core::admission::AdmissionResponse;
 use serde_json::{Value, json};
 
 use super::{
-    annotations::{self, AnnotationError, INJECTED},
+    annotations::{self, ADMIN_PORT_ANNOTATION, AnnotationError, INJECTED, Requested},
     template::{SOCKET_ENV, SidecarTemplate},
 };
 
@@ -111,12 +111,14 @@ fn to_value<T: serde::Serialize>(value: &T) -> Value {
     serde_json::to_value(value).unwrap_or(Value::Null)
 }
 
-/// The sidecar container for a pod that asked for `env` (from its annotations): the template's
-/// container, with those variables first and the template's own after them.
-pub fn sidecar_container(template: &SidecarTemplate, env: &[(&'static str, String)]) -> Container {
+/// The sidecar container for a pod that asked for `requested` (from its annotations): the
+/// template's container, with those variables first and the template's own after them, and its
+/// admin port (the first container port) moved where the pod asked.
+pub fn sidecar_container(template: &SidecarTemplate, requested: &Requested) -> Container {
     let mut container = template.container.clone();
     let own = container.env.take().unwrap_or_default();
-    let mut all: Vec<EnvVar> = env
+    let mut all: Vec<EnvVar> = requested
+        .env
         .iter()
         .map(|(name, value)| EnvVar {
             name: (*name).to_owned(),
@@ -126,9 +128,15 @@ pub fn sidecar_container(template: &SidecarTemplate, env: &[(&'static str, Strin
         .collect();
     all.extend(
         own.into_iter()
-            .filter(|e| !env.iter().any(|(name, _)| *name == e.name)),
+            .filter(|e| !requested.env.iter().any(|(name, _)| *name == e.name)),
     );
     container.env = Some(all);
+    if let (Some(port), Some(first)) = (
+        requested.admin_port,
+        container.ports.as_mut().and_then(|ports| ports.first_mut()),
+    ) {
+        first.container_port = i32::from(port);
+    }
     container
 }
 
@@ -180,6 +188,19 @@ pub fn inject(pod: &Pod, template: &SidecarTemplate) -> Result<Injection, Inject
             "the pod already has a volume named {TOKEN_VOLUME:?}, which the sidecar's token needs"
         )));
     }
+    let admin_port = requested.admin_port.unwrap_or(template.admin_port);
+    let taken = init.iter().chain(&spec.containers).find(|c| {
+        c.ports
+            .iter()
+            .flatten()
+            .any(|p| p.container_port == i32::from(admin_port))
+    });
+    if let Some(container) = taken {
+        return Err(InjectError::Conflict(format!(
+            "container {:?} declares port {admin_port}, the sidecar's admin port; give the sidecar another with the annotation {}",
+            container.name, ADMIN_PORT_ANNOTATION
+        )));
+    }
     if spec.volumes.iter().flatten().any(|v| v.name == template.volume) {
         return Err(InjectError::Conflict(format!(
             "the pod already has a volume named {:?}, which the sidecar's socket needs",
@@ -201,6 +222,30 @@ pub fn inject(pod: &Pod, template: &SidecarTemplate) -> Result<Injection, Inject
                 ops.push(add(&["spec", "serviceAccount"], json!(account)));
             }
         }
+    }
+
+    let pull_secrets = spec.image_pull_secrets.clone().unwrap_or_default();
+    let missing: Vec<&String> = template
+        .image_pull_secrets
+        .iter()
+        .filter(|name| !pull_secrets.iter().any(|s| &&s.name == name))
+        .collect();
+    match (&spec.image_pull_secrets, missing.is_empty()) {
+        (_, true) => {}
+        (None, false) => ops.push(add(
+            &["spec", "imagePullSecrets"],
+            json!(
+                missing
+                    .iter()
+                    .map(|name| json!({ "name": name }))
+                    .collect::<Vec<_>>()
+            ),
+        )),
+        (Some(_), false) => ops.extend(
+            missing
+                .iter()
+                .map(|name| add(&["spec", "imagePullSecrets", "-"], json!({ "name": name }))),
+        ),
     }
 
     let groups = spec
@@ -276,7 +321,7 @@ pub fn inject(pod: &Pod, template: &SidecarTemplate) -> Result<Injection, Inject
         }
     }
 
-    let mut sidecar = sidecar_container(template, &requested.env);
+    let mut sidecar = sidecar_container(template, &requested);
     if own_token {
         sidecar.volume_mounts.get_or_insert_default().push(token_mount());
     }
@@ -376,9 +421,17 @@ mod tests {
                 ),
                 ("POD_NAME".into(), None),
                 ("POD_NAMESPACE".into(), None),
+                ("LEADERSHIP_ADMIN_ADDRESS".into(), Some("0.0.0.0:9476".into())),
             ]
         );
         assert_eq!(sidecar.readiness_probe, template.container.readiness_probe);
+        let pull: Vec<_> = spec
+            .image_pull_secrets
+            .iter()
+            .flatten()
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(pull, ["registry"], "the sidecar's pull secret");
         let app = &spec.containers[0];
         assert_eq!(
             app.volume_mounts.as_ref().unwrap()[0].mount_path,
@@ -489,6 +542,38 @@ mod tests {
     }
 
     #[test]
+    fn pull_secrets_the_pod_lists_already_are_kept_and_not_added_twice() {
+        let before = pod(
+            &[(annotations::APPLICATION, "web")],
+            json!({ "imagePullSecrets": [{ "name": "own" }, { "name": "registry" }], "containers": [{ "name": "app" }] }),
+        );
+        let after = applied(&before, &inject(&before, &chart_like()).unwrap())
+            .spec
+            .unwrap();
+        let pull: Vec<_> = after
+            .image_pull_secrets
+            .iter()
+            .flatten()
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(pull, ["own", "registry"]);
+        let other = pod(
+            &[(annotations::APPLICATION, "web")],
+            json!({ "imagePullSecrets": [{ "name": "own" }], "containers": [{ "name": "app" }] }),
+        );
+        let after = applied(&other, &inject(&other, &chart_like()).unwrap())
+            .spec
+            .unwrap();
+        let pull: Vec<_> = after
+            .image_pull_secrets
+            .iter()
+            .flatten()
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(pull, ["own", "registry"]);
+    }
+
+    #[test]
     fn a_group_already_there_is_not_added_twice() {
         let before = pod(
             &[(annotations::APPLICATION, "web")],
@@ -500,6 +585,60 @@ mod tests {
         assert_eq!(
             after.security_context.unwrap().supplemental_groups,
             Some(vec![65532])
+        );
+    }
+
+    #[test]
+    fn the_admin_port_moves_with_the_annotation_and_a_port_in_use_is_refused_naming_it() {
+        let sidecar_of = |pod: &Pod| {
+            let after = applied(pod, &inject(pod, &chart_like()).unwrap()).spec.unwrap();
+            after.init_containers.unwrap().remove(0)
+        };
+        let port_and_address = |sidecar: &Container| {
+            let port = sidecar.ports.as_ref().unwrap()[0].container_port;
+            let address = sidecar
+                .env
+                .iter()
+                .flatten()
+                .find(|e| e.name == "LEADERSHIP_ADMIN_ADDRESS")
+                .and_then(|e| e.value.clone());
+            (port, address)
+        };
+        let plain = pod(
+            &[(annotations::APPLICATION, "web")],
+            json!({ "containers": [{ "name": "app" }] }),
+        );
+        assert_eq!(
+            port_and_address(&sidecar_of(&plain)),
+            (9476, Some("0.0.0.0:9476".to_owned()))
+        );
+        let moved = pod(
+            &[(annotations::APPLICATION, "web"), (ADMIN_PORT_ANNOTATION, "9555")],
+            json!({ "containers": [{ "name": "app", "ports": [{ "containerPort": 9476 }] }] }),
+        );
+        let sidecar = sidecar_of(&moved);
+        assert_eq!(
+            port_and_address(&sidecar),
+            (9555, Some("0.0.0.0:9555".to_owned()))
+        );
+        assert_eq!(
+            sidecar
+                .env
+                .iter()
+                .flatten()
+                .filter(|e| e.name == "LEADERSHIP_ADMIN_ADDRESS")
+                .count(),
+            1,
+            "the annotation's address replaces the template's"
+        );
+        let clash = pod(
+            &[(annotations::APPLICATION, "web")],
+            json!({ "containers": [{ "name": "app", "ports": [{ "containerPort": 9476 }] }] }),
+        );
+        let err = inject(&clash, &chart_like()).unwrap_err().to_string();
+        assert!(
+            err.contains("\"app\" declares port 9476") && err.contains(ADMIN_PORT_ANNOTATION),
+            "{err}"
         );
     }
 

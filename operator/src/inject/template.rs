@@ -7,9 +7,11 @@ use std::{
     time::Duration,
 };
 
-use k8s_openapi::api::core::v1::Container;
+use k8s_openapi::api::core::v1::{Container, LocalObjectReference};
 use leadership::{tracker::timing::DEFAULT_CLAIM_DURATION, validate};
 use serde::Deserialize;
+
+use super::annotations::ADMIN_ADDRESS_ENV;
 
 /// The file the chart renders (`--sidecar-template`).
 #[derive(Clone, Debug, Deserialize)]
@@ -22,6 +24,10 @@ pub struct TemplateFile {
     /// none); absent: the pod's ServiceAccount is never changed.
     #[serde(default)]
     pub service_account_name: Option<String>,
+    /// Secrets to pull the sidecar's image with (the chart's `imagePullSecrets`), added to every
+    /// injected pod that does not list them yet.
+    #[serde(default)]
+    pub image_pull_secrets: Vec<LocalObjectReference>,
 }
 
 /// A template that is fit to inject.
@@ -40,6 +46,11 @@ pub struct SidecarTemplate {
     pub group: i64,
     /// See [`TemplateFile::service_account_name`].
     pub service_account_name: Option<String>,
+    /// The names of the Secrets to pull the sidecar's image with.
+    pub image_pull_secrets: Vec<String>,
+    /// The admin port: the container's first port, on which its `LEADERSHIP_ADMIN_ADDRESS`
+    /// listens and its probes ask. A pod's `leadership.dev/admin-port` moves both.
+    pub admin_port: u16,
 }
 
 /// Why a template cannot be used.
@@ -65,6 +76,39 @@ pub enum TemplateError {
 
 /// The environment variable that announces the socket.
 pub const SOCKET_ENV: &str = "LEADERSHIP_SOCKET";
+
+/// The container's admin port: its first port, which its literal `LEADERSHIP_ADMIN_ADDRESS`
+/// must listen on (so that the probes reach the sidecar and a pod's annotation can move both).
+fn admin_port(container: &Container) -> Result<u16, TemplateError> {
+    let declared = container
+        .ports
+        .iter()
+        .flatten()
+        .next()
+        .and_then(|p| u16::try_from(p.container_port).ok())
+        .ok_or_else(|| invalid("container.ports", "needs the admin port as its first port"))?;
+    let listens = container
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == ADMIN_ADDRESS_ENV)
+        .and_then(|e| e.value.as_deref())
+        .and_then(|address| address.parse::<std::net::SocketAddr>().ok())
+        .map(|address| address.port());
+    match listens {
+        Some(port) if port == declared => Ok(declared),
+        Some(port) => Err(invalid(
+            "container.env",
+            format!("{ADMIN_ADDRESS_ENV} listens on port {port}, but the first container port is {declared}"),
+        )),
+        None => Err(invalid(
+            "container.env",
+            format!(
+                "needs {ADMIN_ADDRESS_ENV} as a literal HOST:PORT on the first container port ({declared})"
+            ),
+        )),
+    }
+}
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> TemplateError {
     TemplateError::Invalid {
@@ -146,6 +190,7 @@ impl SidecarTemplate {
                     "needed: the socket belongs to this group, which every container of the pod gets",
                 )
             })?;
+        let admin_port = admin_port(&container)?;
         if let Some(name) = &file.service_account_name {
             leadership::validate::unit_name(name)
                 .map_err(|e| invalid("serviceAccountName", e.to_string()))?;
@@ -157,6 +202,8 @@ impl SidecarTemplate {
             mount_path,
             group,
             service_account_name: file.service_account_name,
+            image_pull_secrets: file.image_pull_secrets.into_iter().map(|s| s.name).collect(),
+            admin_port,
         })
     }
 
@@ -196,12 +243,15 @@ container:
       valueFrom: {fieldRef: {fieldPath: metadata.name}}
     - name: POD_NAMESPACE
       valueFrom: {fieldRef: {fieldPath: metadata.namespace}}
-  ports: [{name: leadership, containerPort: 8080}]
+    - name: LEADERSHIP_ADMIN_ADDRESS
+      value: 0.0.0.0:9476
+  ports: [{name: leadership, containerPort: 9476}]
   readinessProbe: {httpGet: {path: /readyz, port: leadership}}
   livenessProbe: {httpGet: {path: /healthz, port: leadership}}
   securityContext: {runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532}
   volumeMounts: [{name: leadership, mountPath: /run/leadership}]
 serviceAccountName: leadership-sidecar
+imagePullSecrets: [{name: registry}]
 "#;
 
     pub(crate) fn chart_like() -> SidecarTemplate {
@@ -215,6 +265,8 @@ serviceAccountName: leadership-sidecar
         assert_eq!(template.volume, "leadership");
         assert_eq!(template.mount_path, "/run/leadership");
         assert_eq!(template.group, 65532);
+        assert_eq!(template.admin_port, 9476);
+        assert_eq!(template.image_pull_secrets, ["registry"]);
         assert_eq!(
             template.service_account_name.as_deref(),
             Some("leadership-sidecar")
@@ -244,6 +296,12 @@ serviceAccountName: leadership-sidecar
                 "serviceAccountName: leadership-sidecar",
                 "serviceAccountName: Bad_Name",
                 "serviceAccountName",
+            ),
+            ("value: 0.0.0.0:9476", "value: 0.0.0.0:9000", "container.env"),
+            (
+                "  ports: [{name: leadership, containerPort: 9476}]\n",
+                "",
+                "container.ports",
             ),
         ];
         for (from, to, field) in cases {

@@ -1,0 +1,3 @@
+module leadership.dev/examples/follow-leadership
+
+go 1.22

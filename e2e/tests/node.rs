@@ -412,8 +412,16 @@ async fn pod_security_restricted_admits_the_chart_and_injected_pods_on_the_admin
     }
     holder_among(&ns, "web", &units).await;
 
-    // An app that uses the admin port itself is refused, naming the annotation that moves it...
     let pods: Api<Pod> = ns.api();
+    // The namespace does enforce it: the same pod without its seccomp profile is refused.
+    let mut loose = restricted_pod("loose-0", "loose", 8000, &[]);
+    loose.spec.as_mut().expect("a spec").security_context = None;
+    let refused = pods
+        .create(&PostParams::default(), &loose)
+        .await
+        .expect_err("a pod that is not restricted");
+    assert!(refused.to_string().contains("PodSecurity"), "{refused}");
+    // An app that uses the admin port itself is refused, naming the annotation that moves it...
     let refused = pods
         .create(
             &PostParams::default(),

@@ -10,6 +10,7 @@
 //! - [`stats`]: summaries of samples; [`report`]: `report.json` and its markdown.
 
 pub mod candidates;
+mod churn;
 mod election;
 mod load;
 mod ours;

@@ -4,6 +4,7 @@
 
 use std::{
     collections::BTreeMap,
+    net::SocketAddr,
     path::{Path, PathBuf},
     process::Stdio,
     sync::Arc,
@@ -19,6 +20,7 @@ use kube::{
     runtime::watcher,
 };
 use leadership::{client::SocketClient, wire::monotonic_ns};
+use leadership_e2e::units::free_loopback_port;
 use leadership_kube::{
     KubeStore, Scope,
     crd::{LeadershipLease, reason},
@@ -27,9 +29,11 @@ use tokio::{
     process::{Child, Command},
     time::{Instant, sleep},
 };
+use tokio_util::sync::CancellationToken;
 
 use super::{
     Bench, candidates,
+    churn::{churn_pods, index_settles, operator_gauge},
     election::{Ours, stop},
     report::{OwnReport, ScaleReport},
     stats::Summary,
@@ -183,6 +187,17 @@ impl Bench {
         home: &str,
         identity: &str,
     ) -> anyhow::Result<Child> {
+        self.spawn_operator_on(namespace, home, identity, SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// Like [`Bench::spawn_operator`], with its admin port (probes, `/metrics`) at `admin`.
+    fn spawn_operator_on(
+        &self,
+        namespace: &str,
+        home: &str,
+        identity: &str,
+        admin: SocketAddr,
+    ) -> anyhow::Result<Child> {
         let log = std::fs::File::create(self.logs.join(format!("{namespace}-{identity}.log")))?;
         Ok(Command::new(&self.bins.operator)
             .args([
@@ -193,7 +208,7 @@ impl Bench {
                 "--identity",
                 identity,
                 "--admin-address",
-                "127.0.0.1:0",
+                &admin.to_string(),
             ])
             .env("KUBECONFIG", &self.kubeconfig)
             .stdin(Stdio::null())
@@ -235,12 +250,14 @@ impl Bench {
         Ok((Summary::of(&all).context("no requests")?, rps))
     }
 
-    /// The operator with `count` leases whose holders never renew: its memory, and how late it
-    /// clears each claim after it is due.
+    /// The operator with `count` leases whose holders never renew, while pods of their
+    /// applications come and go: its memory, how late it clears each claim after it is due, and
+    /// whether its pod index forgets the pods once they are gone.
     async fn operator_with(&self, count: usize) -> anyhow::Result<ScaleReport> {
         let namespace = format!("bench-scale-{count}");
         self.namespace(&namespace).await?;
-        let mut operator = self.spawn_operator(&namespace, &namespace, "operator-0")?;
+        let admin = SocketAddr::from(([127, 0, 0, 1], free_loopback_port()));
+        let mut operator = self.spawn_operator_on(&namespace, &namespace, "operator-0", admin)?;
         let api: Api<LeadershipLease> = Api::namespaced(self.client.clone(), &namespace);
         // Watch from the start for claims (to time a watch event's delivery) and cleared claims.
         let cleared: Arc<std::sync::Mutex<BTreeMap<String, Instant>>> = Arc::default();
@@ -295,6 +312,12 @@ impl Bench {
         ));
         let margin = leadership::expiry::ExpiryPolicy::default().margin(lease);
         let written: Arc<std::sync::Mutex<BTreeMap<String, Instant>>> = Arc::default();
+        let stop_churn = CancellationToken::new();
+        let churn = tokio::spawn(churn_pods(
+            Api::namespaced(self.client.clone(), &namespace),
+            names.clone(),
+            stop_churn.clone(),
+        ));
         let claiming = Instant::now();
         for_each_lease(&names, Some(EXPIRIES_PER_S), |name| {
             let (api, written) = (api.clone(), written.clone());
@@ -319,6 +342,13 @@ impl Bench {
             sleep(Duration::from_millis(200)).await;
         }
         watch.abort();
+        let indexed_during = operator_gauge(admin, "pods_indexed").await?;
+        stop_churn.cancel();
+        let churned = churn.await.context("the pod churn")??;
+        let indexed_after = index_settles(admin, 0.0, Duration::from_secs(30)).await?;
+        self.say(format!(
+            "operator at scale: {churned} pods churned meanwhile; its pod index held {indexed_during} during the churn and {indexed_after} once they were gone"
+        ));
         let rss = process_rss_mib(operator.id()).unwrap_or(0.0);
         stop(&mut operator).await;
         let cleared = cleared.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -347,6 +377,9 @@ impl Bench {
             expiry_lag_ms: Summary::of(&lags),
             not_cleared: count - lags.len(),
             expiries_per_s: Some(count as f64 / claimed_in.as_secs_f64().max(0.001)),
+            pods_churned: Some(churned),
+            pods_indexed_during: Some(indexed_during),
+            pods_indexed_after: Some(indexed_after),
         })
     }
 }

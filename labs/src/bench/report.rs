@@ -85,6 +85,17 @@ pub struct ScaleReport {
     /// at its event; the benchmark sees the clear by one).
     #[serde(default)]
     pub watch_delay_ms: Option<Summary>,
+    /// Pod objects of the leases' applications created and deleted while the claims ran out.
+    #[serde(default)]
+    pub pods_churned: Option<usize>,
+    /// The pods the operator's index held at the end of the churn (about the churned pods alive
+    /// at once).
+    #[serde(default)]
+    pub pods_indexed_during: Option<f64>,
+    /// The pods the operator's index held once every churned pod was deleted (its
+    /// `pods_indexed` gauge): 0 when it forgets them all.
+    #[serde(default)]
+    pub pods_indexed_after: Option<f64>,
 }
 
 /// One family's load generator at its defaults: many applications of three units each, all in one
@@ -363,6 +374,15 @@ impl Report {
                 scale.not_cleared,
                 ms(&scale.watch_delay_ms),
             );
+            if let Some(churned) = scale.pods_churned {
+                let _ = writeln!(
+                    out,
+                    "| operator with {count} leases: pods churned meanwhile ({} created and deleted a second) / pods its index held during / after | {churned} / {} / {} |",
+                    super::churn::CHURN_PER_S,
+                    num(scale.pods_indexed_during),
+                    num(scale.pods_indexed_after),
+                );
+            }
         }
         out
     }

@@ -13,6 +13,7 @@ use leadership_kube::crd::{LeadershipLease, LeadershipLeaseStatus};
 use crate::{
     Error,
     controlplane::admin_client,
+    node::config::REGISTRY,
     testenv::{self, TestEnv, TestNamespace},
     tools::Tools,
 };
@@ -70,6 +71,28 @@ pub fn document<'a>(documents: &'a [serde_yaml::Value], kind: &str, name: &str) 
         .unwrap_or_else(|| panic!("no {kind} {name} in the rendered chart"))
 }
 
+/// The chart in the node's registry, where `e2e/push` put it.
+pub fn registry_chart() -> String {
+    format!("oci://{REGISTRY}/charts/leadership")
+}
+
+/// `name:tag` as pushed into the node's registry (`example-app:1.0`, `leadership-sidecar:0.1.0`).
+pub fn registry_image(name_and_tag: &str) -> String {
+    format!("{REGISTRY}/{name_and_tag}")
+}
+
+/// `helm install` arguments for the chart in the node's registry: plain HTTP, and the operator's
+/// and the sidecar's images from that registry.
+pub fn registry_args() -> Vec<String> {
+    vec![
+        "--plain-http".into(),
+        "--set".into(),
+        format!("operator.image.repository={REGISTRY}/leadership-operator"),
+        "--set".into(),
+        format!("sidecar.image.repository={REGISTRY}/leadership-sidecar"),
+    ]
+}
+
 /// The chart installed as release `ns.name` into the namespace; uninstalled when dropped.
 pub struct Release {
     /// The release's name (the namespace's).
@@ -80,7 +103,20 @@ pub struct Release {
 impl Release {
     /// Installs the chart with `args` (such as `--set` flags).
     pub fn install(ns: &TestNamespace, args: &[&str]) -> Release {
-        let mut all = vec!["install", &ns.name, CHART, "--namespace", &ns.name];
+        Release::install_chart(ns, CHART, args)
+    }
+
+    /// Installs the chart from the node's registry, with its images from there too (see
+    /// [`registry_chart`], [`registry_args`]): what `helm install oci://...` gives a cluster.
+    pub fn install_from_registry(ns: &TestNamespace, args: &[&str]) -> Release {
+        let from_registry = registry_args();
+        let mut all: Vec<&str> = from_registry.iter().map(String::as_str).collect();
+        all.extend_from_slice(args);
+        Release::install_chart(ns, &registry_chart(), &all)
+    }
+
+    fn install_chart(ns: &TestNamespace, chart: &str, args: &[&str]) -> Release {
+        let mut all = vec!["install", &ns.name, chart, "--namespace", &ns.name];
         all.extend_from_slice(args);
         let installed = helm_in(ns.env(), &all);
         assert!(installed.status.success(), "{}", text(&installed));

@@ -15,6 +15,7 @@ pub struct Tools {
 /// The build scripts, in this crate's folder.
 const BUILD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/build");
 const BUILD_NODE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/node");
+const BUILD_CRANE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/crane");
 
 impl Tools {
     /// Finds the control plane's tools: `LEADERSHIP_TOOLS_BIN` if set, else the cache, building
@@ -30,10 +31,26 @@ impl Tools {
         Tools::locate_with("LEADERSHIP_NODE_BIN", BUILD_NODE)
     }
 
+    /// Finds crane (go-containerregistry), the node's registry and the images' pusher:
+    /// `LEADERSHIP_CRANE` if set, else the cache, built if missing by `e2e/tools/crane`.
+    pub fn locate_crane() -> Result<PathBuf, Error> {
+        if let Some(crane) = std::env::var_os("LEADERSHIP_CRANE") {
+            return Ok(crane.into());
+        }
+        Ok(Tools::run_build(BUILD_CRANE)?.into())
+    }
+
     fn locate_with(variable: &str, script: &str) -> Result<Tools, Error> {
         if let Some(bin) = std::env::var_os(variable) {
             return Ok(Tools { bin: bin.into() });
         }
+        Ok(Tools {
+            bin: Tools::run_build(script)?.into(),
+        })
+    }
+
+    /// Runs a build script; the last line it printed (where it put what it built).
+    fn run_build(script: &str) -> Result<String, Error> {
         let output = Command::new(script)
             .stderr(std::process::Stdio::inherit())
             .output()
@@ -42,11 +59,11 @@ impl Tools {
             return Err(Error::Tools(format!("{script} failed with {}", output.status)));
         }
         let stdout = String::from_utf8_lossy(&output.stdout);
-        let bin = stdout.lines().last().unwrap_or_default().trim();
-        if bin.is_empty() {
-            return Err(Error::Tools(format!("{script} printed no folder")));
+        let built = stdout.lines().last().unwrap_or_default().trim();
+        if built.is_empty() {
+            return Err(Error::Tools(format!("{script} printed no path")));
         }
-        Ok(Tools { bin: bin.into() })
+        Ok(built.to_owned())
     }
 
     /// The path of one tool, as a string for command lines.

@@ -1,6 +1,7 @@
-//! The product as users run it: the chart installed with `helm install` on a cluster with a real
-//! node (kubelet, containerd, runc, CNI, kube-proxy), pods running the images `e2e/images` builds,
-//! the kubelet reporting every status. Nothing here writes a Pod status or stands in for a
+//! The product as users run it: the chart installed with `helm install oci://...` from a registry
+//! on a cluster with a real node (kubelet, containerd, runc, CNI, kube-proxy), pods running the
+//! images `e2e/images` builds, which the kubelet pulls from that registry, the kubelet reporting
+//! every status. Nothing here writes a Pod status or stands in for a
 //! container. The tests run one at a time: each installs the chart with its own operator pair.
 
 use std::{
@@ -18,7 +19,7 @@ use kube::{
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
 };
 use leadership_e2e::{
-    chart::{Release, text, webhook_in},
+    chart::{Release, registry_image, text, webhook_in},
     pods::{
         AdminClient, SETTLE, container_id, eventually, exec, holder, holder_among, is_ready, last_terminated,
         names, ready_pods, restart_rollout, restarts, roll_statefulset, signal_containers, socket_status,
@@ -32,11 +33,12 @@ use leadership_kube::{
 };
 use serde_json::Value;
 
-/// The example app's image (busybox and curl), built by `e2e/images`.
-const APP_IMAGE: &str = "leadership.local/example-app:1.0";
-/// The chart's images, under their default names and tags.
-const SIDECAR_IMAGE: &str = "ghcr.io/leadership-dev/leadership-sidecar:0.1.0";
-const OPERATOR_IMAGE: &str = "ghcr.io/leadership-dev/leadership-operator:0.1.0";
+/// The example app's image (busybox and curl), built by `e2e/images` and pushed into the node's
+/// registry with the chart's, under their default names and tags.
+const APP_IMAGE: &str = "example-app:1.0";
+/// The chart's images.
+const SIDECAR_IMAGE: &str = "leadership-sidecar:0.1.0";
+const OPERATOR_IMAGE: &str = "leadership-operator:0.1.0";
 /// The operator's own lease in its namespace.
 const OPERATOR_LEASE: &str = "leadership-operator";
 
@@ -47,7 +49,7 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// Ready; the webhook only sees this namespace.
 fn install(ns: &TestNamespace, extra: &[&str]) -> Release {
     let webhook = webhook_in(ns);
-    let image = format!("example.image={APP_IMAGE}");
+    let image = format!("example.image={}", registry_image(APP_IMAGE));
     // The example in the release's namespace: the tests find its pods there.
     let example_ns = format!("example.namespace={}", ns.name);
     let mut args = vec![
@@ -64,7 +66,7 @@ fn install(ns: &TestNamespace, extra: &[&str]) -> Release {
         "5m",
     ];
     args.extend_from_slice(extra);
-    Release::install(ns, &args)
+    Release::install_from_registry(ns, &args)
 }
 
 #[tokio::test]
@@ -79,13 +81,13 @@ async fn the_chart_runs_in_real_pods_with_its_own_images_and_an_app_can_use_the_
     // The chart's own images, probes and users.
     for pod in &operators {
         let spec = pod.spec.as_ref().unwrap();
-        assert_eq!(spec.containers[0].image.as_deref(), Some(OPERATOR_IMAGE));
+        assert_eq!(spec.containers[0].image, Some(registry_image(OPERATOR_IMAGE)));
         assert!(spec.containers[0].readiness_probe.is_some());
     }
     for pod in &units {
         let spec = pod.spec.as_ref().unwrap();
         let sidecar = &spec.init_containers.as_ref().unwrap()[0];
-        assert_eq!(sidecar.image.as_deref(), Some(SIDECAR_IMAGE));
+        assert_eq!(sidecar.image, Some(registry_image(SIDECAR_IMAGE)));
         assert_eq!(
             sidecar.restart_policy.as_deref(),
             Some("Always"),
@@ -247,7 +249,7 @@ fn injected_workload(name: &str, replicas: i32, claim_duration: &str, script: &s
                     "terminationGracePeriodSeconds": 20,
                     "containers": [{
                         "name": "app",
-                        "image": APP_IMAGE,
+                        "image": registry_image(APP_IMAGE),
                         "command": ["sh", "-c", script],
                         "securityContext": { "runAsUser": 1000, "runAsNonRoot": true },
                         "volumeMounts": [{ "name": "scratch", "mountPath": "/scratch" }],
@@ -274,7 +276,7 @@ fn documented_deployment() -> Deployment {
         .as_mut()
         .and_then(|s| s.template.spec.as_mut())
         .expect("a pod spec");
-    spec.containers[0].image = Some(APP_IMAGE.to_owned());
+    spec.containers[0].image = Some(registry_image(APP_IMAGE));
     deployment
 }
 
@@ -293,7 +295,7 @@ async fn the_documented_deployment_is_injected_elects_a_leader_and_a_killed_side
         let spec = pod.spec.as_ref().unwrap();
         let sidecar = &spec.init_containers.as_ref().expect("an injected sidecar")[0];
         assert_eq!(sidecar.name, "leadership");
-        assert_eq!(sidecar.image.as_deref(), Some(SIDECAR_IMAGE));
+        assert_eq!(sidecar.image, Some(registry_image(SIDECAR_IMAGE)));
     }
     let names = names(&units);
     let (leader, term) = holder_among(&ns, "web", &units).await;
@@ -363,7 +365,7 @@ fn restricted_pod(name: &str, app: &str, port: i32, annotations: &[(&str, &str)]
             "securityContext": { "seccompProfile": { "type": "RuntimeDefault" } },
             "containers": [{
                 "name": "app",
-                "image": APP_IMAGE,
+                "image": registry_image(APP_IMAGE),
                 "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"],
                 "ports": [{ "containerPort": port }],
                 "securityContext": {
@@ -673,7 +675,7 @@ async fn the_operator_releases_a_lost_pods_lease_on_what_the_kubelet_reports() {
             "restartPolicy": "Never",
             "containers": [{
                 "name": "app",
-                "image": APP_IMAGE,
+                "image": registry_image(APP_IMAGE),
                 "command": ["sh", "-c", "while true; do sleep 1; done"],
                 "securityContext": { "runAsUser": 1000, "runAsNonRoot": true },
             }],

@@ -22,6 +22,7 @@ use k8s_openapi::api::{
 };
 use kube::{Api, api::DeleteParams};
 use leadership_e2e::{
+    chart::{registry_args, registry_chart, registry_image},
     controlplane::{ControlPlane, StartOptions},
     node::NodeOptions,
     pods::{self, AdminClient},
@@ -30,7 +31,6 @@ use leadership_e2e::{
 };
 use tokio::time::{Instant, sleep};
 
-const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/leadership");
 const NAMESPACE: &str = "demo";
 /// The example application's name and its pods (the release is called `leadership`).
 const APP: &str = "leadership-example";
@@ -44,7 +44,8 @@ const UNITS: [&str; 3] = [
 const CLAIM: &str = "2s";
 /// The demo's lease length (see [`CLAIM`]).
 const LEASE: &str = "4s";
-const APP_IMAGE: &str = "leadership.local/example-app:1.0";
+/// The example app's image (busybox and curl), as `e2e/push` put it into the node's registry.
+const APP_IMAGE: &str = "example-app:1.0";
 const INJECTED_DEPLOYMENT: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../docs/examples/injected-deployment.yaml"
@@ -150,12 +151,16 @@ fn show_kubectl(show: &Show, args: &[&str]) -> anyhow::Result<()> {
 async fn scenes(show: &mut Show) -> anyhow::Result<()> {
     let env = testenv::node();
     let ns = env.namespace_named(NAMESPACE).await;
-    show.say("helm install leadership charts/leadership --set example.enabled=true --set example.namespace=demo --wait (CRD, operator, webhook, RBAC, admission policy, a 3-pod example; its namespace gets the sidecar's account)");
+    let chart = registry_chart();
+    let from_registry = registry_args();
+    show.say(format!("helm install leadership {chart} {} --set example.enabled=true --set example.namespace=demo --wait (the chart and images e2e/push put into the node's registry: CRD, operator, webhook, RBAC, admission policy, a 3-pod example; its namespace gets the sidecar's account)", from_registry.join(" ")));
     let helm = env.tools().path("helm");
     let claim = format!("sidecar.claimDuration={CLAIM},sidecar.leaseLength={LEASE}");
-    let image = format!("example.image={APP_IMAGE}");
+    let app_image = registry_image(APP_IMAGE);
+    let image = format!("example.image={app_image}");
     let installed = run(Command::new(&helm)
-        .args(["install", "leadership", CHART, "--namespace", NAMESPACE])
+        .args(["install", "leadership", &chart, "--namespace", NAMESPACE])
+        .args(&from_registry)
         .args(["--set", "example.enabled=true", "--set", &image, "--set", &claim])
         // The example, and the documented Deployment below, in the demo's one namespace.
         .args(["--set", &format!("example.namespace={NAMESPACE}")])
@@ -167,7 +172,7 @@ async fn scenes(show: &mut Show) -> anyhow::Result<()> {
         .find(|l| l.starts_with("STATUS"))
         .unwrap_or("STATUS: deployed");
     show.say(format!(
-        "helm: {status_line}; every pod runs an image built by e2e/images"
+        "helm: {status_line}; every pod runs an image built by e2e/images, pulled by the kubelet from the registry"
     ));
 
     let (first, term) = wait_leader(&ns, APP, 0).await?;
@@ -199,7 +204,7 @@ async fn scenes(show: &mut Show) -> anyhow::Result<()> {
     show.say("kubectl apply -f docs/examples/injected-deployment.yaml (one annotation: leadership.dev/application: web)");
     let manifest = std::fs::read_to_string(INJECTED_DEPLOYMENT)
         .context("read docs/examples/injected-deployment.yaml")?
-        .replace("curlimages/curl:8.10.1", APP_IMAGE);
+        .replace("curlimages/curl:8.10.1", &app_image);
     let manifest_path = std::env::temp_dir().join(format!("leadership-demo-{}.yaml", std::process::id()));
     std::fs::write(&manifest_path, manifest)?;
     let path = manifest_path.display().to_string();

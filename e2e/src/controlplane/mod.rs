@@ -291,7 +291,7 @@ impl ControlPlane {
             );
             if let (Some(layout), Some(node)) = (&layout, &options.node) {
                 plane
-                    .start_node(layout, node, &certs, &pki, &client, started)
+                    .start_node(tools, layout, node, &certs, &pki, &client, started)
                     .await?;
             }
             plane.state.version = client
@@ -309,10 +309,12 @@ impl ControlPlane {
         Ok(plane)
     }
 
-    /// Starts the node's components on a running control plane and waits until the node is Ready
-    /// and kube-proxy has written its rules.
+    /// Starts the node's registry (and fills it with `e2e/push`) and its components on a running
+    /// control plane, and waits until the node is Ready and kube-proxy has written its rules.
+    #[allow(clippy::too_many_arguments, reason = "the start's parts, each used once")]
     async fn start_node(
         &mut self,
+        tools: &Tools,
         layout: &node::config::Layout,
         options: &node::NodeOptions,
         certs: &Certificates,
@@ -335,17 +337,28 @@ impl ControlPlane {
             write(&path, &kubeconfig(&server, &certs.ca.cert, &pem, user))?;
             Ok(path)
         };
-        let components = node::components(layout, pki, &kubeconfig_of, &free_port)?;
+        let components = node::components(layout, &options.crane, pki, &kubeconfig_of, &free_port)?;
+        self.launch("registry", components.registry)?;
+        self.wait("registry", Duration::from_secs(30), || async {
+            Ok(node::registry_ready())
+        })
+        .await?;
+        node::push_to_registry(options, tools)?;
+        eprintln!(
+            "[controlplane {}] registry {} ready: the images of {} and the chart pushed",
+            elapsed(started),
+            node::config::REGISTRY,
+            options.images.display()
+        );
         self.launch("containerd", components.containerd)?;
         self.wait("containerd", Duration::from_secs(60), || async {
             Ok(node::containerd_ready(layout))
         })
         .await?;
-        let imported = node::import_images(layout, &options.images)?;
+        node::import_pause(layout, &options.images)?;
         eprintln!(
-            "[controlplane {}] containerd ready, {imported} images imported from {}",
-            elapsed(started),
-            options.images.display()
+            "[controlplane {}] containerd ready, the pause image imported",
+            elapsed(started)
         );
         self.launch("kube-scheduler", components.scheduler)?;
         self.launch("kubelet", components.kubelet)?;

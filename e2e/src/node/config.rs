@@ -26,8 +26,12 @@ pub const SERVICE_CIDR: &str = "198.19.0.0/16";
 pub const KUBERNETES_SERVICE_IP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 1);
 /// The cgroup (in every hierarchy) under which the kubelet puts its pods.
 pub const CGROUP_ROOT: &str = "/leadership-e2e";
-/// The sandbox image containerd runs for every pod (built by `e2e/images`).
+/// The sandbox image containerd runs for every pod (built by `e2e/images` and imported: the
+/// node's own, as a kubelet's pause image is).
 pub const PAUSE_IMAGE: &str = "leadership.local/pause:1.0";
+/// The node's OCI registry (`crane registry serve`, plain HTTP on the node's address): `e2e/push`
+/// puts the images and the chart there, and containerd pulls the workloads' images from it.
+pub const REGISTRY: &str = "198.18.0.1:5000";
 
 /// Where the node's files and sockets live, under the cluster's folder.
 #[derive(Clone, Debug)]
@@ -50,6 +54,15 @@ impl Layout {
     /// The kubelet's folder (`--root-dir`), with its config and certificates.
     pub fn kubelet(&self) -> PathBuf {
         self.dir.join("kubelet")
+    }
+    /// containerd's registry hosts (`config_path`): one folder per registry with its
+    /// `hosts.toml`.
+    pub fn registry_hosts(&self) -> PathBuf {
+        self.containerd().join("certs.d")
+    }
+    /// Where the node's registry keeps what is pushed to it.
+    pub fn registry_store(&self) -> PathBuf {
+        self.dir.join("registry")
     }
     /// The CNI network configuration folder.
     pub fn cni_conf(&self) -> PathBuf {
@@ -91,6 +104,8 @@ disabled_plugins = ['io.containerd.nri.v1.nri', 'io.containerd.snapshotter.v1.bt
     snapshotter = 'overlayfs'
     [plugins.'io.containerd.cri.v1.images'.pinned_images]
       sandbox = '{pause}'
+    [plugins.'io.containerd.cri.v1.images'.registry]
+      config_path = {hosts}
   [plugins.'io.containerd.cri.v1.runtime']
     netns_mounts_under_state_dir = true
     # This machine gives root no CAP_SYS_RESOURCE: no process may lower its OOM score below
@@ -119,9 +134,22 @@ disabled_plugins = ['io.containerd.nri.v1.nri', 'io.containerd.snapshotter.v1.bt
         ttrpc = quote(base.join("containerd.ttrpc.sock")),
         opt = quote(base.join("opt")),
         pause = PAUSE_IMAGE,
+        hosts = quote(layout.registry_hosts()),
         cni_bin = quote(layout.bin.join("cni")),
         runc = quote(layout.bin.join("runc")),
         cni_conf = quote(layout.cni_conf()),
+    )
+}
+
+/// containerd's `hosts.toml` for the node's [`REGISTRY`]: plain HTTP, for pulls and resolves,
+/// as a cluster is told of an internal registry without TLS.
+pub fn registry_hosts_toml() -> String {
+    format!(
+        r#"server = "http://{REGISTRY}"
+
+[host."http://{REGISTRY}"]
+  capabilities = ["pull", "resolve"]
+"#
     )
 }
 
@@ -200,7 +228,7 @@ resolvConf: {kubelet}/resolv.conf
 failSwapOn: false
 registerNode: true
 serializeImagePulls: false
-# Images come from e2e/images, not a registry: never collect them.
+# The pause image is imported, not pulled: never collect images.
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 evictionHard:
@@ -257,6 +285,10 @@ mod tests {
         }
         assert!(toml.contains("netns_mounts_under_state_dir = true"));
         assert!(toml.contains(&format!("sandbox = '{PAUSE_IMAGE}'")));
+        assert!(
+            toml.contains("config_path = '/tmp/cluster/containerd/certs.d'"),
+            "{toml}"
+        );
         assert!(toml.contains("SystemdCgroup = false"));
     }
 

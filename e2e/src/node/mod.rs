@@ -1,7 +1,8 @@
 //! A real node for the test control plane: containerd (with runc), the CNI bridge, kubelet,
 //! kube-proxy and kube-scheduler, on one bridge of this machine's own ([`config::BRIDGE`], with
-//! addresses reserved for benchmarking networks), running pods from images built here
-//! (`e2e/images`) and imported into containerd.
+//! addresses reserved for benchmarking networks), and an OCI registry ([`config::REGISTRY`]) into
+//! which `e2e/push` puts the images built here (`e2e/images`) and the chart: the kubelet pulls the
+//! workloads' images from it; only the pod sandbox (pause) is imported.
 //!
 //! The host side (bridge, routes, sysctls, an iptables guard, cgroups) is `node.sh`, copied into
 //! the cluster's folder: `up` before the API server starts (it binds the node's address), `down`
@@ -29,21 +30,47 @@ const NODE_SCRIPT: &str = include_str!("node.sh");
 /// The node's part of a control plane's start.
 #[derive(Clone, Debug)]
 pub struct NodeOptions {
-    /// The folder of image archives to import (`e2e/images` writes them; it must hold the pause
-    /// image).
+    /// The folder of image archives (`e2e/images` writes them): the pause image is imported, the
+    /// others are pushed into the node's registry.
     pub images: PathBuf,
     /// The node's tools.
     pub tools: Tools,
+    /// crane: the node's registry.
+    pub crane: PathBuf,
 }
 
 impl NodeOptions {
-    /// The node's tools from the cache (built if missing) and the images in `images`.
+    /// The node's tools and crane from the cache (built if missing) and the images in `images`.
     pub fn new(images: impl Into<PathBuf>) -> Result<NodeOptions, Error> {
         Ok(NodeOptions {
             images: images.into(),
             tools: Tools::locate_node()?,
+            crane: Tools::locate_crane()?,
         })
     }
+}
+
+/// The script that pushes the images and the chart to a registry (`e2e/images --push` runs it).
+const PUSH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/push");
+
+/// Pushes the image archives of `options` and the chart into the node's registry with
+/// `e2e/push`, using the control plane's helm (`tools`).
+pub fn push_to_registry(options: &NodeOptions, tools: &Tools) -> Result<(), Error> {
+    run(
+        "push the images and the chart to the node's registry (e2e/push)",
+        Command::new(PUSH)
+            .arg(config::REGISTRY)
+            .arg("--plain-http")
+            .arg("--images")
+            .arg(&options.images)
+            .env("LEADERSHIP_CRANE", &options.crane)
+            .env("LEADERSHIP_TOOLS_BIN", tools.bin()),
+    )
+}
+
+/// Whether the node's registry answers (its `/v2/` route).
+pub fn registry_ready() -> bool {
+    std::net::TcpStream::connect(config::REGISTRY).is_ok()
 }
 
 /// The addresses the API server's certificate names in node mode.
@@ -134,6 +161,8 @@ pub fn write_certificates(pki: &Path, layout: &Layout, certs: &Certificates) -> 
 
 /// The commands of the node's components, in start order, with the files they read written.
 pub struct Components {
+    /// The registry.
+    pub registry: Vec<String>,
     /// containerd.
     pub containerd: Vec<String>,
     /// kube-scheduler.
@@ -150,17 +179,23 @@ pub struct Components {
 /// kubeconfig for a user from its certificate files.
 pub fn components(
     layout: &Layout,
+    crane: &Path,
     pki: &Path,
     kubeconfig: &dyn Fn(&str) -> Result<PathBuf, Error>,
     free_port: &dyn Fn() -> Result<u16, Error>,
 ) -> Result<Components, Error> {
     let tool = |name: &str| layout.bin.join(name).display().to_string();
     fs::create_dir_all(layout.containerd()).map_err(|e| Error::io("create containerd's folder", e))?;
+    fs::create_dir_all(layout.registry_store()).map_err(|e| Error::io("create the registry's folder", e))?;
     let containerd_config = layout.containerd().join("config.toml");
     write(&containerd_config, &config::containerd_toml(layout))?;
     write(
         &layout.cni_conf().join("10-leadership.conflist"),
         &config::cni_network(layout),
+    )?;
+    write(
+        &layout.registry_hosts().join(config::REGISTRY).join("hosts.toml"),
+        &config::registry_hosts_toml(),
     )?;
     let ports = KubeletPorts {
         api: free_port()?,
@@ -178,6 +213,13 @@ pub fn components(
         layout.bin.display()
     );
     Ok(Components {
+        registry: vec![
+            crane.display().to_string(),
+            "registry".into(),
+            "serve".into(),
+            format!("--address={}", config::REGISTRY),
+            format!("--disk={}", layout.registry_store().display()),
+        ],
         containerd: vec![
             "env".into(),
             path,
@@ -226,25 +268,17 @@ pub fn containerd_ready(layout: &Layout) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-/// Imports every image archive of `images` into containerd's `k8s.io` namespace (where the
-/// kubelet's images live); returns how many.
-pub fn import_images(layout: &Layout, images: &Path) -> Result<usize, Error> {
-    let mut archives: Vec<PathBuf> = fs::read_dir(images)
-        .map_err(|e| Error::io(format!("read {}", images.display()), e))?
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|path| path.extension().is_some_and(|ext| ext == "tar"))
-        .collect();
-    archives.sort();
-    for archive in &archives {
-        run(
-            &format!("import {}", archive.display()),
-            Command::new(layout.bin.join("ctr"))
-                .arg(format!("--address={}", layout.containerd_socket().display()))
-                .args(["--namespace=k8s.io", "images", "import"])
-                .arg(archive),
-        )?;
-    }
-    Ok(archives.len())
+/// Imports the pause image of `images` into containerd's `k8s.io` namespace (where the
+/// kubelet's images live): the pod sandbox is the node's own, never pulled.
+pub fn import_pause(layout: &Layout, images: &Path) -> Result<(), Error> {
+    let archive = images.join("pause.tar");
+    run(
+        &format!("import {}", archive.display()),
+        Command::new(layout.bin.join("ctr"))
+            .arg(format!("--address={}", layout.containerd_socket().display()))
+            .args(["--namespace=k8s.io", "images", "import"])
+            .arg(&archive),
+    )
 }
 
 /// Whether kube-proxy has written its rules (its `/healthz` answers 200).

@@ -543,34 +543,25 @@ mod tests {
 
     #[test]
     fn pull_secrets_the_pod_lists_already_are_kept_and_not_added_twice() {
-        let before = pod(
-            &[(annotations::APPLICATION, "web")],
-            json!({ "imagePullSecrets": [{ "name": "own" }, { "name": "registry" }], "containers": [{ "name": "app" }] }),
-        );
-        let after = applied(&before, &inject(&before, &chart_like()).unwrap())
-            .spec
-            .unwrap();
-        let pull: Vec<_> = after
-            .image_pull_secrets
-            .iter()
-            .flatten()
-            .map(|s| s.name.as_str())
-            .collect();
-        assert_eq!(pull, ["own", "registry"]);
-        let other = pod(
-            &[(annotations::APPLICATION, "web")],
-            json!({ "imagePullSecrets": [{ "name": "own" }], "containers": [{ "name": "app" }] }),
-        );
-        let after = applied(&other, &inject(&other, &chart_like()).unwrap())
-            .spec
-            .unwrap();
-        let pull: Vec<_> = after
-            .image_pull_secrets
-            .iter()
-            .flatten()
-            .map(|s| s.name.as_str())
-            .collect();
-        assert_eq!(pull, ["own", "registry"]);
+        for listed in [
+            json!([{ "name": "own" }, { "name": "registry" }]),
+            json!([{ "name": "own" }]),
+        ] {
+            let before = pod(
+                &[(annotations::APPLICATION, "web")],
+                json!({ "imagePullSecrets": listed, "containers": [{ "name": "app" }] }),
+            );
+            let after = applied(&before, &inject(&before, &chart_like()).unwrap())
+                .spec
+                .unwrap();
+            let pull: Vec<_> = after
+                .image_pull_secrets
+                .iter()
+                .flatten()
+                .map(|s| s.name.as_str())
+                .collect();
+            assert_eq!(pull, ["own", "registry"], "{listed}");
+        }
     }
 
     #[test]

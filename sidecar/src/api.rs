@@ -109,7 +109,7 @@ impl<S: Store> Sidecar<S> {
     /// watch, or after the tracker stopped).
     pub fn known_status(&self) -> Option<Status> {
         let state = self.inner.tracker.status();
-        (state.ready && !state.stopped).then(|| self.status_of(&state))
+        knows_the_lease(&state).then(|| self.status_of(&state))
     }
 
     fn status_of(&self, state: &TrackerStatus) -> Status {
@@ -163,9 +163,14 @@ impl<S: Store> Sidecar<S> {
 
     /// Whether the lease state is known: the first read is done and the watch runs.
     pub fn is_ready(&self) -> bool {
-        let state = self.inner.tracker.status();
-        state.ready && !state.stopped
+        knows_the_lease(&self.inner.tracker.status())
     }
+}
+
+/// Whether a tracker in `state` knows the lease state: its first read is done and it has not
+/// stopped.
+fn knows_the_lease(state: &TrackerStatus) -> bool {
+    state.ready && !state.stopped
 }
 
 fn millis(d: Duration) -> u64 {

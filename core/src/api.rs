@@ -24,8 +24,9 @@ pub struct Grant {
     pub term: u64,
 }
 
-/// Claims leadership for units (SPEC C1-C7).
-pub trait Claimer: Send + Sync {
+/// Claims leadership for units (SPEC C1-C7). Every claimer can also be watched: blocking until
+/// a release is written once, over the store's [`Watcher`].
+pub trait Claimer: Watcher {
     /// Claims `application`'s lease for `unit` for `duration`. On success the unit is leader for at
     /// least `duration` from the moment of the call (C4); [`Error::ClaimDenied`] if another unit
     /// holds it (C3).
@@ -42,7 +43,12 @@ pub trait Claimer: Send + Sync {
         &self,
         application: &str,
         cancel: &CancellationToken,
-    ) -> impl Future<Output = Result<()>> + Send;
+    ) -> impl Future<Output = Result<()>> + Send {
+        async move {
+            crate::validate::application_name(application)?;
+            block_until_released(self, application, cancel).await
+        }
+    }
 
     /// Gives up `unit`'s lease now, so another unit can take it at once (T8); not in Juju's
     /// interface. [`Error::ClaimNotHeld`] if `unit` does not hold it.
@@ -50,11 +56,20 @@ pub trait Claimer: Send + Sync {
 }
 
 /// Checks leadership for fencing (SPEC K1).
-pub trait Checker: Send + Sync {
-    /// The token type.
-    type Token: Token;
+pub trait Checker: Clone + Send + Sync {
+    /// The fencing term while `unit` holds `application`'s lease and its guarantee, as this store
+    /// knows it, has not run out; else [`Error::NotLeader`]. Called by [`LeadershipToken::check`],
+    /// which has checked both names.
+    fn leadership_term(&self, application: &str, unit: &str) -> impl Future<Output = Result<u64>> + Send;
+
     /// A token for `unit`'s leadership of `application`; does no work until checked.
-    fn leadership_check(&self, application: &str, unit: &str) -> Self::Token;
+    fn leadership_check(&self, application: &str, unit: &str) -> LeadershipToken<Self> {
+        LeadershipToken {
+            store: self.clone(),
+            application: application.to_owned(),
+            unit: unit.to_owned(),
+        }
+    }
 }
 
 /// A leadership check that can be repeated (SPEC K1, K2).
@@ -62,6 +77,23 @@ pub trait Token: Send + Sync {
     /// The fencing term while the unit holds the lease and its guarantee has not run out; else
     /// [`Error::NotLeader`].
     fn check(&self) -> impl Future<Output = Result<u64>> + Send;
+}
+
+/// The [`Token`] a [`Checker`] hands out: one unit's leadership of one application, checked
+/// against that store each time.
+#[derive(Clone, Debug)]
+pub struct LeadershipToken<S> {
+    store: S,
+    application: String,
+    unit: String,
+}
+
+impl<S: Checker> Token for LeadershipToken<S> {
+    async fn check(&self) -> Result<u64> {
+        crate::validate::application_name(&self.application)?;
+        crate::validate::unit_name(&self.unit)?;
+        self.store.leadership_term(&self.application, &self.unit).await
+    }
 }
 
 /// Pins leases so that they do not expire (SPEC P1-P4).
@@ -79,13 +111,30 @@ pub trait Pinner: Send + Sync {
 /// said so stands aside at a free lease ([`LeaseView::stand_aside`]). Advice about who leads
 /// next, never a rule of the lease: every grant keeps its guarantee.
 pub trait Eligibility: Send + Sync {
-    /// Declares `unit` ineligible to lead `application` for `reason`, or eligible again with
-    /// `None`. Declaring what is already declared changes nothing.
+    /// Declares `unit` ineligible to lead `application` for the reason in `ineligible`, or
+    /// eligible again with `None`. Declaring what is already declared changes nothing. Checks the
+    /// names and the reason, then has the store record it.
     fn declare_eligibility(
         &self,
         application: &str,
         unit: &str,
         ineligible: Option<&str>,
+    ) -> impl Future<Output = Result<()>> + Send {
+        async move {
+            crate::validate::application_name(application)?;
+            crate::validate::unit_name(unit)?;
+            crate::validate::ineligible_reason(ineligible)?;
+            self.record_eligibility(application, unit, ineligible).await
+        }
+    }
+
+    /// Records a declaration that [`Eligibility::declare_eligibility`] has checked: `unit`'s
+    /// reason not to lead `application`, or `None` when it may.
+    fn record_eligibility(
+        &self,
+        application: &str,
+        unit: &str,
+        reason: Option<&str>,
     ) -> impl Future<Output = Result<()>> + Send;
 
     /// Why `unit` said it should not lead `application`, as the store keeps it; `None` when it did
@@ -216,7 +265,7 @@ impl LeaseFeed {
 /// at once if nobody holds the lease; otherwise when a view shows no current holder *or a later
 /// term*. A feed keeps only its latest view, so a release followed at once by a standby's claim
 /// may never be seen as "no holder"; the risen term still proves that the claim ended.
-pub async fn block_until_released<W: Watcher>(
+pub async fn block_until_released<W: Watcher + ?Sized>(
     store: &W,
     application: &str,
     cancel: &CancellationToken,

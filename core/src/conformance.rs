@@ -204,27 +204,15 @@ fn field<T: std::fmt::Debug>(result: crate::Result<T>) -> &'static str {
 /// nothing.
 pub async fn c7_e6_bad_input_is_refused_and_changes_nothing<H: Harness>(h: &H) {
     let store = h.store();
-    assert_eq!(
-        field(
-            store
-                .claim_leadership(APP, "web-0", Duration::from_millis(500))
-                .await
-        ),
-        "duration"
-    );
-    assert_eq!(
-        field(
-            store
-                .claim_leadership(APP, "web-0", Duration::from_secs(3600))
-                .await
-        ),
-        "duration"
-    );
-    assert_eq!(
-        field(store.claim_leadership("Web_App", "web-0", D).await),
-        "application"
-    );
-    assert_eq!(field(store.claim_leadership(APP, "web/0", D).await), "unit");
+    for (application, unit, duration, refused) in [
+        (APP, "web-0", Duration::from_millis(500), "duration"),
+        (APP, "web-0", Duration::from_secs(3600), "duration"),
+        ("Web_App", "web-0", D, "application"),
+        (APP, "web/0", D, "unit"),
+    ] {
+        let claimed = store.claim_leadership(application, unit, duration).await;
+        assert_eq!(field(claimed), refused, "{application}/{unit} for {duration:?}");
+    }
     assert_eq!(field(store.pin_leadership(APP, "Not An Entity").await), "entity");
     assert_eq!(field(store.revoke_leadership(APP, "").await), "unit");
     assert!(store.leaders().await.unwrap().is_empty());

@@ -30,8 +30,8 @@ pub mod validate;
 pub mod wire;
 
 pub use api::{
-    Checker, Claimer, Eligibility, Grant, LeaseFeed, LeaseView, Pinner, Reader, Revoker, Ticket, Token,
-    Tracker, Watcher,
+    Checker, Claimer, Eligibility, Grant, LeadershipToken, LeaseFeed, LeaseView, Pinner, Reader, Revoker,
+    Ticket, Token, Tracker, Watcher,
 };
 pub use error::{Error, ErrorCode, Result};
 pub use memory::MemoryStore;

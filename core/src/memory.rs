@@ -8,13 +8,10 @@ use std::{
 };
 
 use tokio::{sync::watch, time::Instant};
-use tokio_util::sync::CancellationToken;
 
 use crate::{
     Error, Result,
-    api::{
-        Checker, Claimer, Eligibility, Grant, LeaseFeed, LeaseView, Pinner, Reader, Revoker, Token, Watcher,
-    },
+    api::{Checker, Claimer, Eligibility, Grant, LeaseFeed, LeaseView, Pinner, Reader, Revoker, Watcher},
     expiry::{ExpiryPolicy, Observation},
     lease::Lease,
     validate::{self, DurationLimits},
@@ -119,15 +116,6 @@ impl Claimer for MemoryStore {
         })
     }
 
-    async fn block_until_leadership_released(
-        &self,
-        application: &str,
-        cancel: &CancellationToken,
-    ) -> Result<()> {
-        validate::application_name(application)?;
-        crate::api::block_until_released(self, application, cancel).await
-    }
-
     async fn release_leadership(&self, application: &str, unit: &str) -> Result<()> {
         validate::application_name(application)?;
         validate::unit_name(unit)?;
@@ -139,59 +127,29 @@ impl Claimer for MemoryStore {
     }
 }
 
-/// A leadership check against a [`MemoryStore`].
-#[derive(Clone, Debug)]
-pub struct MemoryToken {
-    store: MemoryStore,
-    application: String,
-    unit: String,
-}
-
-impl Token for MemoryToken {
-    async fn check(&self) -> Result<u64> {
-        validate::application_name(&self.application)?;
-        validate::unit_name(&self.unit)?;
-        let leases = self.store.leases();
+impl Checker for MemoryStore {
+    async fn leadership_term(&self, application: &str, unit: &str) -> Result<u64> {
+        let leases = self.leases();
         let now = Instant::now();
         // The holder's guarantee runs from its own last write, pinned or not (P1); a pending
         // revocation or handover ends it at once (V2).
         leases
-            .get(&self.application)
+            .get(application)
             .filter(|entry| {
                 entry
                     .seen
                     .runs_out_at(&entry.lease, &POLICY)
                     .is_some_and(|at| now < at)
             })
-            .and_then(|entry| entry.lease.vouches_for(&self.unit))
-            .ok_or_else(|| Error::not_leader(&self.application, &self.unit))
-    }
-}
-
-impl Checker for MemoryStore {
-    type Token = MemoryToken;
-
-    fn leadership_check(&self, application: &str, unit: &str) -> MemoryToken {
-        MemoryToken {
-            store: self.clone(),
-            application: application.to_owned(),
-            unit: unit.to_owned(),
-        }
+            .and_then(|entry| entry.lease.vouches_for(unit))
+            .ok_or_else(|| Error::not_leader(application, unit))
     }
 }
 
 impl Eligibility for MemoryStore {
-    async fn declare_eligibility(
-        &self,
-        application: &str,
-        unit: &str,
-        ineligible: Option<&str>,
-    ) -> Result<()> {
-        validate::application_name(application)?;
-        validate::unit_name(unit)?;
-        validate::ineligible_reason(ineligible)?;
+    async fn record_eligibility(&self, application: &str, unit: &str, reason: Option<&str>) -> Result<()> {
         self.update(application, |entry, _| {
-            let changed = match ineligible {
+            let changed = match reason {
                 Some(reason) => {
                     entry
                         .ineligible

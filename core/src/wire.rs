@@ -132,13 +132,13 @@ pub struct EligibilityRequest {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct EligibilityReply {
-    /// This unit.
-    pub unit: String,
-    /// Whether it may lead.
+    /// Whether this unit may lead.
     pub eligible: bool,
     /// Why not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// This unit.
+    pub unit: String,
 }
 
 /// `GET /healthz` and `GET /readyz` when healthy: `{"status":"ok"}`, `{"status":"ready"}`.

@@ -14,7 +14,6 @@ use leadership::{
     TrackerConfig, Transition, Watcher, tracker::timing::STAND_ASIDE, validate::DurationLimits,
 };
 use tokio::time::{Instant, sleep};
-use tokio_util::sync::CancellationToken;
 
 const D: Duration = Duration::from_secs(10);
 
@@ -50,16 +49,6 @@ impl Claimer for Flaky {
     async fn claim_leadership(&self, application: &str, unit: &str, duration: Duration) -> Result<Grant> {
         self.check().await?;
         self.inner.claim_leadership(application, unit, duration).await
-    }
-
-    async fn block_until_leadership_released(
-        &self,
-        application: &str,
-        cancel: &CancellationToken,
-    ) -> Result<()> {
-        self.inner
-            .block_until_leadership_released(application, cancel)
-            .await
     }
 
     async fn release_leadership(&self, application: &str, unit: &str) -> Result<()> {
@@ -385,14 +374,6 @@ struct Silent(MemoryStore);
 impl Claimer for Silent {
     async fn claim_leadership(&self, application: &str, unit: &str, duration: Duration) -> Result<Grant> {
         self.0.claim_leadership(application, unit, duration).await
-    }
-
-    async fn block_until_leadership_released(
-        &self,
-        application: &str,
-        cancel: &CancellationToken,
-    ) -> Result<()> {
-        self.0.block_until_leadership_released(application, cancel).await
     }
 
     async fn release_leadership(&self, application: &str, unit: &str) -> Result<()> {

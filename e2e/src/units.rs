@@ -248,25 +248,13 @@ impl Sidecar {
     /// Starts `leadership-sidecar` for `unit` of `application` with the admin kubeconfig, and
     /// waits until it is ready.
     pub async fn start(ns: &TestNamespace, application: &str, unit: &str) -> Sidecar {
-        Self::start_with(ns, application, unit, testenv::shared().kubeconfig(), D, &[]).await
+        Self::spawn_with(ns, application, unit, testenv::shared().kubeconfig(), D, &[])
+            .ready()
+            .await
     }
 
-    /// Starts a sidecar with a given kubeconfig, claim duration and extra flags, and waits until
-    /// it is ready.
-    pub async fn start_with(
-        ns: &TestNamespace,
-        application: &str,
-        unit: &str,
-        kubeconfig: &Path,
-        claim_duration: Duration,
-        extra: &[&str],
-    ) -> Sidecar {
-        let sidecar = Self::spawn_with(ns, application, unit, kubeconfig, claim_duration, extra);
-        sidecar.wait_ready().await;
-        sidecar
-    }
-
-    /// Starts a sidecar like [`Sidecar::start_with`] without waiting for it to be ready.
+    /// Starts a sidecar with a given kubeconfig, claim duration and extra flags, without waiting
+    /// for it to be ready (see [`Sidecar::ready`]).
     pub fn spawn_with(
         ns: &TestNamespace,
         application: &str,
@@ -298,13 +286,14 @@ impl Sidecar {
         self.client().status().await.ok()
     }
 
-    async fn wait_ready(&self) {
+    /// This sidecar once its `/readyz` answers (it panics, with the log, after 30 s).
+    pub async fn ready(self) -> Sidecar {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok((status, _)) = self.client().call(http::Method::GET, "/readyz", None).await
                 && status.is_success()
             {
-                return;
+                return self;
             }
             assert!(
                 Instant::now() < deadline,
@@ -334,7 +323,11 @@ pub async fn three_with(ns: &TestNamespace, application: &str, extra: &[&str]) -
         let unit = format!("{application}-{i}");
         pod(ns, &unit).await;
         let kubeconfig = testenv::shared().kubeconfig();
-        sidecars.push(Sidecar::start_with(ns, application, &unit, kubeconfig, D, extra).await);
+        sidecars.push(
+            Sidecar::spawn_with(ns, application, &unit, kubeconfig, D, extra)
+                .ready()
+                .await,
+        );
     }
     sidecars
 }

@@ -435,7 +435,11 @@ async fn helm_install_gives_least_privilege_and_the_parts_run_with_the_charts_ac
     for i in 0..3 {
         let unit = format!("app-{i}");
         let config = units::member_kubeconfig(&ns, "leadership-sidecar", &unit, "app").await;
-        sidecars.push(Sidecar::start_with(&ns, "app", &unit, &config, units::D, &[]).await);
+        sidecars.push(
+            Sidecar::spawn_with(&ns, "app", &unit, &config, units::D, &[])
+                .ready()
+                .await,
+        );
     }
     let (first, status) = leader(&sidecars, PROMPTLY).await;
     let listed = testenv::shared()
@@ -506,7 +510,9 @@ async fn a_pod_cannot_claim_as_another_pod() {
     let _operator = units::operator(&ns, "operator-0", &operator_config);
 
     // Pod A's sidecar configured to claim as pod B: the API server refuses every claim.
-    let impostor = Sidecar::start_with(&ns, "web", "web-b", &config, units::D, &[]).await;
+    let impostor = Sidecar::spawn_with(&ns, "web", "web-b", &config, units::D, &[])
+        .ready()
+        .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let status = impostor.status().await.unwrap();
     assert!(!status.leader, "{status:?}");
@@ -517,13 +523,17 @@ async fn a_pod_cannot_claim_as_another_pod() {
     );
 
     // The same token claiming as itself works.
-    let honest = Sidecar::start_with(&ns, "web", "web-a", &config, units::D, &[]).await;
+    let honest = Sidecar::spawn_with(&ns, "web", "web-a", &config, units::D, &[])
+        .ready()
+        .await;
     let (_, status) = leader(std::slice::from_ref(&honest), PROMPTLY).await;
     assert_eq!(status.unit, "web-a");
 
     // As itself, but for an application its Pod does not belong to: refused at every grant.
     drop(honest);
-    let stranger = Sidecar::start_with(&ns, "shop", "web-a", &config, units::D, &[]).await;
+    let stranger = Sidecar::spawn_with(&ns, "shop", "web-a", &config, units::D, &[])
+        .ready()
+        .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let status = stranger.status().await.unwrap();
     assert!(!status.leader, "{status:?}");

@@ -29,7 +29,7 @@ use leadership_e2e::{
 };
 use leadership_kube::{
     KubeStore, Scope,
-    crd::{LeadershipLease, LeadershipLeaseStatus, MAX_COUNT, Revocation},
+    crd::{LeadershipLease, LeadershipLeaseStatus, MAX_COUNT, Revocation, condition},
 };
 use serde_json::Value;
 
@@ -589,12 +589,9 @@ fn event_messages(ns: &TestNamespace, reason: &str) -> String {
 async fn leader_health(ns: &TestNamespace, lease: &str) -> Option<(String, String, String)> {
     let leases: Api<LeadershipLease> = ns.api();
     let object = leases.get_opt(lease).await.ok()??;
-    let c = object
-        .status?
-        .conditions
-        .into_iter()
-        .find(|c| c.type_ == "LeaderHealthy")?;
-    Some((c.status, c.reason, c.message))
+    let status = object.status?;
+    let c = condition::find(&status.conditions, "LeaderHealthy")?;
+    Some((c.status.clone(), c.reason.clone(), c.message.clone()))
 }
 
 #[tokio::test]

@@ -79,6 +79,11 @@ pub mod condition {
     pub const REVOKED: &str = "Revoked";
     /// Whether the leader's app is healthy (only while a unit leads and the health rule is on).
     pub const LEADER_HEALTHY: &str = "LeaderHealthy";
+
+    /// The condition of type `kind` among `conditions`, if there is one.
+    pub fn find<'a>(conditions: &'a [super::Condition], kind: &str) -> Option<&'a super::Condition> {
+        conditions.iter().find(|c| c.type_ == kind)
+    }
 }
 
 /// The most transitions kept in `status.history`.

@@ -1,10 +1,10 @@
 //! The operator's Prometheus metrics, in one registry with the `leadership_operator` prefix.
 //! Per-application series are exported by the active replica only (a standby has not looked).
 
+use leadership_runtime::metrics::MetricsRegistry;
 use prometheus_client::{
-    encoding::{EncodeLabelSet, text::encode},
+    encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
-    registry::{Registry, Unit},
 };
 
 /// A label with one low-cardinality value (an error kind, a revocation result).
@@ -33,7 +33,7 @@ pub struct LeaseLabels {
 /// The metrics, shared with the reconciler and the admin server.
 #[derive(Debug)]
 pub struct Metrics {
-    registry: Registry,
+    registry: MetricsRegistry,
     /// LeadershipLeases watched.
     pub leases: Gauge,
     /// Leases with a holder.
@@ -88,142 +88,106 @@ impl Default for Metrics {
         let failover_buckets = [
             0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0,
         ];
-        let metrics = Metrics {
-            registry: Registry::default(),
-            leases: Gauge::default(),
-            leaders: Gauge::default(),
-            lease_held: Family::default(),
-            lease_term: Family::default(),
-            transitions: Family::default(),
-            lease_leader_unhealthy: Family::default(),
-            failover_seconds: Histogram::new(failover_buckets),
-            expiries: Counter::default(),
-            expiry_lag_seconds: Histogram::new(buckets),
-            pod_releases: Counter::default(),
-            revocations: Family::default(),
-            handovers: Family::default(),
-            handovers_asked: Family::default(),
-            reconcile_seconds: Histogram::new(buckets),
-            reconcile_errors: Family::default(),
-            write_conflicts: Family::default(),
-            pods_indexed: Gauge::default(),
-            events_dropped: Counter::default(),
-            active: Gauge::default(),
-            webhook_requests: Family::default(),
-            webhook_certificate_expiry: Gauge::default(),
-        };
-        let mut registry = Registry::with_prefix("leadership_operator");
-        registry.register("leases", "LeadershipLeases watched", metrics.leases.clone());
-        registry.register("leaders", "Leases with a holder", metrics.leaders.clone());
-        registry.register(
-            "lease_held",
-            "1 while a unit holds the application's lease and its claim has not run out",
-            metrics.lease_held.clone(),
-        );
-        registry.register(
-            "lease_term",
-            "The application's fencing term",
-            metrics.lease_term.clone(),
-        );
-        registry.register(
-            "transitions",
-            "Changes of holder seen, per application",
-            metrics.transitions.clone(),
-        );
-        registry.register(
-            "lease_leader_unhealthy",
-            "1 while the application's leader's app has been unhealthy for the grace",
-            metrics.lease_leader_unhealthy.clone(),
-        );
-        registry.register_with_unit(
-            "failover_duration",
-            "Time an application went without a leader before each new grant (a lower bound)",
-            Unit::Seconds,
-            metrics.failover_seconds.clone(),
-        );
-        registry.register(
-            "expiries",
-            "Claims cleared after they ran out",
-            metrics.expiries.clone(),
-        );
-        registry.register_with_unit(
-            "expiry_lag",
-            "From when a claim ran out on the operator's clock to when its clear was written",
-            Unit::Seconds,
-            metrics.expiry_lag_seconds.clone(),
-        );
-        registry.register(
-            "pod_releases",
-            "Claims released because the holder's containers terminated",
-            metrics.pod_releases.clone(),
-        );
-        registry.register(
-            "revocations",
-            "Revocation requests ended, by result",
-            metrics.revocations.clone(),
-        );
-        registry.register(
-            "handovers",
-            "Handover requests ended, by result",
-            metrics.handovers.clone(),
-        );
-        registry.register(
-            "handovers_asked",
-            "Handovers the operator asked for, by why",
-            metrics.handovers_asked.clone(),
-        );
-        registry.register_with_unit(
-            "reconcile_duration",
-            "Reconcile duration",
-            Unit::Seconds,
-            metrics.reconcile_seconds.clone(),
-        );
-        registry.register(
-            "reconcile_errors",
-            "Reconcile errors by kind",
-            metrics.reconcile_errors.clone(),
-        );
-        registry.register(
-            "write_conflicts",
-            "Lease writes that lost a compare-and-swap race, by write",
-            metrics.write_conflicts.clone(),
-        );
-        registry.register(
-            "pods_indexed",
-            "Pods whose facts the operator keeps",
-            metrics.pods_indexed.clone(),
-        );
-        registry.register(
-            "events_dropped",
-            "Events not recorded because too many were waiting to be written",
-            metrics.events_dropped.clone(),
-        );
-        registry.register(
-            "active",
-            "1 while this replica is the active one",
-            metrics.active.clone(),
-        );
-        registry.register(
-            "webhook_requests",
-            "Sidecar injection webhook requests, by outcome",
-            metrics.webhook_requests.clone(),
-        );
-        registry.register_with_unit(
-            "webhook_certificate_expiry_timestamp",
-            "When the webhook's serving certificate expires, in Unix time",
-            Unit::Seconds,
-            metrics.webhook_certificate_expiry.clone(),
-        );
-        Metrics { registry, ..metrics }
+        let mut r = MetricsRegistry::with_prefix("leadership_operator");
+        Metrics {
+            leases: r.add("leases", "LeadershipLeases watched", Gauge::default()),
+            leaders: r.add("leaders", "Leases with a holder", Gauge::default()),
+            lease_held: r.add(
+                "lease_held",
+                "1 while a unit holds the application's lease and its claim has not run out",
+                Family::default(),
+            ),
+            lease_term: r.add("lease_term", "The application's fencing term", Family::default()),
+            transitions: r.add(
+                "transitions",
+                "Changes of holder seen, per application",
+                Family::default(),
+            ),
+            lease_leader_unhealthy: r.add(
+                "lease_leader_unhealthy",
+                "1 while the application's leader's app has been unhealthy for the grace",
+                Family::default(),
+            ),
+            failover_seconds: r.add_seconds(
+                "failover_duration",
+                "Time an application went without a leader before each new grant (a lower bound)",
+                Histogram::new(failover_buckets),
+            ),
+            expiries: r.add(
+                "expiries",
+                "Claims cleared after they ran out",
+                Counter::default(),
+            ),
+            expiry_lag_seconds: r.add_seconds(
+                "expiry_lag",
+                "From when a claim ran out on the operator's clock to when its clear was written",
+                Histogram::new(buckets),
+            ),
+            pod_releases: r.add(
+                "pod_releases",
+                "Claims released because the holder's containers terminated",
+                Counter::default(),
+            ),
+            revocations: r.add(
+                "revocations",
+                "Revocation requests ended, by result",
+                Family::default(),
+            ),
+            handovers: r.add(
+                "handovers",
+                "Handover requests ended, by result",
+                Family::default(),
+            ),
+            handovers_asked: r.add(
+                "handovers_asked",
+                "Handovers the operator asked for, by why",
+                Family::default(),
+            ),
+            reconcile_seconds: r.add_seconds(
+                "reconcile_duration",
+                "Reconcile duration",
+                Histogram::new(buckets),
+            ),
+            reconcile_errors: r.add("reconcile_errors", "Reconcile errors by kind", Family::default()),
+            write_conflicts: r.add(
+                "write_conflicts",
+                "Lease writes that lost a compare-and-swap race, by write",
+                Family::default(),
+            ),
+            pods_indexed: r.add(
+                "pods_indexed",
+                "Pods whose facts the operator keeps",
+                Gauge::default(),
+            ),
+            events_dropped: r.add(
+                "events_dropped",
+                "Events not recorded because too many were waiting to be written",
+                Counter::default(),
+            ),
+            active: r.add(
+                "active",
+                "1 while this replica is the active one",
+                Gauge::default(),
+            ),
+            webhook_requests: r.add(
+                "webhook_requests",
+                "Sidecar injection webhook requests, by outcome",
+                Family::default(),
+            ),
+            webhook_certificate_expiry: r.add_seconds(
+                "webhook_certificate_expiry_timestamp",
+                "When the webhook's serving certificate expires, in Unix time",
+                Gauge::default(),
+            ),
+            registry: r,
+        }
     }
 }
 
 impl Metrics {
     /// The metrics in the Prometheus text format.
     pub fn render(&self) -> String {
-        let mut text = String::new();
-        let _ = encode(&mut text, &self.registry);
-        text
+        self.registry.render()
     }
 
     /// Sets one application's gauges.

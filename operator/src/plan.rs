@@ -350,9 +350,8 @@ fn condition(
     now: Timestamp,
 ) -> Condition {
     let status = if on { "True" } else { "False" };
-    let since = current
-        .iter()
-        .find(|c| c.type_ == kind && c.status == status)
+    let since = condition::find(current, kind)
+        .filter(|c| c.status == status)
         .map_or(Time(now), |c| c.last_transition_time.clone());
     Condition {
         type_: kind.to_owned(),
@@ -434,11 +433,7 @@ fn operator_status(
             generation,
             now,
         )),
-        None => current
-            .conditions
-            .iter()
-            .find(|c| c.type_ == condition::REVOKED)
-            .cloned(),
+        None => condition::find(&current.conditions, condition::REVOKED).cloned(),
     };
     conditions.extend(revoked);
     conditions.extend(
@@ -599,7 +594,7 @@ mod tests {
     fn an_expiry_carries_the_conditions_after_it_and_the_next_visit_writes_nothing() {
         let plan = plan(&held("web-0", 3), &judged(true, false, false), now());
         let fields = plan.status.expect("the clear carries the operator's fields");
-        let held = fields.conditions.iter().find(|c| c.type_ == "Held").unwrap();
+        let held = condition::find(&fields.conditions, "Held").unwrap();
         assert_eq!((held.status.as_str(), held.reason.as_str()), ("False", "Free"));
         // The cleared lease as the write leaves it: the next visit finds nothing to write.
         let mut cleared = held_cleared();
@@ -631,8 +626,8 @@ mod tests {
             "only the labels move while a standby may be taking the lease"
         );
         let later = super::plan(&object, &Judgement::default(), now());
-        let conditions = later.status.expect("reported after the quiet").conditions;
-        let free = conditions.iter().find(|c| c.type_ == "Held").unwrap();
+        let reported = later.status.expect("reported after the quiet");
+        let free = condition::find(&reported.conditions, "Held").unwrap();
         assert_eq!((free.status.as_str(), free.reason.as_str()), ("False", "Free"));
         assert_eq!(
             later.revocation,
@@ -708,13 +703,8 @@ mod tests {
             planned.revocation,
             Some(RevocationStep::NotHeld { unit: "web-0".into() })
         );
-        let revoked = planned
-            .status
-            .unwrap()
-            .conditions
-            .into_iter()
-            .find(|c| c.type_ == "Revoked")
-            .unwrap();
+        let status = planned.status.unwrap();
+        let revoked = condition::find(&status.conditions, "Revoked").unwrap();
         assert_eq!(
             (revoked.status.as_str(), revoked.reason.as_str()),
             ("False", "ClaimNotHeld")
@@ -773,14 +763,7 @@ mod tests {
             None,
             "no write in steady state"
         );
-        let held = object
-            .status
-            .as_ref()
-            .unwrap()
-            .conditions
-            .iter()
-            .find(|c| c.type_ == "Held")
-            .unwrap();
+        let held = condition::find(&object.status.as_ref().unwrap().conditions, "Held").unwrap();
         assert_eq!(held.message, "held by web-0 in term 3");
     }
 
@@ -893,8 +876,7 @@ mod tests {
     }
 
     fn health_condition(plan: &Plan) -> Option<(String, String, String)> {
-        let status = plan.status.as_ref()?;
-        let c = status.conditions.iter().find(|c| c.type_ == "LeaderHealthy")?;
+        let c = condition::find(&plan.status.as_ref()?.conditions, "LeaderHealthy")?;
         Some((c.status.clone(), c.reason.clone(), c.message.clone()))
     }
 

@@ -15,7 +15,7 @@ use leadership_e2e::{
     testenv::{self, TestNamespace},
     units::{self, PROMPTLY, Process, Sidecar, leader, next_leader, three},
 };
-use leadership_kube::crd::LeadershipLease;
+use leadership_kube::crd::{LeadershipLease, condition};
 use nix::sys::signal::Signal;
 use tokio::time::{Instant, sleep};
 
@@ -234,13 +234,8 @@ async fn revocation_hands_over_safely_and_a_non_holder_is_reported() {
     let (_, after) = next_leader(&sidecars, first, PROMPTLY).await;
     assert!(after.term > status.term);
     let done = lease_until(&ns, "rev", PROMPTLY, |o| o.spec.revocation.is_none()).await;
-    let condition = done
-        .status
-        .unwrap()
-        .conditions
-        .into_iter()
-        .find(|c| c.type_ == "Revoked")
-        .expect("a Revoked condition");
+    let status = done.status.unwrap();
+    let condition = condition::find(&status.conditions, "Revoked").expect("a Revoked condition");
     assert_eq!(
         (condition.status.as_str(), condition.reason.as_str()),
         ("True", "Revoked")
@@ -254,13 +249,8 @@ async fn revocation_hands_over_safely_and_a_non_holder_is_reported() {
         .await
         .unwrap();
     let reported = lease_until(&ns, "rev", PROMPTLY, |o| o.spec.revocation.is_none()).await;
-    let condition = reported
-        .status
-        .unwrap()
-        .conditions
-        .into_iter()
-        .find(|c| c.type_ == "Revoked")
-        .unwrap();
+    let status = reported.status.unwrap();
+    let condition = condition::find(&status.conditions, "Revoked").unwrap();
     assert_eq!(
         (condition.status.as_str(), condition.reason.as_str()),
         ("False", "ClaimNotHeld")
@@ -280,7 +270,7 @@ async fn a_holder_whose_pod_is_gone_hands_over_before_its_lease_would_run_out() 
         units::pod(&ns, &unit).await;
         // A 10 s guarantee: a 20 s lease that expiry alone would wait out.
         sidecars.push(
-            Sidecar::start_with(
+            Sidecar::spawn_with(
                 &ns,
                 "gone",
                 &unit,
@@ -288,6 +278,7 @@ async fn a_holder_whose_pod_is_gone_hands_over_before_its_lease_would_run_out() 
                 Duration::from_secs(10),
                 &[],
             )
+            .ready()
             .await,
         );
     }

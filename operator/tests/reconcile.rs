@@ -11,7 +11,7 @@ use leadership_e2e::{
     testenv::{self, TestNamespace},
     units,
 };
-use leadership_kube::crd::{LeadershipLease, LeadershipLeaseStatus};
+use leadership_kube::crd::{self, LeadershipLease, LeadershipLeaseStatus};
 use leadership_operator::{
     metrics::{KindLabel, Metrics},
     plan::QUIET_AFTER_FREE,
@@ -62,12 +62,7 @@ async fn until<T>(within: Duration, mut what: impl AsyncFnMut() -> T, ready: imp
 }
 
 fn condition(object: &LeadershipLease, kind: &str) -> Option<(String, String)> {
-    object
-        .status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == kind)
+    crd::condition::find(&object.status.as_ref()?.conditions, kind)
         .map(|c| (c.status.clone(), c.reason.clone()))
 }
 

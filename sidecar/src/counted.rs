@@ -9,7 +9,6 @@ use std::{
 };
 
 use leadership::{Claimer, Eligibility, Error, Grant, LeaseFeed, Pinner, Reader, Result, Watcher};
-use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{ClaimLabels, Metrics};
 
@@ -67,16 +66,6 @@ impl<S: Claimer> Claimer for Counted<S> {
         outcome
     }
 
-    async fn block_until_leadership_released(
-        &self,
-        application: &str,
-        cancel: &CancellationToken,
-    ) -> Result<()> {
-        self.store
-            .block_until_leadership_released(application, cancel)
-            .await
-    }
-
     async fn release_leadership(&self, application: &str, unit: &str) -> Result<()> {
         let released = self.store.release_leadership(application, unit).await;
         if released.is_ok() || matches!(released, Err(Error::ClaimNotHeld)) {
@@ -113,15 +102,8 @@ impl<S: Pinner> Pinner for Counted<S> {
 }
 
 impl<S: Eligibility> Eligibility for Counted<S> {
-    async fn declare_eligibility(
-        &self,
-        application: &str,
-        unit: &str,
-        ineligible: Option<&str>,
-    ) -> Result<()> {
-        self.store
-            .declare_eligibility(application, unit, ineligible)
-            .await
+    async fn record_eligibility(&self, application: &str, unit: &str, reason: Option<&str>) -> Result<()> {
+        self.store.record_eligibility(application, unit, reason).await
     }
 
     async fn declared_ineligible(&self, application: &str, unit: &str) -> Result<Option<String>> {

@@ -1,9 +1,9 @@
 //! The sidecar's Prometheus metrics, in one registry with the `leadership_sidecar` prefix.
 
+use leadership_runtime::metrics::MetricsRegistry;
 use prometheus_client::{
-    encoding::{EncodeLabelSet, text::encode},
+    encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family, gauge::Gauge},
-    registry::Registry,
 };
 
 /// Labels of a socket request.
@@ -45,16 +45,18 @@ pub struct InfoLabels {
 /// The metrics, shared with the handlers.
 #[derive(Debug)]
 pub struct Metrics {
-    registry: Registry,
-    /// 1 while this unit is leader.
+    registry: MetricsRegistry,
+    /// 1 while this unit is leader: it holds the lease and its guarantee has not run out.
     pub leader: Gauge,
-    /// The fencing term last seen.
+    /// The fencing term of the lease as the tracker last saw it, whoever holds it; rises at
+    /// every grant.
     pub term: Gauge,
     /// Times this unit became leader.
     pub elected: Counter,
-    /// Times this unit stopped being leader.
+    /// Times this unit stopped being leader (deposed, released, or its guarantee ran out).
     pub deposed: Counter,
-    /// Socket requests by route and status.
+    /// Socket requests by route (`other` for unknown paths, so the series stay few) and
+    /// status code.
     pub requests: Family<RequestLabels, Counter>,
     /// Hook runs by hook and outcome.
     pub hook_runs: Family<HookLabels, Counter>,
@@ -66,51 +68,38 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("leadership_sidecar");
-        let metrics = Metrics {
-            leader: Gauge::default(),
-            term: Gauge::default(),
-            elected: Counter::default(),
-            deposed: Counter::default(),
-            requests: Family::default(),
-            hook_runs: Family::default(),
-            claims: Family::default(),
-            info: Family::default(),
-            registry: Registry::default(),
-        };
-        registry.register("leader", "1 while this unit is leader", metrics.leader.clone());
-        registry.register("term", "The fencing term last seen", metrics.term.clone());
-        registry.register(
-            "elected",
-            "Times this unit became leader",
-            metrics.elected.clone(),
-        );
-        registry.register(
-            "deposed",
-            "Times this unit stopped being leader",
-            metrics.deposed.clone(),
-        );
-        registry.register(
-            "requests",
-            "Socket API requests by route and status",
-            metrics.requests.clone(),
-        );
-        registry.register(
-            "hook_runs",
-            "Elected and deposed hook runs by outcome",
-            metrics.hook_runs.clone(),
-        );
-        registry.register(
-            "claims",
-            "Claims by kind (acquire, renew) and result (granted, denied, error)",
-            metrics.claims.clone(),
-        );
-        registry.register(
-            "info",
-            "1, labelled with this sidecar's application and unit",
-            metrics.info.clone(),
-        );
-        Metrics { registry, ..metrics }
+        let mut r = MetricsRegistry::with_prefix("leadership_sidecar");
+        Metrics {
+            leader: r.add("leader", "1 while this unit is leader", Gauge::default()),
+            term: r.add("term", "The fencing term last seen", Gauge::default()),
+            elected: r.add("elected", "Times this unit became leader", Counter::default()),
+            deposed: r.add(
+                "deposed",
+                "Times this unit stopped being leader",
+                Counter::default(),
+            ),
+            requests: r.add(
+                "requests",
+                "Socket API requests by route and status",
+                Family::default(),
+            ),
+            hook_runs: r.add(
+                "hook_runs",
+                "Elected and deposed hook runs by outcome",
+                Family::default(),
+            ),
+            claims: r.add(
+                "claims",
+                "Claims by kind (acquire, renew) and result (granted, denied, error)",
+                Family::default(),
+            ),
+            info: r.add(
+                "info",
+                "1, labelled with this sidecar's application and unit",
+                Family::default(),
+            ),
+            registry: r,
+        }
     }
 }
 
@@ -130,9 +119,6 @@ impl Metrics {
 
     /// The metrics in the Prometheus text format.
     pub fn render(&self) -> String {
-        let mut text = String::new();
-        // Writing into a String cannot fail.
-        let _ = encode(&mut text, &self.registry);
-        text
+        self.registry.render()
     }
 }

@@ -31,7 +31,7 @@ async fn hook_line(dir: &Path, line: &str) -> Vec<String> {
 
 async fn start(ns: &testenv::TestNamespace, unit: &str, extra: &[&str]) -> Sidecar {
     units::pod(ns, unit).await;
-    Sidecar::start_with(
+    Sidecar::spawn_with(
         ns,
         "hooked",
         unit,
@@ -39,6 +39,7 @@ async fn start(ns: &testenv::TestNamespace, unit: &str, extra: &[&str]) -> Sidec
         units::D,
         extra,
     )
+    .ready()
     .await
 }
 

@@ -5,11 +5,8 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use k8s_openapi::jiff::Timestamp;
-use leadership::{
-    Checker, Claimer, Eligibility, Error, Grant, Pinner, Reader, Result, Revoker, Token, validate,
-};
+use leadership::{Checker, Claimer, Eligibility, Error, Grant, Pinner, Reader, Result, Revoker, validate};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use super::{KubeStore, writes::now_time};
 use crate::crd::{self, HandoverRequest, Ineligible, LeadershipLease, Pin, Revocation};
@@ -49,15 +46,6 @@ impl Claimer for KubeStore {
         .await
     }
 
-    async fn block_until_leadership_released(
-        &self,
-        application: &str,
-        cancel: &CancellationToken,
-    ) -> Result<()> {
-        validate::application_name(application)?;
-        leadership::api::block_until_released(self, application, cancel).await
-    }
-
     async fn release_leadership(&self, application: &str, unit: &str) -> Result<()> {
         validate::application_name(application)?;
         validate::unit_name(unit)?;
@@ -79,39 +67,19 @@ impl Claimer for KubeStore {
     }
 }
 
-/// A leadership check against a [`KubeStore`], for claims made through it.
-#[derive(Clone, Debug)]
-pub struct KubeToken {
-    store: KubeStore,
-    application: String,
-    unit: String,
-}
-
-impl Token for KubeToken {
-    async fn check(&self) -> Result<u64> {
-        validate::application_name(&self.application)?;
-        validate::unit_name(&self.unit)?;
-        let app = self.store.app(&self.application)?;
+/// Leadership checks answer for claims made through this store only: the term of its own last
+/// grant, while that grant's guarantee lasts and the lease still vouches for it.
+impl Checker for KubeStore {
+    async fn leadership_term(&self, application: &str, unit: &str) -> Result<u64> {
+        let app = self.app(application)?;
         let known = app.known();
         let vouched = known
             .object
             .as_ref()
-            .and_then(|object| object.to_lease().vouches_for(&self.unit));
-        match known.own.get(&self.unit) {
+            .and_then(|object| object.to_lease().vouches_for(unit));
+        match known.own.get(unit) {
             Some(&(term, until)) if Instant::now() < until && vouched == Some(term) => Ok(term),
-            _ => Err(Error::not_leader(&self.application, &self.unit)),
-        }
-    }
-}
-
-impl Checker for KubeStore {
-    type Token = KubeToken;
-
-    fn leadership_check(&self, application: &str, unit: &str) -> KubeToken {
-        KubeToken {
-            store: self.clone(),
-            application: application.to_owned(),
-            unit: unit.to_owned(),
+            _ => Err(Error::not_leader(application, unit)),
         }
     }
 }
@@ -176,15 +144,7 @@ impl KubeStore {
 impl Eligibility for KubeStore {
     /// Writes the unit's own entry of `status.ineligible` (with a reason) or removes it, and
     /// nothing else.
-    async fn declare_eligibility(
-        &self,
-        application: &str,
-        unit: &str,
-        ineligible: Option<&str>,
-    ) -> Result<()> {
-        validate::application_name(application)?;
-        validate::unit_name(unit)?;
-        validate::ineligible_reason(ineligible)?;
+    async fn record_eligibility(&self, application: &str, unit: &str, reason: Option<&str>) -> Result<()> {
         let app = self.app(application)?;
         self.retry("declare eligibility", |fresh| {
             let app = app.clone();
@@ -193,7 +153,7 @@ impl Eligibility for KubeStore {
                     return Ok(None);
                 };
                 let status = object.status.get_or_insert_with(Default::default);
-                let changed = match ineligible {
+                let changed = match reason {
                     Some(reason) if status.ineligible.get(unit).is_some_and(|e| e.reason == reason) => false,
                     Some(reason) => {
                         let entry = Ineligible {

@@ -41,8 +41,6 @@ use leadership::{
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-pub use interfaces::KubeToken;
-
 use self::{cache::App, errors::from_kube};
 use crate::crd::LeadershipLease;
 

@@ -167,10 +167,7 @@ pub(super) fn written(
 /// healthy): the written `LeaderHealthy` condition says so and the object's did not.
 fn health_changed(ctx: &Context, object: &LeadershipLease, plan: &Plan) {
     let leader_health = |conditions: &[Condition]| {
-        conditions
-            .iter()
-            .find(|c| c.type_ == condition::LEADER_HEALTHY)
-            .map(|c| (c.reason.clone(), c.message.clone()))
+        condition::find(conditions, condition::LEADER_HEALTHY).map(|c| (c.reason.clone(), c.message.clone()))
     };
     let Some(written) = plan.status.as_ref().and_then(|s| leader_health(&s.conditions)) else {
         return;

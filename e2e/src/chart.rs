@@ -2,7 +2,11 @@
 //! YAML documents, a release installed for one test (uninstalled when dropped), and waiting until
 //! the chart's admission policies are in force.
 
-use std::{path::Path, process::Output, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    process::Output,
+    time::Duration,
+};
 
 use kube::{
     Api,
@@ -71,6 +75,86 @@ pub fn document<'a>(documents: &'a [serde_yaml::Value], kind: &str, name: &str) 
         .unwrap_or_else(|| panic!("no {kind} {name} in the rendered chart"))
 }
 
+/// The script that builds the previous release for the upgrade test.
+const PREVIOUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/previous");
+
+/// The release the upgrade test installs before upgrading to the working tree: the commit
+/// `e2e/previous-release` names, its chart and its images as `e2e/previous` built them.
+#[derive(Clone, Debug)]
+pub struct PreviousRelease {
+    /// The folder `e2e/previous` wrote (`chart/`, `images/`, `commit`).
+    pub dir: PathBuf,
+    /// The commit.
+    pub commit: String,
+}
+
+impl PreviousRelease {
+    /// `LEADERSHIP_PREVIOUS` if set (`e2e/test` sets it), else what `e2e/previous` prints
+    /// (building it once per commit).
+    pub fn locate() -> Result<PreviousRelease, Error> {
+        let dir = match std::env::var_os("LEADERSHIP_PREVIOUS") {
+            Some(dir) => PathBuf::from(dir),
+            None => {
+                let out = std::process::Command::new(PREVIOUS)
+                    .stderr(std::process::Stdio::inherit())
+                    .output()
+                    .map_err(|e| Error::io("run e2e/previous", e))?;
+                if !out.status.success() {
+                    return Err(Error::State(format!("e2e/previous failed with {}", out.status)));
+                }
+                PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+            }
+        };
+        let commit = std::fs::read_to_string(dir.join("commit"))
+            .map_err(|e| Error::io(format!("read {}/commit", dir.display()), e))?;
+        Ok(PreviousRelease {
+            commit: commit.trim().to_owned(),
+            dir,
+        })
+    }
+
+    /// Its chart folder.
+    pub fn chart(&self) -> PathBuf {
+        self.dir.join("chart")
+    }
+
+    /// The tag its images have in the node's registry: `previous-` and the short commit (its
+    /// chart's appVersion is the current one's too).
+    pub fn tag(&self) -> String {
+        format!("previous-{}", &self.commit[..self.commit.len().min(12)])
+    }
+
+    /// Pushes its operator and sidecar images into the node's registry with `crane`, under
+    /// [`PreviousRelease::tag`].
+    pub fn push(&self, crane: &Path) -> Result<(), Error> {
+        for image in ["leadership-operator", "leadership-sidecar"] {
+            let archive = self.dir.join("images").join(format!("{image}.tar"));
+            let reference = format!("{REGISTRY}/{image}:{}", self.tag());
+            let out = std::process::Command::new(crane)
+                .args(["push", "--insecure"])
+                .arg(&archive)
+                .arg(&reference)
+                .output()
+                .map_err(|e| Error::io("run crane push", e))?;
+            if !out.status.success() {
+                return Err(Error::State(format!("crane push {reference}: {}", text(&out))));
+            }
+        }
+        Ok(())
+    }
+
+    /// `helm install` arguments for its images in the node's registry.
+    pub fn image_args(&self) -> Vec<String> {
+        let mut args = registry_args();
+        args.retain(|a| a != "--plain-http");
+        for part in ["operator", "sidecar"] {
+            args.push("--set".into());
+            args.push(format!("{part}.image.tag={}", self.tag()));
+        }
+        args
+    }
+}
+
 /// The chart in the node's registry, where `e2e/push` put it.
 pub fn registry_chart() -> String {
     format!("oci://{REGISTRY}/charts/leadership")
@@ -113,6 +197,31 @@ impl Release {
         let mut all: Vec<&str> = from_registry.iter().map(String::as_str).collect();
         all.extend_from_slice(args);
         Release::install_chart(ns, &registry_chart(), &all)
+    }
+
+    /// Installs the previous release's chart (from its folder) with its images from the node's
+    /// registry (see [`PreviousRelease::push`]): the starting point of an upgrade.
+    pub fn install_previous(ns: &TestNamespace, previous: &PreviousRelease, args: &[&str]) -> Release {
+        let images = previous.image_args();
+        let mut all: Vec<&str> = images.iter().map(String::as_str).collect();
+        all.extend_from_slice(args);
+        Release::install_chart(ns, &previous.chart().display().to_string(), &all)
+    }
+
+    /// `helm upgrade` of this release to the chart in the node's registry, with `args` (such as
+    /// `--reuse-values` and `--set` flags). Returns helm's output.
+    pub fn upgrade_from_registry(&self, args: &[&str]) -> Output {
+        let chart = registry_chart();
+        let mut all = vec![
+            "upgrade",
+            &self.name,
+            &chart,
+            "--namespace",
+            &self.name,
+            "--plain-http",
+        ];
+        all.extend_from_slice(args);
+        helm_in(self.env, &all)
     }
 
     fn install_chart(ns: &TestNamespace, chart: &str, args: &[&str]) -> Release {

@@ -6,6 +6,10 @@
 
 use std::{
     collections::BTreeMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -19,13 +23,14 @@ use kube::{
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
 };
 use leadership_e2e::{
-    chart::{Release, registry_image, text, webhook_in},
+    chart::{PreviousRelease, Release, registry_image, text, webhook_in},
     pods::{
-        AdminClient, SETTLE, container_id, eventually, exec, holder, holder_among, is_ready, last_terminated,
-        names, ready_pods, restart_rollout, restarts, roll_statefulset, signal_containers, socket_status,
-        watch_until_gone,
+        AdminClient, SETTLE, admin_address, container_id, eventually, exec, holder, holder_among, is_ready,
+        last_terminated, names, ready_pods, restart_rollout, restarts, roll_statefulset, signal_containers,
+        socket_status, watch_until_gone,
     },
     testenv::{self, TestNamespace},
+    tools::Tools,
 };
 use leadership_kube::{
     KubeStore, Scope,
@@ -45,14 +50,13 @@ const OPERATOR_LEASE: &str = "leadership-operator";
 /// Held by each test for its whole run.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Installs the chart with the example application (3 replicas) and waits until every pod is
-/// Ready; the webhook only sees this namespace.
-fn install(ns: &TestNamespace, extra: &[&str]) -> Release {
-    let webhook = webhook_in(ns);
+/// The chart's settings for the example application (3 replicas) in the release's namespace, the
+/// webhook seeing that namespace only, and helm waiting until every pod is Ready.
+fn example_args(ns: &TestNamespace) -> Vec<String> {
     let image = format!("example.image={}", registry_image(APP_IMAGE));
     // The example in the release's namespace: the tests find its pods there.
     let example_ns = format!("example.namespace={}", ns.name);
-    let mut args = vec![
+    [
         "--set",
         "example.enabled=true",
         "--set",
@@ -60,11 +64,20 @@ fn install(ns: &TestNamespace, extra: &[&str]) -> Release {
         "--set",
         &image,
         "--set-json",
-        &webhook,
+        &webhook_in(ns),
         "--wait",
         "--timeout",
         "5m",
-    ];
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+/// Installs the chart from the node's registry with the example application ([`example_args`])
+/// and `extra` settings.
+fn install(ns: &TestNamespace, extra: &[&str]) -> Release {
+    let example = example_args(ns);
+    let mut args: Vec<&str> = example.iter().map(String::as_str).collect();
     args.extend_from_slice(extra);
     Release::install_from_registry(ns, &args)
 }
@@ -1114,4 +1127,271 @@ async fn a_compromised_app_container_with_its_pods_token_is_refused_every_illega
         .filter(|n| socket_status(&ns, n)["leader"] == true)
         .collect();
     assert_eq!(leading, [leader]);
+}
+
+/// The current tree's CRD, which docs/upgrades.md has users apply before `helm upgrade`.
+const CRD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/leadershiplease.yaml");
+
+/// What [`count_leaders`] saw.
+#[derive(Debug, Default)]
+struct LeaderSamples {
+    /// Rounds in which every pod of the application was asked.
+    rounds: usize,
+    /// The rounds in which more than one unit said it led, with those units.
+    overlaps: Vec<Vec<String>>,
+}
+
+/// Asks every pod named `prefix*`, round after round until `stop`, whether its sidecar leads (its
+/// admin port's `leader` gauge): old pods and new, Ready or not.
+async fn count_leaders(pods: Api<Pod>, prefix: String, stop: Arc<AtomicBool>) -> LeaderSamples {
+    let admin = AdminClient::new(Duration::from_millis(500));
+    let mut samples = LeaderSamples::default();
+    while !stop.load(Ordering::SeqCst) {
+        if let Ok(list) = pods.list(&ListParams::default()).await {
+            let mut leading = Vec::new();
+            for pod in &list.items {
+                if !pod
+                    .metadata
+                    .name
+                    .as_deref()
+                    .is_some_and(|n| n.starts_with(&prefix))
+                {
+                    continue;
+                }
+                if let Some(address) = admin_address(pod)
+                    && let Some((unit, true)) = admin.unit(&address).await
+                {
+                    leading.push(unit);
+                }
+            }
+            samples.rounds += 1;
+            if leading.len() > 1 {
+                samples.overlaps.push(leading);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    samples
+}
+
+/// Asks the API server, every 250 ms until `stop`, to create (as a dry run) a pod that asks for
+/// the sidecar: the mutating webhook must answer each time (it fails closed). The answers that
+/// came back injected, and what went wrong with the others.
+async fn probe_webhook(pods: Api<Pod>, stop: Arc<AtomicBool>) -> (usize, Vec<String>) {
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let probe = restricted_pod("webhook-probe", "webhook-probe", 8000, &[]);
+    let (mut injected, mut failures) = (0, Vec::new());
+    while !stop.load(Ordering::SeqCst) {
+        match pods.create(&dry_run, &probe).await {
+            Ok(pod) if sidecar_image(&pod).is_some() => injected += 1,
+            Ok(_) => failures.push("admitted without the sidecar".to_owned()),
+            Err(err) => failures.push(err.to_string()),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    (injected, failures)
+}
+
+/// Every lease of the namespace: name -> (holder, term).
+async fn leases(ns: &TestNamespace) -> BTreeMap<String, (Option<String>, i64)> {
+    let leases: Api<LeadershipLease> = ns.api();
+    let list = leases
+        .list(&ListParams::default())
+        .await
+        .expect("list the leases");
+    list.items
+        .into_iter()
+        .map(|lease| {
+            let status = lease.status.unwrap_or_default();
+            (
+                lease.metadata.name.unwrap_or_default(),
+                (status.holder, status.term),
+            )
+        })
+        .collect()
+}
+
+/// The image of `pod`'s injected sidecar.
+fn sidecar_image(pod: &Pod) -> Option<String> {
+    pod.spec
+        .as_ref()?
+        .init_containers
+        .as_ref()?
+        .first()?
+        .image
+        .clone()
+}
+
+#[tokio::test]
+async fn an_upgrade_from_the_previous_release_keeps_the_leases_one_leader_and_the_webhook_serving() {
+    let _serial = SERIAL.lock().await;
+    let ns = testenv::node().namespace().await;
+    let env = ns.env();
+    let previous = PreviousRelease::locate().expect("the previous release (e2e/previous)");
+    previous
+        .push(&Tools::locate_crane().expect("crane"))
+        .expect("push the previous release's images to the node's registry");
+    // The CRD as the previous release's `helm install` left it: Helm creates a chart's CRDs when
+    // they are missing and never changes them.
+    let crd_present = env
+        .kubectl()
+        .args(["get", "crd", "leadershipleases.leadership.dev"])
+        .output()
+        .unwrap();
+    if crd_present.status.success() {
+        let replaced = env
+            .kubectl()
+            .args(["replace", "--field-manager=helm", "-f"])
+            .arg(previous.chart().join("crds/leadershiplease.yaml"))
+            .output()
+            .unwrap();
+        assert!(replaced.status.success(), "{}", text(&replaced));
+    }
+    // The previous release with its example, and the user's own Deployment beside it.
+    let example_settings = example_args(&ns);
+    let settings: Vec<&str> = example_settings.iter().map(String::as_str).collect();
+    let release = Release::install_previous(&ns, &previous, &settings);
+    let example = format!("{}-example", release.fullname());
+    let deployments: Api<Deployment> = ns.api();
+    deployments
+        .create(&PostParams::default(), &documented_deployment())
+        .await
+        .expect("create the documented Deployment");
+    let previous_sidecar = registry_image(&format!("leadership-sidecar:{}", previous.tag()));
+    let mut units = ready_pods(&ns, &format!("{example}-"), 3).await;
+    units.extend(ready_pods(&ns, "web-", 3).await);
+    for pod in &units {
+        assert_eq!(
+            sidecar_image(pod),
+            Some(previous_sidecar.clone()),
+            "the previous sidecar"
+        );
+    }
+    let (web_leader, web_term) = holder(&ns, "web", |h| h.starts_with("web-")).await;
+    holder(&ns, &example, |h| h.starts_with(&example)).await;
+    let before = leases(&ns).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let samplers = [format!("{example}-"), "web-".to_owned()]
+        .map(|prefix| tokio::spawn(count_leaders(ns.api(), prefix, stop.clone())));
+    let webhook = tokio::spawn(probe_webhook(ns.api(), stop.clone()));
+
+    // The documented steps (docs/upgrades.md): the CRD first, then the release with the values it
+    // was installed with; the image tags go back to the new chart's appVersion. The release rolls
+    // what it owns (the operator, the example); the user's Deployment is left as it is.
+    let started = Instant::now();
+    let crd = env
+        .kubectl()
+        .args(["apply", "--server-side", "--force-conflicts", "-f", CRD])
+        .output()
+        .unwrap();
+    assert!(crd.status.success(), "{}", text(&crd));
+    let upgraded = release.upgrade_from_registry(&[
+        "--reset-then-reuse-values",
+        "--set",
+        "operator.image.tag=",
+        "--set",
+        "sidecar.image.tag=",
+        "--wait",
+        "--timeout",
+        "5m",
+    ]);
+    assert!(upgraded.status.success(), "{}", text(&upgraded));
+    let upgrade_took = started.elapsed();
+    let operators = ready_pods(&ns, &format!("{}-operator-", release.fullname()), 2).await;
+    for pod in &operators {
+        let image = pod.spec.as_ref().unwrap().containers[0].image.clone();
+        assert_eq!(
+            image,
+            Some(registry_image(OPERATOR_IMAGE)),
+            "the new operator runs"
+        );
+    }
+    let mut units = ready_pods(&ns, &format!("{example}-"), 3).await;
+    let (example_leader, _) = holder_among(&ns, &example, &units).await;
+    // The user's app kept its leader through the upgrade: the same holder, the same term.
+    assert_eq!(holder(&ns, "web", |_| true).await, (web_leader.clone(), web_term));
+
+    // The user's next rollout gives its pods the new sidecar, beside the old ones until done.
+    restart_rollout(&deployments, "web")
+        .await
+        .expect("restart the rollout");
+    eventually(SETTLE, "the Deployment's rollout done", || async {
+        let d = deployments.get("web").await.ok()?;
+        let status = d.status?;
+        (d.metadata.generation == status.observed_generation
+            && status.replicas == Some(3)
+            && status.updated_replicas == Some(3)
+            && status.ready_replicas == Some(3))
+        .then_some(())
+    })
+    .await;
+    units.extend(ready_pods(&ns, "web-", 3).await);
+    for pod in &units {
+        assert_eq!(
+            sidecar_image(pod),
+            Some(registry_image(SIDECAR_IMAGE)),
+            "the new sidecar"
+        );
+    }
+    let (web_after, web_after_term) = holder(&ns, "web", |h| {
+        units.iter().any(|u| u.metadata.name.as_deref() == Some(h))
+    })
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    let mut samples = Vec::new();
+    for sampler in samplers {
+        samples.push(sampler.await.unwrap());
+    }
+    let (injected, failures) = webhook.await.unwrap();
+
+    let later = leases(&ns).await;
+    assert_eq!(
+        later.keys().collect::<Vec<_>>(),
+        before.keys().collect::<Vec<_>>(),
+        "the same leases"
+    );
+    for (name, (_, term)) in &before {
+        assert!(
+            later[name].1 >= *term,
+            "{name}: term {} after {term}",
+            later[name].1
+        );
+    }
+    for sample in &samples {
+        assert!(
+            sample.overlaps.is_empty(),
+            "two units said they led at once: {:?}",
+            sample.overlaps
+        );
+        assert!(
+            sample.rounds >= 10,
+            "the leaders were sampled ({} rounds)",
+            sample.rounds
+        );
+    }
+    assert!(failures.is_empty(), "the webhook did not answer: {failures:?}");
+    assert!(injected >= 10, "the webhook was probed ({injected} answers)");
+    let pods: Api<Pod> = ns.api();
+    let all = pods.list(&ListParams::default()).await.unwrap().items;
+    let not_ready: Vec<String> = all
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none() && !is_ready(p))
+        .filter_map(|p| p.metadata.name.clone())
+        .collect();
+    assert!(
+        not_ready.is_empty(),
+        "pods not Ready after the upgrade: {not_ready:?}"
+    );
+    eprintln!(
+        "upgrade from {}: CRD and helm upgrade (operator and example rolled) in {upgrade_took:?}, \
+         the example led by {example_leader} after; web kept {web_leader} in term {web_term}, \
+         and after its rollout {web_after} leads in term {web_after_term}; {} leader samples, none \
+         with two leaders; the webhook answered all {injected} probes",
+        previous.tag(),
+        samples.iter().map(|s| s.rounds).sum::<usize>(),
+    );
 }

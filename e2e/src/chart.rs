@@ -22,6 +22,10 @@ use crate::{
     tools::Tools,
 };
 
+/// The example app's image (busybox and curl), built by `e2e/images` and pushed into the node's
+/// registry with the chart's, under its default name and tag.
+pub const APP_IMAGE: &str = "example-app:1.0";
+
 /// The chart's folder.
 pub const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/leadership");
 

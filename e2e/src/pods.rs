@@ -15,7 +15,7 @@ use hyper_util::{
     rt::TokioExecutor,
 };
 use k8s_openapi::api::{
-    apps::v1::StatefulSet,
+    apps::v1::{Deployment, StatefulSet},
     core::v1::{ContainerStateTerminated, Pod},
 };
 use kube::{
@@ -26,7 +26,10 @@ use kube::{
 use leadership_kube::crd::LeadershipLease;
 use serde_json::Value;
 
-use crate::{chart::text, testenv::TestNamespace};
+use crate::{
+    chart::{APP_IMAGE, registry_image, text},
+    testenv::TestNamespace,
+};
 
 /// How long a node test waits for pods, leases and kubelets to settle: generous, as two cores run
 /// the control plane, the node and every pod.
@@ -309,4 +312,22 @@ pub fn admin_address(pod: &Pod) -> Option<String> {
         .find(|p| p.name.as_deref() == Some("leadership"))?
         .container_port;
     Some(format!("{ip}:{port}"))
+}
+
+/// The README's Deployment (`docs/examples/injected-deployment.yaml`), its app image the example
+/// app's in the node's registry (busybox and curl, as the documented image has).
+pub fn documented_deployment() -> Deployment {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/examples/injected-deployment.yaml"
+    );
+    let text = std::fs::read_to_string(path).expect("read the documented Deployment");
+    let mut deployment: Deployment = serde_yaml::from_str(&text).expect("a Deployment");
+    let spec = deployment
+        .spec
+        .as_mut()
+        .and_then(|s| s.template.spec.as_mut())
+        .expect("a pod spec");
+    spec.containers[0].image = Some(registry_image(APP_IMAGE));
+    deployment
 }

@@ -23,11 +23,11 @@ use kube::{
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
 };
 use leadership_e2e::{
-    chart::{PreviousRelease, Release, registry_image, text, webhook_in},
+    chart::{APP_IMAGE, PreviousRelease, Release, registry_image, text, webhook_in},
     pods::{
-        AdminClient, SETTLE, admin_address, container_id, eventually, exec, holder, holder_among, is_ready,
-        last_terminated, names, ready_pods, restart_rollout, restarts, roll_statefulset, signal_containers,
-        socket_status, watch_until_gone,
+        AdminClient, SETTLE, admin_address, container_id, documented_deployment, eventually, exec, holder,
+        holder_among, is_ready, last_terminated, names, ready_pods, restart_rollout, restarts,
+        roll_statefulset, signal_containers, socket_status, watch_until_gone,
     },
     testenv::{self, TestNamespace},
     tools::Tools,
@@ -38,9 +38,6 @@ use leadership_kube::{
 };
 use serde_json::Value;
 
-/// The example app's image (busybox and curl), built by `e2e/images` and pushed into the node's
-/// registry with the chart's, under their default names and tags.
-const APP_IMAGE: &str = "example-app:1.0";
 /// The chart's images.
 const SIDECAR_IMAGE: &str = "leadership-sidecar:0.1.0";
 const OPERATOR_IMAGE: &str = "leadership-operator:0.1.0";
@@ -277,22 +274,6 @@ fn injected_workload(name: &str, replicas: i32, claim_duration: &str, script: &s
 
 /// The documented one-annotation Deployment (`docs/examples/injected-deployment.yaml`), with the
 /// app image built here.
-fn documented_deployment() -> Deployment {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../docs/examples/injected-deployment.yaml"
-    );
-    let text = std::fs::read_to_string(path).expect("read the documented Deployment");
-    let mut deployment: Deployment = serde_yaml::from_str(&text).expect("a Deployment");
-    let spec = deployment
-        .spec
-        .as_mut()
-        .and_then(|s| s.template.spec.as_mut())
-        .expect("a pod spec");
-    spec.containers[0].image = Some(registry_image(APP_IMAGE));
-    deployment
-}
-
 #[tokio::test]
 async fn the_documented_deployment_is_injected_elects_a_leader_and_a_killed_sidecar_rejoins_as_a_minion() {
     let _serial = SERIAL.lock().await;

@@ -17,6 +17,23 @@ const BUILD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/build");
 const BUILD_NODE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/node");
 const BUILD_CRANE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/crane");
 
+/// The pinned versions (sourced by the build scripts).
+const VERSIONS: &str = include_str!("../tools/versions.sh");
+
+/// The Kubernetes release the tools are built at: `LEADERSHIP_K8S_VERSION` if set (`e2e/compat`
+/// sets it), else the one `e2e/tools/versions.sh` pins.
+pub fn kubernetes_version() -> String {
+    if let Ok(version) = std::env::var("LEADERSHIP_K8S_VERSION") {
+        return version;
+    }
+    VERSIONS
+        .lines()
+        .find_map(|line| line.strip_prefix("K8S_VERSION=${LEADERSHIP_K8S_VERSION:-"))
+        .and_then(|rest| rest.strip_suffix('}'))
+        .expect("e2e/tools/versions.sh pins K8S_VERSION")
+        .to_owned()
+}
+
 impl Tools {
     /// Finds the control plane's tools: `LEADERSHIP_TOOLS_BIN` if set, else the cache, building
     /// what is missing (which can take many minutes on a cold machine; the script shows its

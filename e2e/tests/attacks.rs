@@ -841,7 +841,8 @@ async fn a_unit_declares_only_its_own_eligibility_and_never_writes_the_operators
                 },
             ))
         },
-        "status.ineligible.web-1.reason: Too long",
+        // The schema's refusal, naming the field (1.36 adds the `status.` prefix, 1.30 does not).
+        "ineligible.web-1.reason: Too long",
     )
     .await;
     b.refused(

@@ -61,7 +61,12 @@ pub fn is_ready(pod: &Pod) -> bool {
 
 /// The pods whose names start with `prefix`, once `count` of them are Ready.
 pub async fn ready_pods(ns: &TestNamespace, prefix: &str, count: usize) -> Vec<Pod> {
-    let pods: Api<Pod> = ns.api();
+    ready_pods_in(&ns.api(), prefix, count).await
+}
+
+/// The pods of `pods` (a namespace's) whose names start with `prefix`, once `count` of them are
+/// Ready and none of them is being deleted.
+pub async fn ready_pods_in(pods: &Api<Pod>, prefix: &str, count: usize) -> Vec<Pod> {
     eventually(SETTLE, &format!("{count} Ready pods named {prefix}*"), || async {
         let list = pods.list(&ListParams::default()).await.ok()?;
         let ready: Vec<Pod> = list

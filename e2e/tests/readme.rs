@@ -17,7 +17,7 @@ use kube::{
 use leadership_e2e::{
     chart::text,
     node::config::REGISTRY,
-    pods::{SETTLE, documented_deployment, eventually, is_ready},
+    pods::{SETTLE, documented_deployment, eventually, ready_pods_in},
     testenv::{self, TestEnv},
     tools::Tools,
 };
@@ -118,21 +118,6 @@ impl Drop for Cleanup {
     }
 }
 
-/// `count` Ready pods of `namespace` whose names start with `prefix`.
-async fn ready(api: &Api<Pod>, prefix: &str, count: usize) -> Vec<Pod> {
-    eventually(SETTLE, &format!("{count} Ready pods named {prefix}*"), || async {
-        let list = api.list(&ListParams::default()).await.ok()?;
-        let ready: Vec<Pod> = list
-            .items
-            .into_iter()
-            .filter(|p| p.metadata.name.as_deref().is_some_and(|n| n.starts_with(prefix)))
-            .filter(|p| p.metadata.deletion_timestamp.is_none() && is_ready(p))
-            .collect();
-        (ready.len() == count).then_some(ready)
-    })
-    .await
-}
-
 /// The holder and term of lease `web` in `shop` once one of `units` holds it and the operator has
 /// labelled that pod, and only it, the leader.
 async fn led(client: &Client, units: &[Pod]) -> (String, i64) {
@@ -184,7 +169,7 @@ async fn the_readme_takes_a_cluster_to_a_deployment_with_a_leader() {
     run(env, &for_this_cluster(push));
     run(env, &for_this_cluster(install));
     let platform: Api<Pod> = Api::namespaced(client.clone(), "leadership-system");
-    let operators = ready(&platform, "leadership-operator-", 2).await;
+    let operators = ready_pods_in(&platform, "leadership-operator-", 2).await;
     for pod in &operators {
         let image = pod.spec.as_ref().and_then(|s| s.containers[0].image.clone());
         assert_eq!(
@@ -201,7 +186,7 @@ async fn the_readme_takes_a_cluster_to_a_deployment_with_a_leader() {
         .await
         .expect("the README's Deployment in shop");
     let shop: Api<Pod> = Api::namespaced(client.clone(), "shop");
-    let units = ready(&shop, "web-", 3).await;
+    let units = ready_pods_in(&shop, "web-", 3).await;
     for pod in &units {
         let sidecar = pod
             .spec

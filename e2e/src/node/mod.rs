@@ -87,6 +87,7 @@ pub fn script(dir: &Path) -> Option<PathBuf> {
 /// Prepares the host before the control plane starts: writes the script and its environment and
 /// runs `node.sh up` (bridge, routes, sysctls, guard rules, cgroups).
 pub fn prepare_host(dir: &Path, options: &NodeOptions) -> Result<Layout, Error> {
+    check_free_space(dir)?;
     let layout = Layout {
         dir: dir.to_owned(),
         bin: options.tools.bin().to_owned(),
@@ -104,6 +105,33 @@ pub fn prepare_host(dir: &Path, options: &NodeOptions) -> Result<Layout, Error> 
         Command::new("bash").arg(dir.join("node.sh")).arg("up").arg(dir),
     )?;
     Ok(layout)
+}
+
+/// The least free space a node starts with, beside twice the kubelet's eviction threshold: room
+/// for the images it pulls, the registry's copies and the pods' logs.
+const MIN_FREE_BYTES: u64 = 4 << 30;
+
+/// Refuses to start a node on a filesystem so full that the kubelet would soon evict every pod
+/// (`evictionHard` below 1% free), which shows up later as pods Pending on a `disk-pressure` taint.
+fn check_free_space(dir: &Path) -> Result<(), Error> {
+    let stat = nix::sys::statvfs::statvfs(dir)
+        .map_err(|e| Error::io(format!("statvfs {}", dir.display()), e.into()))?;
+    let block = stat.fragment_size();
+    let (free, size) = (stat.blocks_available() * block, stat.blocks() * block);
+    let needed = MIN_FREE_BYTES.max(size / 50);
+    if free >= needed {
+        return Ok(());
+    }
+    let gib = |bytes: u64| bytes as f64 / f64::from(1u32 << 30);
+    Err(Error::State(format!(
+        "only {:.1} GiB free on the filesystem of {}: the node's kubelet evicts every pod below 1% \
+         free ({:.1} GiB) and needs room for images and logs; free space until {:.1} GiB are free \
+         (old clones, target folders, old clusters' folders)",
+        gib(free),
+        dir.display(),
+        gib(size / 100),
+        gib(needed)
+    )))
 }
 
 /// Runs `node.sh down` for the cluster in `dir` (every container, mount, rule, link and cgroup).

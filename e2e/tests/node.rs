@@ -1123,7 +1123,10 @@ struct LeaderSamples {
 }
 
 /// Asks every pod named `prefix*`, round after round until `stop`, whether its sidecar leads (its
-/// admin port's `leader` gauge): old pods and new, Ready or not.
+/// admin port's `leader` gauge): old pods and new, Ready or not. A round in which two units say
+/// they lead asks those units again in the reverse order: a handover that fell between two answers
+/// of one pass (the first unit stepped down, then the second took the lease) is no overlap; two
+/// units that still both lead, each asked after the other said so, led at once.
 async fn count_leaders(pods: Api<Pod>, prefix: String, stop: Arc<AtomicBool>) -> LeaderSamples {
     let admin = AdminClient::new(Duration::from_millis(500));
     let mut samples = LeaderSamples::default();
@@ -1142,12 +1145,20 @@ async fn count_leaders(pods: Api<Pod>, prefix: String, stop: Arc<AtomicBool>) ->
                 if let Some(address) = admin_address(pod)
                     && let Some((unit, true)) = admin.unit(&address).await
                 {
-                    leading.push(unit);
+                    leading.push((address, unit));
                 }
             }
             samples.rounds += 1;
             if leading.len() > 1 {
-                samples.overlaps.push(leading);
+                let mut still = Vec::new();
+                for (address, unit) in leading.iter().rev() {
+                    if admin.unit(address).await == Some((unit.clone(), true)) {
+                        still.push(unit.clone());
+                    }
+                }
+                if still.len() > 1 {
+                    samples.overlaps.push(still);
+                }
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

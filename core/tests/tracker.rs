@@ -367,6 +367,65 @@ async fn a_release_is_published_as_deposed_at_that_instant() {
     assert!(tracker.transitions().try_recv().is_err());
 }
 
+/// A store whose first claim takes `first_claim` to answer; the rest answer at once.
+#[derive(Clone)]
+struct SlowFirstClaim {
+    inner: MemoryStore,
+    claims: Arc<std::sync::atomic::AtomicUsize>,
+    first_claim: Duration,
+}
+
+impl Claimer for SlowFirstClaim {
+    async fn claim_leadership(&self, application: &str, unit: &str, duration: Duration) -> Result<Grant> {
+        if self.claims.fetch_add(1, Ordering::SeqCst) == 0 {
+            sleep(self.first_claim).await;
+        }
+        self.inner.claim_leadership(application, unit, duration).await
+    }
+
+    async fn release_leadership(&self, application: &str, unit: &str) -> Result<()> {
+        self.inner.release_leadership(application, unit).await
+    }
+}
+
+impl Watcher for SlowFirstClaim {
+    async fn watch(&self, application: &str) -> Result<LeaseFeed> {
+        self.inner.watch(application).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_grant_that_comes_back_too_late_to_keep_is_renewed_before_leader_is_announced() {
+    let config = TrackerConfig::new("web", "web-0", D);
+    let timing = config.timing;
+    // The first grant comes back with less than the renewal slack of its leadership left.
+    let first_claim = timing.leads_for() - timing.renew_slack() + Duration::from_secs(1);
+    let store = SlowFirstClaim {
+        inner: store(),
+        claims: Arc::default(),
+        first_claim,
+    };
+    let started = Instant::now();
+    let tracker = LeaseTracker::start(store.clone(), config).unwrap();
+    let mut transitions = tracker.transitions();
+    let Transition::Elected { guarantee, at, .. } = transitions.recv().await.unwrap() else {
+        panic!("the first transition is an election");
+    };
+    // Announced on the renewal's grant, with the whole slack ahead: not on the late one.
+    assert!(guarantee.claimed_at >= started + first_claim, "{guarantee:?}");
+    assert!(
+        guarantee.renew_at() > at,
+        "announced with less than the slack left"
+    );
+    assert_eq!(store.claims.load(Ordering::SeqCst), 2);
+    assert!(tracker.wait_leader().wait().await);
+    // It keeps leading on its renewals, without a deposition in between.
+    sleep(D * 3).await;
+    while let Ok(transition) = transitions.try_recv() {
+        assert!(matches!(transition, Transition::Renewed { .. }), "{transition:?}");
+    }
+}
+
 /// A store whose watch never answers, as one whose lease cannot be listed.
 #[derive(Clone)]
 struct Silent(MemoryStore);

@@ -215,7 +215,9 @@ impl<S: Claimer + Watcher> Run<S> {
 
     /// Leads until the guarantee runs out, the lease is lost or revoked, a release is asked for, or
     /// the tracker stops. Renews the slack before "leader" would end
-    /// ([`Guarantee::renew_at`]) and retries until it does.
+    /// ([`Guarantee::renew_at`]) and retries until it does. A grant that came back with less than
+    /// that slack left (a slow API server) is renewed before "leader" is published, so that a
+    /// unit never announces a leadership it would lose at once.
     async fn lead(&mut self, feed: &mut LeaseFeed, first: Guarantee, term: u64) -> StepDown {
         let (app, unit) = (self.config.application.clone(), self.config.unit.clone());
         let mut guarantee = first;
@@ -241,7 +243,7 @@ impl<S: Claimer + Watcher> Run<S> {
                     break StepDown::Lost;
                 }
             }
-            if !published {
+            if !published && Instant::now() < guarantee.renew_at() {
                 let at = Instant::now();
                 self.status.send_modify(|s| {
                     s.guarantee = Some(guarantee);
@@ -254,20 +256,29 @@ impl<S: Claimer + Watcher> Run<S> {
             tokio::select! {
                 () = self.cancel.cancelled() => break StepDown::Stop,
                 Some(Command::Release(reply)) = self.commands.recv() => {
-                    self.depose(term, guarantee);
+                    if published {
+                        self.depose(term, guarantee);
+                    }
                     let released = self.store.release_leadership(&app, &unit).await;
                     info!(application = %app, unit = %unit, term, "released leadership on request");
                     let _ = reply.send(released.map(|()| true));
                     break StepDown::HoldOff;
                 }
-                () = tokio::time::sleep_until(guarantee.leader_until()) => {
+                () = tokio::time::sleep_until(guarantee.leader_until()), if published => {
                     warn!(application = %app, unit = %unit, term, "could not renew in time; no longer leader");
                     break StepDown::Lost;
                 }
                 () = tokio::time::sleep_until(next_attempt) => {
                     let claimed_at = Instant::now();
+                    // A published leader must renew before "leader" ends; an unpublished one
+                    // before this attempt's own grant would.
+                    let deadline = if published {
+                        guarantee.leader_until()
+                    } else {
+                        Guarantee { claimed_at, timing: self.config.timing }.leader_until()
+                    };
                     let renewal = tokio::select! {
-                        r = tokio::time::timeout_at(guarantee.leader_until(), self.store.claim_leadership(&app, &unit, self.config.lease_length())) => r,
+                        r = tokio::time::timeout_at(deadline, self.store.claim_leadership(&app, &unit, self.config.lease_length())) => r,
                         () = self.cancel.cancelled() => break StepDown::Stop,
                     };
                     match renewal {
@@ -278,7 +289,9 @@ impl<S: Claimer + Watcher> Run<S> {
                                 s.guarantee = Some(guarantee);
                                 s.problem = None;
                             });
-                            let _ = self.transitions.send(Transition::Renewed { term, guarantee });
+                            if published {
+                                let _ = self.transitions.send(Transition::Renewed { term, guarantee });
+                            }
                         }
                         Ok(Err(Error::ClaimDenied)) => {
                             info!(application = %app, unit = %unit, term, "renewal denied; stepping down");

@@ -11,7 +11,7 @@ use hyper_util::{
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
-use tracing::debug;
+use tracing::{debug, warn};
 
 /// The longest a client may take to send a request's headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -69,4 +69,34 @@ pub async fn serve<L: Listener>(listener: L, router: Router, stop: CancellationT
             }
         });
     }
+}
+
+/// Serves `router` on the Unix socket `listener` as [`serve`] does, on a thread and a
+/// single-threaded runtime of its own, until `stop` fires. A request is answered on the thread
+/// that its socket woke, without waking the process's other threads, and however many arrive,
+/// they cannot hold up the work of the process's main runtime. The future this returns ends when
+/// serving has ended.
+pub fn serve_on_own_thread(
+    name: &str,
+    listener: std::os::unix::net::UnixListener,
+    router: Router,
+    stop: CancellationToken,
+) -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
+    listener.set_nonblocking(true)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (ended, on_end) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new().name(name.to_owned()).spawn(move || {
+        runtime.block_on(async move {
+            match tokio::net::UnixListener::from_std(listener) {
+                Ok(listener) => serve(listener, router, stop).await,
+                Err(err) => warn!(error = %err, "cannot serve the socket"),
+            }
+        });
+        drop(ended);
+    })?;
+    Ok(async move {
+        let _ = on_end.await;
+    })
 }

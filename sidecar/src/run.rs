@@ -10,9 +10,12 @@ use leadership::{
     validate,
 };
 use leadership_kube::{KubeStore, Scope, StoreConfig};
-use leadership_runtime::{admin, http::serve};
+use leadership_runtime::{
+    admin,
+    http::{serve, serve_on_own_thread},
+};
 use tokio::{
-    net::{TcpListener, UnixListener},
+    net::TcpListener,
     signal::unix::{SignalKind, signal},
     time::Instant,
 };
@@ -68,7 +71,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 }
 
 /// Binds the socket: removes a stale file, creates the folder, and sets mode 0660.
-fn bind_socket(path: &Path) -> anyhow::Result<UnixListener> {
+fn bind_socket(path: &Path) -> anyhow::Result<std::os::unix::net::UnixListener> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
     }
@@ -77,7 +80,8 @@ fn bind_socket(path: &Path) -> anyhow::Result<UnixListener> {
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
         Err(err) => return Err(err).with_context(|| format!("remove the stale socket {}", path.display())),
     }
-    let listener = UnixListener::bind(path).with_context(|| format!("bind {}", path.display()))?;
+    let listener =
+        std::os::unix::net::UnixListener::bind(path).with_context(|| format!("bind {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
         .with_context(|| format!("set the mode of {}", path.display()))?;
     Ok(listener)
@@ -114,7 +118,13 @@ pub async fn serve_until_signalled<S: Store>(sidecar: Sidecar<S>, args: &RunArgs
         ))
     });
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(serve(socket, api::router(sidecar.clone()), stop.clone()));
+    // The app's requests are served apart from the tracker: a busy app cannot delay a renewal.
+    tasks.spawn(serve_on_own_thread(
+        "socket",
+        socket,
+        api::router(sidecar.clone()),
+        stop.clone(),
+    )?);
     let metrics = sidecar.clone();
     let admin_routes = admin::router(api::probes().with_state(sidecar.clone()), move || {
         metrics.metrics().render()

@@ -337,7 +337,7 @@ async fn next_leader_at(
 }
 
 /// The next member other than `except` to say it leads, within `within`.
-async fn next_leader(
+pub(super) async fn next_leader(
     events: &mut mpsc::UnboundedReceiver<Elected>,
     except: Option<usize>,
     within: Duration,

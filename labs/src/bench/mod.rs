@@ -5,7 +5,8 @@
 //!   equal crash failover) and how each is started;
 //! - `election`: leader election measured the same way for every candidate;
 //! - `load`: each family's load generator, many applications in one process;
-//! - `ours`: our own figures (socket, footprint, handovers to a unit, the operator);
+//! - `ours`: our own figures (footprint, handovers to a unit, the operator);
+//! - `socket`: our socket's latency against the floor of the machine;
 //! - `system`: what is read from the API server's counters, `/proc`, the machine;
 //! - [`stats`]: summaries of samples; [`report`]: `report.json` and its markdown.
 
@@ -15,6 +16,7 @@ mod election;
 mod load;
 mod ours;
 pub mod report;
+pub mod socket;
 pub mod stats;
 mod system;
 
@@ -56,7 +58,7 @@ pub struct Plan {
     pub load_apps: usize,
     /// Lease counts the operator is measured with.
     pub lease_counts: Vec<usize>,
-    /// How long each socket load runs.
+    /// How long each server is asked with each client count (in alternating rounds).
     pub socket_run: Duration,
 }
 
@@ -102,11 +104,13 @@ pub struct Bins {
     pub rust_peers: PathBuf,
     /// Our load generator, `load-trackers`.
     pub load_trackers: PathBuf,
+    /// The socket's floor, `socket-floor`.
+    pub socket_floor: PathBuf,
 }
 
 impl Bins {
     /// The paths the wrapper script passes: `BENCH_SIDECAR`, `BENCH_OPERATOR`, `BENCH_CLIENT_GO`,
-    /// `BENCH_RUST_PEERS`, `BENCH_LOAD_TRACKERS`.
+    /// `BENCH_RUST_PEERS`, `BENCH_LOAD_TRACKERS`, `BENCH_SOCKET_FLOOR`.
     pub fn from_env() -> anyhow::Result<Bins> {
         let path = |key: &str| -> anyhow::Result<PathBuf> {
             let path = PathBuf::from(
@@ -123,12 +127,13 @@ impl Bins {
             client_go: path("BENCH_CLIENT_GO")?,
             rust_peers: path("BENCH_RUST_PEERS")?,
             load_trackers: path("BENCH_LOAD_TRACKERS")?,
+            socket_floor: path("BENCH_SOCKET_FLOOR")?,
         })
     }
 }
 
 /// The parts of the benchmark, each of which can be run alone (`--only`).
-pub const PARTS: [&str; 3] = ["election", "load", "operator"];
+pub const PARTS: [&str; 4] = ["election", "load", "operator", "socket"];
 
 /// One run of the benchmark.
 struct Bench {
@@ -259,6 +264,10 @@ async fn measure(
     }
     if parts.contains("load") {
         report.load = bench.load().await?;
+        bench.save(&mut report)?;
+    }
+    if parts.contains("socket") {
+        report.socket = Some(bench.socket().await?);
         bench.save(&mut report)?;
     }
     if parts.contains("election") {

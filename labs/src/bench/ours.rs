@@ -1,19 +1,10 @@
-//! Our own figures, with no peer to compare: the socket's latency and throughput, the footprint
-//! at rest, handovers to a named unit (the leaderless gap from the sidecars' records), and the
-//! operator in steady state and with many leases whose holders are gone.
+//! Our own figures, with no peer to compare: the footprint at rest, handovers to a named unit
+//! (the leaderless gap from the sidecars' records), and the operator in steady state and with
+//! many leases whose holders are gone.
 
-use std::{
-    collections::BTreeMap,
-    net::SocketAddr,
-    path::{Path, PathBuf},
-    process::Stdio,
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, process::Stdio, sync::Arc, time::Duration};
 
 use anyhow::{Context, bail};
-use http_body_util::{BodyExt, Empty};
-use hyper::body::Bytes;
 use kube::{
     Api,
     api::{Patch, PatchParams, PostParams},
@@ -42,8 +33,8 @@ use super::{
 use crate::chaos::{history, read_records};
 
 impl Bench {
-    /// Our own figures, with our three sidecars still running (`leader` leads): the socket, the
-    /// sidecar's footprint, handovers to a named unit, the operator in steady state and at scale.
+    /// Our own figures, with our three sidecars still running (`leader` leads): the sidecar's
+    /// footprint, handovers to a named unit, the operator in steady state and at scale.
     pub(super) async fn ours(&self, ours: Ours) -> anyhow::Result<OwnReport> {
         let Ours {
             members,
@@ -51,18 +42,6 @@ impl Bench {
             leader,
         } = ours;
         let mut own = OwnReport::default();
-        let socket = candidates::socket(&self.logs, &namespace, &format!("app-{leader}"));
-        let (one, rps_one) = self.socket_load(&socket, 1).await?;
-        let (many, rps_many) = self.socket_load(&socket, 16).await?;
-        self.say(format!(
-            "socket: 1 client p50 {:.0} µs p99 {:.0} µs {:.0}/s; 16 clients p50 {:.0} µs p99 {:.0} µs {:.0}/s",
-            one.p50, one.p99, rps_one, many.p50, many.p99, rps_many
-        ));
-        own.socket_latency_us_1_client = Some(one);
-        own.socket_latency_us_16_clients = Some(many);
-        own.socket_rps_1_client = Some(rps_one);
-        own.socket_rps_16_clients = Some(rps_many);
-        sleep(Duration::from_secs(2)).await;
         let leader_pid = members[leader].id();
         own.sidecar_rss_mib = process_rss_mib(leader_pid);
         own.sidecar_cpu_percent = cpu_percent(leader_pid, self.rest()).await;
@@ -216,38 +195,6 @@ impl Bench {
             .stderr(log)
             .kill_on_drop(true)
             .spawn()?)
-    }
-
-    /// Our socket's latency and throughput: `GET /v1/status` over keep-alive connections.
-    async fn socket_load(&self, socket: &Path, clients: usize) -> anyhow::Result<(Summary, f64)> {
-        let deadline = Instant::now() + self.plan.socket_run;
-        let mut tasks = Vec::new();
-        for _ in 0..clients {
-            let socket = socket.to_owned();
-            tasks.push(tokio::spawn(async move {
-                let stream = tokio::net::UnixStream::connect(&socket).await?;
-                let (mut sender, connection) =
-                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
-                tokio::spawn(connection);
-                let mut latencies = Vec::new();
-                while Instant::now() < deadline {
-                    let request = http::Request::get("/v1/status")
-                        .header("host", "localhost")
-                        .body(Empty::<Bytes>::new())?;
-                    let sent = Instant::now();
-                    let response = sender.send_request(request).await?;
-                    let _ = response.into_body().collect().await?;
-                    latencies.push(sent.elapsed().as_secs_f64() * 1e6);
-                }
-                anyhow::Ok(latencies)
-            }));
-        }
-        let mut all = Vec::new();
-        for task in tasks {
-            all.extend(task.await??);
-        }
-        let rps = all.len() as f64 / self.plan.socket_run.as_secs_f64();
-        Ok((Summary::of(&all).context("no requests")?, rps))
     }
 
     /// The operator with `count` leases whose holders never renew, while pods of their

@@ -41,14 +41,6 @@ pub struct CandidateReport {
 /// Our own figures that have no peer to compare with.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct OwnReport {
-    /// `GET /v1/status` latency with 1 client, in µs.
-    pub socket_latency_us_1_client: Option<Summary>,
-    /// `GET /v1/status` latency with 16 clients, in µs.
-    pub socket_latency_us_16_clients: Option<Summary>,
-    /// Requests per second with 1 client.
-    pub socket_rps_1_client: Option<f64>,
-    /// Requests per second with 16 clients.
-    pub socket_rps_16_clients: Option<f64>,
     /// The operator's API writes per minute in steady state (3 sidecars renewing).
     pub operator_writes_per_min: Option<f64>,
     /// `kubectl leadership handover` to a named unit: the leaderless gap between the old leader's
@@ -139,6 +131,49 @@ pub struct LoadReport {
     pub notes: Vec<String>,
 }
 
+/// Our socket's `GET /v1/status` against the floor of the machine (a minimal responder).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SocketReport {
+    /// The size of the status reply, which the floor answers too.
+    pub response_bytes: usize,
+    /// One entry per client count.
+    pub runs: Vec<SocketRun>,
+}
+
+/// Both servers with the same number of clients.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SocketRun {
+    /// Clients, each one keep-alive connection sending one request at a time.
+    pub clients: usize,
+    /// The floor's latency, in µs.
+    pub floor_us: Summary,
+    /// Our latency, in µs.
+    pub ours_us: Summary,
+    /// The floor's requests per second.
+    pub floor_rps: f64,
+    /// Our requests per second.
+    pub ours_rps: f64,
+    /// Our p99 over the floor's (the goal: at most 3 with one client).
+    pub p99_ratio: f64,
+}
+
+impl SocketRun {
+    /// The figures of `clients` clients from the two servers' latencies (µs) over `seconds`.
+    pub fn of(clients: usize, floor: &[f64], ours: &[f64], seconds: f64) -> anyhow::Result<SocketRun> {
+        use anyhow::Context;
+        let floor_us = Summary::of(floor).context("no request answered by the floor")?;
+        let ours_us = Summary::of(ours).context("no request answered by our sidecar")?;
+        Ok(SocketRun {
+            clients,
+            floor_rps: floor.len() as f64 / seconds,
+            ours_rps: ours.len() as f64 / seconds,
+            p99_ratio: ours_us.p99 / floor_us.p99,
+            floor_us,
+            ours_us,
+        })
+    }
+}
+
 /// The whole report (`report.json`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -155,6 +190,9 @@ pub struct Report {
     pub load: BTreeMap<String, LoadReport>,
     /// Ours alone.
     pub ours: OwnReport,
+    /// Our socket against the floor.
+    #[serde(default)]
+    pub socket: Option<SocketReport>,
     /// Ratios peer / ours from the same run (higher is better for us).
     pub ratios: BTreeMap<String, f64>,
 }
@@ -324,25 +362,11 @@ impl Report {
             }
         }
         let o = &self.ours;
-        let us = |s: &Option<Summary>| match s {
-            Some(s) => format!("{:.0} / {:.0} µs (max {:.0}, n={})", s.p50, s.p99, s.max, s.n),
-            None => "not measured".into(),
-        };
         let ms = |s: &Option<Summary>| match s {
             Some(s) => format!("{:.1} / {:.1} ms (max {:.1}, n={})", s.p50, s.p99, s.max, s.n),
             None => "not measured".into(),
         };
         let rows = [
-            (
-                "socket `GET /v1/status`, 1 client, p50 / p99",
-                us(&o.socket_latency_us_1_client),
-            ),
-            (
-                "socket `GET /v1/status`, 16 clients, p50 / p99",
-                us(&o.socket_latency_us_16_clients),
-            ),
-            ("socket requests/s, 1 client", num(o.socket_rps_1_client)),
-            ("socket requests/s, 16 clients", num(o.socket_rps_16_clients)),
             (
                 "handover to a named unit: leaderless gap, p50 / p99",
                 ms(&o.handover_gap_ms),
@@ -360,6 +384,26 @@ impl Report {
             ("operator resident memory at rest (MiB)", num(o.operator_rss_mib)),
             ("operator CPU at rest (% of a core)", num(o.operator_cpu_percent)),
         ];
+        if let Some(socket) = &self.socket {
+            let _ = write!(
+                out,
+                "\n## Socket: `GET /v1/status` against the floor\n\nThe floor is a minimal keep-alive HTTP/1.1 responder on a Unix socket answering the same {} bytes; both asked by the same lean client, in alternating rounds. Latency in µs as p50 / p99 / max.\n\n| clients | floor | ours | floor requests/s | our requests/s | p99 ours / floor |\n|---|---|---|---|---|---|\n",
+                socket.response_bytes
+            );
+            let us = |s: &Summary| format!("{:.1} / {:.1} / {:.0} (n={})", s.p50, s.p99, s.max, s.n);
+            for run in &socket.runs {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {:.0} | {:.0} | {:.2} |",
+                    run.clients,
+                    us(&run.floor_us),
+                    us(&run.ours_us),
+                    run.floor_rps,
+                    run.ours_rps,
+                    run.p99_ratio
+                );
+            }
+        }
         out.push_str("\n## Ours alone\n\n| figure | value |\n|---|---|\n");
         for (figure, value) in rows {
             let _ = writeln!(out, "| {figure} | {value} |");

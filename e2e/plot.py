@@ -2,7 +2,9 @@
 """Draws DIR/report.png from DIR/report.json: per candidate (grouped: at defaults, at equal crash
 failover), the graceful handover, the crash failover and its overhead past the lease, one dot per
 measurement with the median marked, and the writes per leader per minute; per family, the load
-generator's API requests per second; and our operator's expiry lag at each lease count."""
+generator's API requests per second, time until all applications led and the API server's heap per
+unit, at each size; our operator's expiry lag at each lease count; and our socket against a bare
+responder."""
 import json
 import sys
 from pathlib import Path
@@ -19,12 +21,19 @@ def color(family: str) -> str:
     return "#1f77b4" if family == OURS else "#7f7f7f"
 
 
+def heap_per_unit(entry: dict):
+    during, before = entry.get("apiserver_heap_mib"), entry.get("apiserver_heap_before_mib")
+    if during is None or before is None or not entry.get("units"):
+        return None
+    return (during - before) * 1024 / entry["units"]
+
+
 def main(folder: Path) -> None:
     report = json.loads((folder / "report.json").read_text())
     candidates = {n: c for n, c in report["candidates"].items() if c.get("samples")}
     names = sorted(candidates, key=lambda n: (candidates[n]["group"], candidates[n]["family"] != OURS, n))
     load = report.get("load", {})
-    figure, axes = plt.subplots(2, 3, figsize=(22, 10))
+    figure, axes = plt.subplots(3, 3, figsize=(22, 15))
     panels = [
         ("handover_ms", "Graceful handover (SIGTERM to new leader), ms", True),
         ("crash_failover_ms", "Crash failover (SIGKILL to new leader), ms", False),
@@ -54,21 +63,51 @@ def main(folder: Path) -> None:
     writes.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
     writes.set_title("API writes per leader per minute (3 processes, one application)")
     writes.grid(axis="y", alpha=0.3)
-    requests = axes[1][1]
-    families = sorted(load, key=lambda f: (f != OURS, f))
-    if families:
-        apps = load[families[0]]["apps"]
-        totals = [load[f]["requests_per_s"] for f in families]
-        requests.bar(range(len(families)), totals, color=[color(f) for f in families])
-        for i, v in enumerate(totals):
-            requests.text(i, v, f"{v:.0f}/s", ha="center", va="bottom", fontsize=9)
-        requests.set_xticks(range(len(families)))
-        requests.set_xticklabels(families)
-        requests.set_yscale("log")
-        requests.set_title(f"Load: API requests per second, {apps} applications × 3 units, defaults")
-        requests.grid(axis="y", alpha=0.3)
+    families = sorted({l["family"] for l in load.values() if l.get("family")}, key=lambda f: (f != OURS, f))
+    sizes = sorted({l["units"] for l in load.values() if l.get("family")})
+    load_panels = [
+        (axes[1][1], lambda l: l.get("requests_per_s"), "API requests per second", "{:.0}/s", True),
+        (axes[2][0], lambda l: l.get("all_leading_s"), "Time until every application led, s", "{:.0} s", False),
+        (axes[2][1], heap_per_unit, "API server heap growth per unit, KiB", "{:.0}", False),
+    ]
+    for axis, value, title, label, log in load_panels:
+        if not families or not sizes:
+            axis.set_axis_off()
+            continue
+        width = 0.8 / len(families)
+        for j, family in enumerate(families):
+            for i, units in enumerate(sizes):
+                entry = next((l for l in load.values() if l.get("family") == family and l["units"] == units), None)
+                v = value(entry) if entry else None
+                if v is None:
+                    continue
+                x = i + (j - (len(families) - 1) / 2) * width
+                axis.bar(x, v, width=width, color=color(family), alpha=1.0 if family == OURS else 0.4 + 0.2 * j,
+                         label=family if i == 0 else None)
+                axis.text(x, v, label.format(v), ha="center", va="bottom", fontsize=8)
+        axis.set_xticks(range(len(sizes)))
+        axis.set_xticklabels([f"{u:,} units" for u in sizes])
+        axis.set_title(f"Load at defaults: {title}")
+        if log:
+            axis.set_yscale("log")
+        axis.legend(fontsize=8)
+        axis.grid(axis="y", alpha=0.3)
+    socket = axes[2][2]
+    runs = (report.get("socket") or {}).get("runs", [])
+    if runs:
+        for offset, (who, shade) in zip((-0.2, 0.2), (("floor_us", "#7f7f7f"), ("ours_us", "#1f77b4"))):
+            values = [r[who]["p99"] for r in runs]
+            socket.bar([i + offset for i in range(len(runs))], values, width=0.4, color=shade,
+                       label="bare responder" if who == "floor_us" else "our GET /v1/status")
+            for i, v in enumerate(values):
+                socket.text(i + offset, v, f"{v:.0f}", ha="center", va="bottom", fontsize=9)
+        socket.set_xticks(range(len(runs)))
+        socket.set_xticklabels([f"{r['clients']} client(s), ratio {r['p99_ratio']:.2f}" for r in runs])
+        socket.set_title("Socket latency p99, µs (same client, same bytes)")
+        socket.legend()
+        socket.grid(axis="y", alpha=0.3)
     else:
-        requests.set_axis_off()
+        socket.set_axis_off()
     expiry = axes[1][2]
     scale = report.get("ours", {}).get("operator_at_scale", {})
     counts = sorted((c for c in scale if scale[c].get("expiry_lag_ms")), key=int)

@@ -151,15 +151,20 @@ impl KubeStore {
         Ok(app)
     }
 
-    /// The freshest object: this store's copy, or a read if it has none.
+    /// The object: unless `fresh`, this store's copy, or its absence once the watch has listed
+    /// and follows (a write decided on a stale copy loses its compare-and-swap or its create, and
+    /// the caller reads fresh); otherwise a read.
     pub(super) async fn current(
         &self,
         app: &App,
         application: &str,
         fresh: bool,
     ) -> Result<Option<LeadershipLease>> {
-        if !fresh && let Some(object) = app.known().object.clone() {
-            return Ok(Some(object));
+        if !fresh {
+            let known = app.known().object.clone();
+            if known.is_some() || *app.watching.borrow() == WatchState::Synced {
+                return Ok(known);
+            }
         }
         let object = self
             .api()?

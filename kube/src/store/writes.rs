@@ -23,21 +23,30 @@ const MAX_ATTEMPTS: u32 = 8;
 const TRANSIENT_ATTEMPTS: u32 = 3;
 
 impl KubeStore {
-    pub(super) async fn create(&self, app: &App, application: &str, spec: LeadershipLeaseSpec) -> Result<()> {
+    /// Creates the application's object with `spec`: the object as created, or `None` when another
+    /// writer created it first (read it again).
+    pub(super) async fn create(
+        &self,
+        app: &App,
+        application: &str,
+        spec: LeadershipLeaseSpec,
+    ) -> Result<Option<LeadershipLease>> {
         let mut object = LeadershipLease::empty(self.namespace()?, application);
         object.spec = spec;
         match self.api()?.create(&PostParams::default(), &object).await {
             Ok(created) => {
-                app.learn(Some(created), &self.inner.config);
-                Ok(())
+                app.learn(Some(created.clone()), &self.inner.config);
+                Ok(Some(created))
             }
-            Err(err) if is_conflict(&err) => Ok(()),
+            Err(err) if is_conflict(&err) => Ok(None),
             Err(err) => Err(from_kube(&format!("create leadershiplease {application}"), err)),
         }
     }
 
     /// The object as [`KubeStore::current`] reads it; when there is none, creates it empty and
-    /// answers `None`: the caller decides again on the next attempt.
+    /// answers the object as created (the creator decides on it at once, with no read between),
+    /// or `None` when another writer created it first: the caller decides again on the next
+    /// attempt.
     pub(super) async fn current_or_create(
         &self,
         app: &App,
@@ -48,8 +57,7 @@ impl KubeStore {
             return Ok(Some(object));
         }
         self.create(app, application, LeadershipLeaseSpec::default())
-            .await?;
-        Ok(None)
+            .await
     }
 
     /// Writes `object`'s status with a compare-and-swap on its resourceVersion. `Ok(None)` is a
@@ -149,8 +157,8 @@ impl KubeStore {
                     if !change(&mut empty)? {
                         return Ok(Some(()));
                     }
-                    self.create(&app, application, empty.spec).await?;
-                    return Ok(None);
+                    // Created with the change, it is done; created by another first, decide again.
+                    return Ok(self.create(&app, application, empty.spec).await?.map(drop));
                 };
                 if !change(&mut object)? {
                     return Ok(Some(()));

@@ -16,23 +16,32 @@ use super::{
     candidates::{Candidate, Group, Kind},
     election::{stop, stop_within},
     report::LoadReport,
-    system::{CpuMeter, process_rss_mib, request_counts},
+    system::{CpuMeter, apiserver_heap_mib, process_rss_mib, request_counts},
 };
 
+/// Units per application in every load generator.
+const UNITS: usize = 3;
+
 impl Bench {
-    /// Every family's load generator at its defaults, one after the other.
+    /// Every family's load generator at its defaults, one after the other, at each of the plan's
+    /// sizes (smallest first), keyed by [`LoadReport::key`].
     pub(super) async fn load(&self) -> anyhow::Result<BTreeMap<String, LoadReport>> {
         let mut all = BTreeMap::new();
-        for candidate in self.measured(Group::Defaults) {
-            let report = self.load_one(&candidate).await.unwrap_or_else(|err| {
-                self.say(format!("load: {}: not measured: {err:#}", candidate.family));
-                LoadReport {
-                    description: candidate.description.clone(),
-                    notes: vec![format!("not measured: {err:#}")],
-                    ..LoadReport::default()
-                }
-            });
-            all.insert(candidate.family.to_owned(), report);
+        for &apps in &self.plan.load_apps {
+            for candidate in self.measured(Group::Defaults) {
+                let report = self.load_one(&candidate, apps).await.unwrap_or_else(|err| {
+                    self.say(format!("load: {}: not measured: {err:#}", candidate.family));
+                    LoadReport {
+                        family: candidate.family.to_owned(),
+                        description: candidate.description.clone(),
+                        apps,
+                        units: apps * UNITS,
+                        notes: vec![format!("not measured: {err:#}")],
+                        ..LoadReport::default()
+                    }
+                });
+                all.insert(report.key(), report);
+            }
         }
         Ok(all)
     }
@@ -69,10 +78,11 @@ impl Bench {
 
     /// One family's load generator: started, every application given a leader, then measured
     /// over the plan's window, then stopped (every unit releases) and its namespace deleted.
-    async fn load_one(&self, candidate: &Candidate) -> anyhow::Result<LoadReport> {
-        let namespace = candidate.namespace("load");
+    async fn load_one(&self, candidate: &Candidate, apps: usize) -> anyhow::Result<LoadReport> {
+        let namespace = candidate.namespace(&format!("load-{apps}"));
         self.namespace(&namespace).await?;
-        let (apps, units) = (self.plan.load_apps, 3);
+        let units = UNITS;
+        let heap_before = apiserver_heap_mib(&self.client).await.ok();
         let mut operator = match candidate.kind {
             Kind::Ours { .. } => Some(self.spawn_operator(&namespace, &namespace, "operator-0")?),
             _ => None,
@@ -86,10 +96,10 @@ impl Bench {
             .spawn()
             .with_context(|| format!("start the load generator of {}", candidate.family))?;
         self.say(format!(
-            "load: {}: {apps} applications × {units} units in one process",
+            "load: {}: {apps} applications × {units} units in one process (started; waiting until all lead)",
             candidate.family
         ));
-        let limit = if self.plan.quick { 120 } else { 300 };
+        let limit = if self.plan.quick { 120 } else { 600 };
         let mut all_leading = None;
         let mut last_said = Instant::now();
         while started.elapsed() < Duration::from_secs(limit) {
@@ -127,7 +137,9 @@ impl Bench {
         let (all_after, lease_after) = (after[0], after[1]);
         let after_holders = self.holders(candidate, &namespace).await?;
         let seconds = self.plan.window.as_secs_f64();
+        let heap_during = apiserver_heap_mib(&self.client).await.ok();
         let report = LoadReport {
+            family: candidate.family.to_owned(),
             description: format!("{} ({} units)", candidate.description, apps * units),
             apps,
             units: apps * units,
@@ -142,6 +154,8 @@ impl Bench {
             lease_writes_per_s: (lease_after.1 - lease_before.1) / seconds,
             apiserver_cpu_percent: cpu[0],
             apiserver_rss_mib: process_rss_mib(pid("kube-apiserver")),
+            apiserver_heap_mib: heap_during,
+            apiserver_heap_before_mib: heap_before,
             etcd_cpu_percent: cpu[1],
             etcd_rss_mib: process_rss_mib(pid("etcd")),
             generator_cpu_percent: cpu[2],
@@ -150,13 +164,16 @@ impl Bench {
             notes: Vec::new(),
         };
         self.say(format!(
-            "load: {}: {:.1} requests/s ({:.1} to {resource}, {:.1} writes/s); apiserver {:.0}% etcd {:.0}% of a core; {} holder changes",
+            "load: {} at {apps} × {units}: all leading after {:?} s; {:.1} requests/s ({:.1} to {resource}, {:.1} writes/s); apiserver {:.0}% etcd {:.0}% of a core, heap {:?} MiB (before {:?}); {} holder changes",
             candidate.family,
+            report.all_leading_s,
             report.requests_per_s,
             report.lease_requests_per_s,
             report.lease_writes_per_s,
             report.apiserver_cpu_percent.unwrap_or_default(),
             report.etcd_cpu_percent.unwrap_or_default(),
+            report.apiserver_heap_mib,
+            report.apiserver_heap_before_mib,
             report.holder_changes
         ));
         stop_within(&mut generator, Duration::from_secs(60)).await;

@@ -54,8 +54,8 @@ pub struct Plan {
     pub crashes: usize,
     /// How long each steady-state rate is measured.
     pub window: Duration,
-    /// Applications (of three units each) per load generator.
-    pub load_apps: usize,
+    /// The sizes, in applications of three units each, each load generator runs at.
+    pub load_apps: Vec<usize>,
     /// Lease counts the operator is measured with.
     pub lease_counts: Vec<usize>,
     /// How long each server is asked with each client count (in alternating rounds).
@@ -72,7 +72,7 @@ impl Plan {
                 handovers: 3,
                 crashes: 1,
                 window: Duration::from_secs(10),
-                load_apps: 10,
+                load_apps: vec![10],
                 lease_counts: vec![50],
                 socket_run: Duration::from_secs(1),
             }
@@ -83,7 +83,7 @@ impl Plan {
                 handovers: 30,
                 crashes: 10,
                 window: Duration::from_secs(60),
-                load_apps: 1000,
+                load_apps: vec![1000, 3334],
                 lease_counts: vec![1000, 10000],
                 socket_run: Duration::from_secs(10),
             }

@@ -94,6 +94,9 @@ pub struct ScaleReport {
 /// process, measured over the plan's window.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct LoadReport {
+    /// The implementation: `leadership`, `client-go`, `kube-lease-manager`.
+    #[serde(default)]
+    pub family: String,
     /// What ran.
     pub description: String,
     /// Applications.
@@ -114,8 +117,14 @@ pub struct LoadReport {
     pub lease_writes_per_s: f64,
     /// kube-apiserver CPU, in % of one core.
     pub apiserver_cpu_percent: Option<f64>,
-    /// kube-apiserver resident memory at the end, in MiB.
+    /// kube-apiserver resident memory at the end, in MiB (it keeps what earlier loads grew it to).
     pub apiserver_rss_mib: Option<f64>,
+    /// kube-apiserver Go heap at the end of the window, in MiB.
+    #[serde(default)]
+    pub apiserver_heap_mib: Option<f64>,
+    /// kube-apiserver Go heap before the generator started, in MiB.
+    #[serde(default)]
+    pub apiserver_heap_before_mib: Option<f64>,
     /// etcd CPU, in % of one core.
     pub etcd_cpu_percent: Option<f64>,
     /// etcd resident memory at the end, in MiB.
@@ -129,6 +138,25 @@ pub struct LoadReport {
     /// Why it was not measured, if it was not.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+}
+
+impl LoadReport {
+    /// Its key in the report: the family and the number of units.
+    pub fn key(&self) -> String {
+        format!("{} × {}", self.family, self.units)
+    }
+
+    /// What the API server's heap grew by, per unit, in KiB.
+    pub fn heap_per_unit_kib(&self) -> Option<f64> {
+        let grown = self.apiserver_heap_mib? - self.apiserver_heap_before_mib?;
+        (self.units > 0).then(|| grown * 1024.0 / self.units as f64)
+    }
+
+    /// The API server's CPU per 1,000 units, in % of one core.
+    pub fn cpu_per_1000_units(&self) -> Option<f64> {
+        let cpu = self.apiserver_cpu_percent?;
+        (self.units > 0).then(|| cpu * 1000.0 / self.units as f64)
+    }
 }
 
 /// Our socket's `GET /v1/status` against the floor of the machine (a minimal responder).
@@ -253,17 +281,39 @@ impl Report {
                 }
             }
         }
-        if let Some(ours) = self.load.get(OURS) {
-            for (family, peer) in self.load.iter().filter(|(f, _)| f.as_str() != OURS) {
+        for ours in self.load.values().filter(|l| l.family == OURS) {
+            for peer in self
+                .load
+                .values()
+                .filter(|l| l.family != OURS && l.units == ours.units)
+            {
+                let family = format!("{} × {}", peer.family, peer.units);
                 for (figure, theirs, ours) in [
-                    ("load_requests_per_s", peer.requests_per_s, ours.requests_per_s),
+                    (
+                        "load_requests_per_s",
+                        Some(peer.requests_per_s),
+                        Some(ours.requests_per_s),
+                    ),
                     (
                         "load_lease_writes_per_s",
-                        peer.lease_writes_per_s,
-                        ours.lease_writes_per_s,
+                        Some(peer.lease_writes_per_s),
+                        Some(ours.lease_writes_per_s),
+                    ),
+                    ("load_all_leading_s", peer.all_leading_s, ours.all_leading_s),
+                    (
+                        "load_apiserver_cpu",
+                        peer.apiserver_cpu_percent,
+                        ours.apiserver_cpu_percent,
+                    ),
+                    (
+                        "load_apiserver_heap_per_unit",
+                        peer.heap_per_unit_kib(),
+                        ours.heap_per_unit_kib(),
                     ),
                 ] {
-                    if ours > 0.0 {
+                    if let (Some(theirs), Some(ours)) = (theirs, ours)
+                        && ours > 0.0
+                    {
                         self.ratios
                             .insert(format!("{figure}: {family} / {OURS}"), theirs / ours);
                     }
@@ -318,13 +368,13 @@ impl Report {
             );
         }
         if !self.load.is_empty() {
-            out.push_str("\n## Load: many applications of three units in one process per candidate, at defaults\n\nRates from the API server's own counters over the window; CPU in % of one core; memory resident, in MiB.\n\n");
-            out.push_str("| candidate | applications × units | all leading after | leading / holder changes | requests/s (all) | lease requests/s | lease writes/s | apiserver CPU / MiB | etcd CPU / MiB | generator CPU / MiB | our operator MiB |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
+            out.push_str("\n## Load: many applications of three units in one process per candidate, at defaults\n\nRates from the API server's own counters over the window; CPU in % of one core; memory resident, in MiB (the API server's resident memory keeps what earlier loads grew it to; its Go heap, before the generator started and at the end of the window, does not); per unit: the API server's CPU per 1,000 units and its heap growth per unit, in KiB.\n\n");
+            out.push_str("| candidate | applications × units | all leading after | leading / holder changes | requests/s (all) | lease requests/s | lease writes/s | apiserver CPU / MiB | apiserver heap before → during (MiB) | per unit: apiserver CPU per 1,000 / heap KiB | etcd CPU / MiB | generator CPU / MiB | our operator MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
             let opt = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.0}"));
             for (family, l) in &self.load {
                 let _ = writeln!(
                     out,
-                    "| {family} | {} × {} | {} | {} / {} | {:.1} | {:.1} | {:.1} | {} / {} | {} / {} | {} / {} | {} |",
+                    "| {family} | {} × {} | {} | {} / {} | {:.1} | {:.1} | {:.1} | {} / {} | {} → {} | {} / {} | {} / {} | {} / {} | {} |",
                     l.apps,
                     l.units / l.apps.max(1),
                     l.all_leading_s.map_or("not all".into(), |s| format!("{s:.0} s")),
@@ -335,6 +385,10 @@ impl Report {
                     l.lease_writes_per_s,
                     opt(l.apiserver_cpu_percent),
                     opt(l.apiserver_rss_mib),
+                    opt(l.apiserver_heap_before_mib),
+                    opt(l.apiserver_heap_mib),
+                    l.cpu_per_1000_units().map_or("-".into(), |v| format!("{v:.1}")),
+                    opt(l.heap_per_unit_kib()),
                     opt(l.etcd_cpu_percent),
                     opt(l.etcd_rss_mib),
                     opt(l.generator_cpu_percent),
@@ -462,15 +516,19 @@ mod tests {
             with("client-go", "failover-5s", 1000.0, 60.0),
         );
         report.load.insert(
-            OURS.into(),
+            "a".into(),
             LoadReport {
+                family: OURS.into(),
+                units: 3000,
                 requests_per_s: 10.0,
                 ..LoadReport::default()
             },
         );
         report.load.insert(
-            "client-go".into(),
+            "b".into(),
             LoadReport {
+                family: "client-go".into(),
+                units: 3000,
                 requests_per_s: 1500.0,
                 ..LoadReport::default()
             },
@@ -489,7 +547,10 @@ mod tests {
             ratio("writes_per_leader_min: client-go/failover-5s / leadership/failover-5s"),
             Some(4.0)
         );
-        assert_eq!(ratio("load_requests_per_s: client-go / leadership"), Some(150.0));
+        assert_eq!(
+            ratio("load_requests_per_s: client-go × 3000 / leadership"),
+            Some(150.0)
+        );
         assert_eq!(report.ratios.len(), 7, "{:?}", report.ratios);
         let markdown = report.markdown();
         assert!(markdown.contains("| handover_p99: client-go/defaults / leadership/defaults | 100.0x |"));

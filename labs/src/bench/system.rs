@@ -1,6 +1,7 @@
 //! What the benchmark reads from the system: the API server's request counters, a process's
 //! memory and CPU time from `/proc`, the machine and the versions measured.
 
+use anyhow::Context;
 use std::{collections::BTreeMap, time::Duration};
 
 use kube::Client;
@@ -15,6 +16,20 @@ pub async fn request_counts(client: &Client, resources: &[Option<&str>]) -> anyh
         .iter()
         .map(|resource| counts_in(&text, *resource))
         .collect())
+}
+
+/// The API server's Go heap (`go_memstats_alloc_bytes`: allocated objects, some not yet
+/// collected), in MiB: unlike its resident memory, it falls again when a load goes away.
+pub async fn apiserver_heap_mib(client: &Client) -> anyhow::Result<f64> {
+    let request = http::Request::get("/metrics").body(Vec::new())?;
+    let text = client.request_text(request).await?;
+    let bytes: f64 = text
+        .lines()
+        .find_map(|line| line.strip_prefix("go_memstats_alloc_bytes "))
+        .context("no go_memstats_alloc_bytes in the API server's metrics")?
+        .trim()
+        .parse()?;
+    Ok(bytes / (1024.0 * 1024.0))
 }
 
 /// (requests, writes) to `resource` (or to every resource) in the metrics `text`.

@@ -1,6 +1,8 @@
 //! The benchmark's load generator for this project: `--apps A --units U` applications of U units
 //! each, every unit a `LeaseTracker` over a `KubeStore` of its own (its own lease watch, as in its
-//! own pod), all in this process over one client. Leases are `NAME0`.., units `NAME0-ID0`.. On
+//! own pod), all in this process over the project's HTTP/2 client: one connection per
+//! [`UNITS_PER_CONNECTION`] units (a unit has at most a watch and a claim open at once; the
+//! kube-apiserver allows 100 streams on a connection, and a request past them waits). Leases are `NAME0`.., units `NAME0-ID0`.. On
 //! SIGTERM every tracker releases its lease, then the process exits.
 //!
 //! `load-trackers --namespace NS --lease NAME --identity ID --apps A --units U
@@ -49,17 +51,25 @@ fn raise_open_files_limit() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Units that share one client (one HTTP/2 connection).
+const UNITS_PER_CONNECTION: usize = 40;
+
 async fn run(args: Args) -> anyhow::Result<()> {
     raise_open_files_limit().context("raise the open files limit")?;
-    let client = kube::Client::try_default()
+    let config = kube::Config::infer()
         .await
-        .context("connect to the API server")?;
+        .context("read the client configuration")?;
     let mut trackers = Vec::with_capacity(args.apps * args.units);
+    let mut client = None;
     for app in 0..args.apps {
         let application = format!("{}{app}", args.lease);
         for unit in 0..args.units {
+            if trackers.len() % UNITS_PER_CONNECTION == 0 {
+                client = Some(leadership_kube::client::client(config.clone()).context("make a client")?);
+            }
+            let client = client.clone().context("a client")?;
             let name = format!("{application}-{}{unit}", args.identity);
-            let store = KubeStore::new(client.clone(), Scope::Namespace(args.namespace.clone()));
+            let store = KubeStore::new(client, Scope::Namespace(args.namespace.clone()));
             let config = TrackerConfig::new(&application, &name, args.claim_duration).with_lease_length(
                 args.lease_length
                     .unwrap_or(Timing::default_lease_length(args.claim_duration)),

@@ -22,7 +22,7 @@ def color(family: str) -> str:
 
 
 def heap_per_unit(entry: dict):
-    during, before = entry.get("apiserver_heap_mib"), entry.get("apiserver_heap_before_mib")
+    during, before = entry.get("apiserver_heap_mib"), entry.get("apiserver_heap_idle_mib")
     if during is None or before is None or not entry.get("units"):
         return None
     return (during - before) * 1024 / entry["units"]

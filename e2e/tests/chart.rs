@@ -38,6 +38,8 @@ fn the_chart_lints_and_renders() {
         "name: demo-leadership-example-leader",
         "leadership.dev/leader: \"true\"",
         "kind: MutatingWebhookConfiguration",
+        "kind: FlowSchema",
+        "kind: PriorityLevelConfiguration",
         "'leadership.dev/application' in object.metadata.annotations",
         "--webhook-address=0.0.0.0:9443",
         "supplementalGroups: [65532]",
@@ -542,4 +544,60 @@ async fn a_pod_cannot_claim_as_another_pod() {
         log.contains("is not a member of application shop"),
         "the refusal is logged clearly:\n{log}"
     );
+}
+
+/// The priority level API Priority and Fairness put a request by `user` on `path` in (the UID the
+/// API server names in the response's `X-Kubernetes-PF-PriorityLevel-UID`), whatever the answer.
+async fn priority_level_of(user: &str, path: &str) -> Option<String> {
+    let client = testenv::shared().impersonating(user).await;
+    let request = http::Request::get(path).body(Vec::new()).unwrap();
+    let response = client.send(request.map(Into::into)).await.ok()?;
+    response
+        .headers()
+        .get("x-kubernetes-pf-prioritylevel-uid")?
+        .to_str()
+        .ok()
+        .map(str::to_owned)
+}
+
+#[tokio::test]
+async fn the_lease_traffic_of_the_charts_accounts_has_a_priority_level_of_its_own() {
+    let ns = testenv::shared().namespace().await;
+    let release = Release::install_confined(&ns, &["--set-json", &webhook_elsewhere(&ns)]);
+    let client = testenv::shared().client().await;
+    let levels: kube::Api<k8s_openapi::api::flowcontrol::v1::PriorityLevelConfiguration> =
+        kube::Api::all(client);
+    let ours = levels
+        .get(&release.fullname())
+        .await
+        .expect("the chart's PriorityLevelConfiguration");
+    let uid = ours.metadata.uid.clone();
+    let limited = ours.spec.and_then(|s| s.limited).expect("a limited level");
+    assert_eq!(limited.lendable_percent, Some(0), "its seats are never lent");
+
+    let sidecar_user = format!("system:serviceaccount:{}:leadership-sidecar", ns.name);
+    let leases = format!(
+        "/apis/leadership.dev/v1alpha1/namespaces/{}/leadershipleases",
+        ns.name
+    );
+    // The API server loads new flow schemas a moment after they are created.
+    let deadline = tokio::time::Instant::now() + PROMPTLY;
+    while priority_level_of(&sidecar_user, &leases).await != uid {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the sidecar's lease requests never reached the chart's priority level"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let operator_leases = "/apis/leadership.dev/v1alpha1/leadershipleases";
+    assert_eq!(
+        priority_level_of(&release.operator_user(), operator_leases).await,
+        uid
+    );
+    // Only lease traffic: the same accounts' other requests, and another account's lease
+    // requests, stay where the cluster puts them.
+    let pods = format!("/api/v1/namespaces/{}/pods", ns.name);
+    assert_ne!(priority_level_of(&sidecar_user, &pods).await, uid);
+    let stranger = format!("system:serviceaccount:{}:default", ns.name);
+    assert_ne!(priority_level_of(&stranger, &leases).await, uid);
 }

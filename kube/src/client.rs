@@ -17,18 +17,21 @@ const PING_INTERVAL: Duration = Duration::from_secs(30);
 const PING_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A client for `config`: HTTP/2 when TLS negotiates it, else HTTP/1.1, with the configuration's
-/// base URL, credentials (refreshed as kube refreshes them: a projected token, an exec plugin)
+/// base URL, TLS server name, (refreshed as kube refreshes them: a projected token, an exec plugin)
 /// and extra headers (impersonation).
 pub fn client(config: kube::Config) -> kube::Result<kube::Client> {
     let mut http = legacy::connect::HttpConnector::new();
     http.enforce_http(false);
     http.set_connect_timeout(config.connect_timeout);
-    let tls = hyper_rustls::HttpsConnectorBuilder::new()
+    let mut tls = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(config.rustls_client_config()?)
-        .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(http);
+        .https_or_http();
+    if let Some(name) = &config.tls_server_name {
+        let name = rustls::pki_types::ServerName::try_from(name.clone())
+            .map_err(|e| kube::Error::RustlsTls(kube::client::RustlsTlsError::InvalidServerName(e)))?;
+        tls = tls.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name));
+    }
+    let tls = tls.enable_http1().enable_http2().wrap_connector(http);
     let connections = legacy::Client::builder(TokioExecutor::new())
         .http2_keep_alive_interval(PING_INTERVAL)
         .http2_keep_alive_timeout(PING_TIMEOUT)

@@ -27,19 +27,25 @@ impl Bench {
     /// sizes (smallest first), keyed by [`LoadReport::key`].
     pub(super) async fn load(&self) -> anyhow::Result<BTreeMap<String, LoadReport>> {
         let mut all = BTreeMap::new();
+        // The idle API server's live heap, before any load: what each load's heap is compared
+        // with (a reading taken between two loads may still count the last one's objects).
+        let idle_heap = apiserver_heap_mib(&self.client).await.ok();
         for &apps in &self.plan.load_apps {
             for candidate in self.measured(Group::Defaults) {
-                let report = self.load_one(&candidate, apps).await.unwrap_or_else(|err| {
-                    self.say(format!("load: {}: not measured: {err:#}", candidate.family));
-                    LoadReport {
-                        family: candidate.family.to_owned(),
-                        description: candidate.description.clone(),
-                        apps,
-                        units: apps * UNITS,
-                        notes: vec![format!("not measured: {err:#}")],
-                        ..LoadReport::default()
-                    }
-                });
+                let report = self
+                    .load_one(&candidate, apps, idle_heap)
+                    .await
+                    .unwrap_or_else(|err| {
+                        self.say(format!("load: {}: not measured: {err:#}", candidate.family));
+                        LoadReport {
+                            family: candidate.family.to_owned(),
+                            description: candidate.description.clone(),
+                            apps,
+                            units: apps * UNITS,
+                            notes: vec![format!("not measured: {err:#}")],
+                            ..LoadReport::default()
+                        }
+                    });
                 all.insert(report.key(), report);
             }
         }
@@ -78,11 +84,15 @@ impl Bench {
 
     /// One family's load generator: started, every application given a leader, then measured
     /// over the plan's window, then stopped (every unit releases) and its namespace deleted.
-    async fn load_one(&self, candidate: &Candidate, apps: usize) -> anyhow::Result<LoadReport> {
+    async fn load_one(
+        &self,
+        candidate: &Candidate,
+        apps: usize,
+        idle_heap: Option<f64>,
+    ) -> anyhow::Result<LoadReport> {
         let namespace = candidate.namespace(&format!("load-{apps}"));
         self.namespace(&namespace).await?;
         let units = UNITS;
-        let heap_before = apiserver_heap_mib(&self.client).await.ok();
         let mut operator = match candidate.kind {
             Kind::Ours { .. } => Some(self.spawn_operator(&namespace, &namespace, "operator-0")?),
             _ => None,
@@ -155,7 +165,7 @@ impl Bench {
             apiserver_cpu_percent: cpu[0],
             apiserver_rss_mib: process_rss_mib(pid("kube-apiserver")),
             apiserver_heap_mib: heap_during,
-            apiserver_heap_before_mib: heap_before,
+            apiserver_heap_idle_mib: idle_heap,
             etcd_cpu_percent: cpu[1],
             etcd_rss_mib: process_rss_mib(pid("etcd")),
             generator_cpu_percent: cpu[2],
@@ -164,7 +174,7 @@ impl Bench {
             notes: Vec::new(),
         };
         self.say(format!(
-            "load: {} at {apps} × {units}: all leading after {:?} s; {:.1} requests/s ({:.1} to {resource}, {:.1} writes/s); apiserver {:.0}% etcd {:.0}% of a core, heap {:?} MiB (before {:?}); {} holder changes",
+            "load: {} at {apps} × {units}: all leading after {:?} s; {:.1} requests/s ({:.1} to {resource}, {:.1} writes/s); apiserver {:.0}% etcd {:.0}% of a core, live heap {:?} MiB (idle {:?}); {} holder changes",
             candidate.family,
             report.all_leading_s,
             report.requests_per_s,
@@ -173,7 +183,7 @@ impl Bench {
             report.apiserver_cpu_percent.unwrap_or_default(),
             report.etcd_cpu_percent.unwrap_or_default(),
             report.apiserver_heap_mib,
-            report.apiserver_heap_before_mib,
+            report.apiserver_heap_idle_mib,
             report.holder_changes
         ));
         stop_within(&mut generator, Duration::from_secs(60)).await;

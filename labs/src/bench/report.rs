@@ -119,12 +119,12 @@ pub struct LoadReport {
     pub apiserver_cpu_percent: Option<f64>,
     /// kube-apiserver resident memory at the end, in MiB (it keeps what earlier loads grew it to).
     pub apiserver_rss_mib: Option<f64>,
-    /// kube-apiserver Go heap at the end of the window, in MiB.
+    /// kube-apiserver live Go heap at the end of the window, in MiB.
     #[serde(default)]
     pub apiserver_heap_mib: Option<f64>,
-    /// kube-apiserver Go heap before the generator started, in MiB.
+    /// kube-apiserver live Go heap when idle, before the load part started, in MiB.
     #[serde(default)]
-    pub apiserver_heap_before_mib: Option<f64>,
+    pub apiserver_heap_idle_mib: Option<f64>,
     /// etcd CPU, in % of one core.
     pub etcd_cpu_percent: Option<f64>,
     /// etcd resident memory at the end, in MiB.
@@ -148,7 +148,7 @@ impl LoadReport {
 
     /// What the API server's heap grew by, per unit, in KiB.
     pub fn heap_per_unit_kib(&self) -> Option<f64> {
-        let grown = self.apiserver_heap_mib? - self.apiserver_heap_before_mib?;
+        let grown = self.apiserver_heap_mib? - self.apiserver_heap_idle_mib?;
         (self.units > 0).then(|| grown * 1024.0 / self.units as f64)
     }
 
@@ -368,8 +368,8 @@ impl Report {
             );
         }
         if !self.load.is_empty() {
-            out.push_str("\n## Load: many applications of three units in one process per candidate, at defaults\n\nRates from the API server's own counters over the window; CPU in % of one core; memory resident, in MiB (the API server's resident memory keeps what earlier loads grew it to; its Go heap, before the generator started and at the end of the window, does not); per unit: the API server's CPU per 1,000 units and its heap growth per unit, in KiB.\n\n");
-            out.push_str("| candidate | applications × units | all leading after | leading / holder changes | requests/s (all) | lease requests/s | lease writes/s | apiserver CPU / MiB | apiserver heap before → during (MiB) | per unit: apiserver CPU per 1,000 / heap KiB | etcd CPU / MiB | generator CPU / MiB | our operator MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+            out.push_str("\n## Load: many applications of three units in one process per candidate, at defaults\n\nRates from the API server's own counters over the window; CPU in % of one core; memory resident, in MiB (the API server's resident memory keeps what earlier loads grew it to; its live Go heap, idle before the load part and at the end of each window, does not); per unit: the API server's CPU per 1,000 units and its heap growth per unit, in KiB.\n\n");
+            out.push_str("| candidate | applications × units | all leading after | leading / holder changes | requests/s (all) | lease requests/s | lease writes/s | apiserver CPU / MiB | apiserver live heap idle → during (MiB) | per unit: apiserver CPU per 1,000 / heap KiB | etcd CPU / MiB | generator CPU / MiB | our operator MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
             let opt = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.0}"));
             for (family, l) in &self.load {
                 let _ = writeln!(
@@ -385,7 +385,7 @@ impl Report {
                     l.lease_writes_per_s,
                     opt(l.apiserver_cpu_percent),
                     opt(l.apiserver_rss_mib),
-                    opt(l.apiserver_heap_before_mib),
+                    opt(l.apiserver_heap_idle_mib),
                     opt(l.apiserver_heap_mib),
                     l.cpu_per_1000_units().map_or("-".into(), |v| format!("{v:.1}")),
                     opt(l.heap_per_unit_kib()),

@@ -18,15 +18,15 @@ pub async fn request_counts(client: &Client, resources: &[Option<&str>]) -> anyh
         .collect())
 }
 
-/// The API server's Go heap (`go_memstats_alloc_bytes`: allocated objects, some not yet
-/// collected), in MiB: unlike its resident memory, it falls again when a load goes away.
+/// The API server's live Go heap, in MiB: what its last garbage collection found reachable
+/// (`go_gc_heap_live_bytes`). Unlike its resident memory, it falls again when a load goes away.
 pub async fn apiserver_heap_mib(client: &Client) -> anyhow::Result<f64> {
     let request = http::Request::get("/metrics").body(Vec::new())?;
     let text = client.request_text(request).await?;
     let bytes: f64 = text
         .lines()
-        .find_map(|line| line.strip_prefix("go_memstats_alloc_bytes "))
-        .context("no go_memstats_alloc_bytes in the API server's metrics")?
+        .find_map(|line| line.strip_prefix("go_gc_heap_live_bytes "))
+        .context("no go_gc_heap_live_bytes in the API server's metrics")?
         .trim()
         .parse()?;
     Ok(bytes / (1024.0 * 1024.0))

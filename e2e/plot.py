@@ -66,9 +66,9 @@ def main(folder: Path) -> None:
     families = sorted({l["family"] for l in load.values() if l.get("family")}, key=lambda f: (f != OURS, f))
     sizes = sorted({l["units"] for l in load.values() if l.get("family")})
     load_panels = [
-        (axes[1][1], lambda l: l.get("requests_per_s"), "API requests per second", "{:.0}/s", True),
-        (axes[2][0], lambda l: l.get("all_leading_s"), "Time until every application led, s", "{:.0} s", False),
-        (axes[2][1], heap_per_unit, "API server heap growth per unit, KiB", "{:.0}", False),
+        (axes[1][1], lambda l: l.get("requests_per_s"), "API requests per second", "{:.0f}/s", True),
+        (axes[2][0], lambda l: l.get("all_leading_s"), "Time until every application led, s", "{:.0f} s", False),
+        (axes[2][1], heap_per_unit, "API server heap growth per unit, KiB", "{:.0f}", False),
     ]
     for axis, value, title, label, log in load_panels:
         if not families or not sizes:
@@ -79,9 +79,11 @@ def main(folder: Path) -> None:
             for i, units in enumerate(sizes):
                 entry = next((l for l in load.values() if l.get("family") == family and l["units"] == units), None)
                 v = value(entry) if entry else None
-                if v is None:
-                    continue
                 x = i + (j - (len(families) - 1) / 2) * width
+                if v is None:
+                    if entry:
+                        axis.text(x, 0, "not\nmeasured", ha="center", va="bottom", fontsize=7, color=color(family))
+                    continue
                 axis.bar(x, v, width=width, color=color(family), alpha=1.0 if family == OURS else 0.4 + 0.2 * j,
                          label=family if i == 0 else None)
                 axis.text(x, v, label.format(v), ha="center", va="bottom", fontsize=8)

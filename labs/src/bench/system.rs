@@ -10,19 +10,23 @@ use tokio::time::sleep;
 /// (requests, writes) so far to each of `resources` (`None`: every resource), from one read of
 /// the API server's `apiserver_request_total`.
 pub async fn request_counts(client: &Client, resources: &[Option<&str>]) -> anyhow::Result<Vec<(f64, f64)>> {
-    let request = http::Request::get("/metrics").body(Vec::new())?;
-    let text = client.request_text(request).await?;
+    let text = apiserver_metrics(client).await?;
     Ok(resources
         .iter()
         .map(|resource| counts_in(&text, *resource))
         .collect())
 }
 
+/// The API server's own `/metrics`, as text.
+async fn apiserver_metrics(client: &Client) -> anyhow::Result<String> {
+    let request = http::Request::get("/metrics").body(Vec::new())?;
+    Ok(client.request_text(request).await?)
+}
+
 /// The API server's live Go heap, in MiB: what its last garbage collection found reachable
 /// (`go_gc_heap_live_bytes`). Unlike its resident memory, it falls again when a load goes away.
 pub async fn apiserver_heap_mib(client: &Client) -> anyhow::Result<f64> {
-    let request = http::Request::get("/metrics").body(Vec::new())?;
-    let text = client.request_text(request).await?;
+    let text = apiserver_metrics(client).await?;
     let bytes: f64 = text
         .lines()
         .find_map(|line| line.strip_prefix("go_gc_heap_live_bytes "))

@@ -59,15 +59,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let config = kube::Config::infer()
         .await
         .context("read the client configuration")?;
-    let mut trackers = Vec::with_capacity(args.apps * args.units);
-    let mut client = None;
+    let total = args.apps * args.units;
+    let clients = (0..total.div_ceil(UNITS_PER_CONNECTION))
+        .map(|_| leadership_kube::client::client(config.clone()))
+        .collect::<Result<Vec<_>, _>>()
+        .context("make a client")?;
+    let mut trackers = Vec::with_capacity(total);
     for app in 0..args.apps {
         let application = format!("{}{app}", args.lease);
         for unit in 0..args.units {
-            if trackers.len() % UNITS_PER_CONNECTION == 0 {
-                client = Some(leadership_kube::client::client(config.clone()).context("make a client")?);
-            }
-            let client = client.clone().context("a client")?;
+            let client = clients[trackers.len() / UNITS_PER_CONNECTION].clone();
             let name = format!("{application}-{}{unit}", args.identity);
             let store = KubeStore::new(client, Scope::Namespace(args.namespace.clone()));
             let config = TrackerConfig::new(&application, &name, args.claim_duration).with_lease_length(

@@ -30,7 +30,7 @@ pub mod timing;
 use run::Run;
 
 pub use decide::{LeaderVerdict, judge_as_leader, may_claim};
-pub use timing::{Guarantee, Timing};
+pub use timing::{Backoff, Guarantee, MAX_RETRY_INTERVAL, Timing};
 
 /// What a tracker is asked to keep.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -140,9 +140,6 @@ pub enum Transition {
         at: Instant,
     },
 }
-
-/// The longest wait between attempts to watch the lease while the store keeps failing.
-pub const MAX_RETRY_INTERVAL: Duration = Duration::from_secs(5);
 
 /// How many transitions a slow subscriber may fall behind before it misses some.
 const TRANSITION_BACKLOG: usize = 256;

@@ -11,8 +11,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::{
-    Command, Guarantee, LeaderVerdict, MAX_RETRY_INTERVAL, TrackerConfig, TrackerStatus, Transition,
-    judge_as_leader, may_claim, timing::STAND_ASIDE,
+    Backoff, Command, Guarantee, LeaderVerdict, TrackerConfig, TrackerStatus, Transition, judge_as_leader,
+    may_claim, timing::STAND_ASIDE,
 };
 use crate::{
     Error,
@@ -55,6 +55,7 @@ impl<S: Claimer + Watcher> Run<S> {
         };
         let mut hold_off: Option<HoldOff> = None;
         let mut stood_aside: Option<u64> = None;
+        let mut backoff = Backoff::new(self.config.timing.retry_interval);
         loop {
             self.show(&feed);
             if !self
@@ -68,6 +69,9 @@ impl<S: Claimer + Watcher> Run<S> {
                 claimed = self.store.claim_leadership(&app, &unit, self.config.lease_length()) => claimed,
                 () = self.cancel.cancelled() => return self.finish(true).await,
             };
+            if matches!(claimed, Ok(_) | Err(Error::ClaimDenied)) {
+                backoff.reset();
+            }
             match claimed {
                 Ok(grant) => {
                     self.status.send_modify(|s| s.problem = None);
@@ -97,13 +101,14 @@ impl<S: Claimer + Watcher> Run<S> {
                     debug!(application = %app, unit = %unit, "claim denied; waiting as minion")
                 }
                 Err(err) => {
-                    warn!(application = %app, unit = %unit, error = %err.detail(), "claim failed; retrying");
+                    let wait = backoff.next(fastrand::f64());
+                    warn!(application = %app, unit = %unit, error = %err.detail(), retry_in = ?wait, "claim failed; retrying");
                     // No inference may be made: a claim ticket answers false until a claim works.
                     self.status.send_modify(|s| {
                         s.problem = Some(err.detail());
                         s.deciding = false;
                     });
-                    if !self.pause(self.config.timing.retry_interval).await {
+                    if !self.pause(wait).await {
                         return self.finish(true).await;
                     }
                 }
@@ -111,11 +116,10 @@ impl<S: Claimer + Watcher> Run<S> {
         }
     }
 
-    /// Subscribes to the lease, retrying (backing off to [`MAX_RETRY_INTERVAL`]) until it works or
-    /// the tracker stops. Never gives up: a missing CRD, a refusal or a dead API server is reported
+    /// Subscribes to the lease, retrying (with a [`Backoff`]) until it works or the tracker stops. Never gives up: a missing CRD, a refusal or a dead API server is reported
     /// in the status and the log, and fixed by fixing it, not by restarting the process.
     async fn connect(&mut self) -> Option<LeaseFeed> {
-        let mut wait = self.config.timing.retry_interval;
+        let mut backoff = Backoff::new(self.config.timing.retry_interval);
         loop {
             let watched = tokio::select! {
                 watched = self.store.watch(&self.config.application) => watched,
@@ -130,12 +134,12 @@ impl<S: Claimer + Watcher> Run<S> {
                     return Some(feed);
                 }
                 Err(err) => {
+                    let wait = backoff.next(fastrand::f64());
                     warn!(application = %self.config.application, error = %err.detail(), retry_in = ?wait, "cannot watch the lease; retrying");
                     self.status.send_modify(|s| s.problem = Some(err.detail()));
                     if !self.pause(wait).await {
                         return None;
                     }
-                    wait = (wait * 2).min(MAX_RETRY_INTERVAL.max(self.config.timing.retry_interval));
                 }
             }
         }
@@ -214,14 +218,14 @@ impl<S: Claimer + Watcher> Run<S> {
     }
 
     /// Leads until the guarantee runs out, the lease is lost or revoked, a release is asked for, or
-    /// the tracker stops. Renews the slack before "leader" would end
-    /// ([`Guarantee::renew_at`]) and retries until it does. A grant that came back with less than
+    /// the tracker stops. Renews the slack before "leader" would end, or up to a tenth of the
+    /// renewal interval earlier ([`Guarantee::renew_at_spread`]), and retries until it does. A grant that came back with less than
     /// that slack left (a slow API server) is renewed before "leader" is published, so that a
     /// unit never announces a leadership it would lose at once.
     async fn lead(&mut self, feed: &mut LeaseFeed, first: Guarantee, term: u64) -> StepDown {
         let (app, unit) = (self.config.application.clone(), self.config.unit.clone());
         let mut guarantee = first;
-        let mut next_attempt = guarantee.renew_at();
+        let mut next_attempt = guarantee.renew_at_spread(fastrand::f64());
         // "Leader" is published only after the latest view has been judged, so a grant that a
         // newer view already contradicts is never reported, not even for an instant.
         let mut published = false;
@@ -284,7 +288,7 @@ impl<S: Claimer + Watcher> Run<S> {
                     match renewal {
                         Ok(Ok(_)) => {
                             guarantee = Guarantee { claimed_at, timing: self.config.timing };
-                            next_attempt = guarantee.renew_at();
+                            next_attempt = guarantee.renew_at_spread(fastrand::f64());
                             self.status.send_modify(|s| {
                                 s.guarantee = Some(guarantee);
                                 s.problem = None;

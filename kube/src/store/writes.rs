@@ -116,14 +116,14 @@ impl KubeStore {
                 Ok(Some(done)) => return Ok(done),
                 Ok(None) => {
                     debug!(action, attempt, "lost a write race; reading again");
-                    sleep(Duration::from_millis(5 << attempt.min(5))).await;
+                    sleep(jittered(Duration::from_millis(5 << attempt.min(5)))).await;
                 }
                 // A transient failure (the API server restarting, a dropped connection): try
                 // again, a few times, on a fresh read. A write that landed before its reply was
                 // lost makes the retry's compare-and-swap fail, and the fresh read shows it.
                 Err(err @ Error::Unavailable { .. }) if attempt + 1 < TRANSIENT_ATTEMPTS => {
                     debug!(action, attempt, error = %err, "transient failure; trying again");
-                    sleep(Duration::from_millis(50 << attempt)).await;
+                    sleep(jittered(Duration::from_millis(50 << attempt))).await;
                 }
                 // A refusal decided on the watch's view (a claim denied, a handover refused as
                 // pending) may come from a view that lags the API server: it stands only once
@@ -168,6 +168,12 @@ impl KubeStore {
         })
         .await
     }
+}
+
+/// A pause between half of `step` and all of it, drawn at random: writers that lost the same race
+/// (or met the same failure) do not all try again at the same instant.
+fn jittered(step: Duration) -> Duration {
+    step.mul_f64(0.5 + 0.5 * fastrand::f64())
 }
 
 /// Now, as a Kubernetes time (for display fields).

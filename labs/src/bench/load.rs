@@ -3,13 +3,17 @@
 //! kube-lease-manager in one Rust process), measured from the API server's own counters and from
 //! `/proc` (kube-apiserver, etcd, the generator, our operator).
 
-use std::{collections::BTreeMap, process::Stdio, time::Duration};
+use std::{collections::BTreeMap, path::Path, process::Stdio, time::Duration};
 
 use anyhow::Context;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::{Api, api::ListParams};
 use leadership_kube::crd::LeadershipLease;
-use tokio::time::{Instant, sleep};
+use nix::{sys::signal::Signal, unistd::Pid};
+use tokio::{
+    process::Child,
+    time::{Instant, sleep},
+};
 
 use super::{
     Bench,
@@ -17,6 +21,7 @@ use super::{
     election::{stop, stop_within},
     report::LoadReport,
     system::{CpuMeter, apiserver_heap_mib, process_rss_mib, request_counts},
+    tally::{Reading, TALLY_PREFIX},
 };
 
 /// Units per application in every load generator.
@@ -53,7 +58,7 @@ impl Bench {
     }
 
     /// The holders of the applications' leases in `namespace`, by application.
-    async fn holders(
+    pub(super) async fn holders(
         &self,
         candidate: &Candidate,
         namespace: &str,
@@ -82,6 +87,59 @@ impl Bench {
         })
     }
 
+    /// Waits until each of `apps` applications in `namespace` has a leader (at most 2 minutes in a
+    /// quick run, 10 in a full one): the seconds from `started`, or `None` if they never all did.
+    /// Fails if the load generator ends.
+    pub(super) async fn until_all_lead(
+        &self,
+        candidate: &Candidate,
+        namespace: &str,
+        apps: usize,
+        generator: &mut Child,
+        started: Instant,
+    ) -> anyhow::Result<Option<f64>> {
+        let limit = if self.plan.quick { 120 } else { 600 };
+        let mut last_said = Instant::now();
+        while started.elapsed() < Duration::from_secs(limit) {
+            anyhow::ensure!(
+                generator.try_wait()?.is_none(),
+                "the load generator of {} ended; see its log",
+                candidate.family
+            );
+            let leading = self.holders(candidate, namespace).await?.len();
+            if leading >= apps {
+                return Ok(Some(started.elapsed().as_secs_f64()));
+            }
+            if last_said.elapsed() > Duration::from_secs(30) {
+                self.say(format!(
+                    "load: {}: {leading} of {apps} applications have a leader after {:.0} s",
+                    candidate.family,
+                    started.elapsed().as_secs_f64()
+                ));
+                last_said = Instant::now();
+            }
+            sleep(Duration::from_secs(2)).await;
+        }
+        Ok(None)
+    }
+
+    /// Asks the load generator for its tally (SIGUSR1) and reads it from its log.
+    pub(super) async fn tally(&self, generator: &Child, log: &Path) -> anyhow::Result<Reading> {
+        let count = |text: &str| text.matches(TALLY_PREFIX).count();
+        let before = count(&std::fs::read_to_string(log)?);
+        let pid = generator.id().context("the load generator ended")?;
+        nix::sys::signal::kill(Pid::from_raw(i32::try_from(pid)?), Signal::SIGUSR1)?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = std::fs::read_to_string(log)?;
+            if count(&text) > before {
+                return Reading::last_in(&text).context("an unreadable tally");
+            }
+            anyhow::ensure!(Instant::now() < deadline, "the load generator printed no tally");
+            sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// One family's load generator: started, every application given a leader, then measured
     /// over the plan's window, then stopped (every unit releases) and its namespace deleted.
     async fn load_one(
@@ -97,7 +155,8 @@ impl Bench {
             Kind::Ours { .. } => Some(self.spawn_operator(&namespace, &namespace, "operator-0")?),
             _ => None,
         };
-        let log = std::fs::File::create(self.logs.join(format!("{namespace}-generator.log")))?;
+        let log_path = self.logs.join(format!("{namespace}-generator.log"));
+        let log = std::fs::File::create(&log_path)?;
         let started = Instant::now();
         let mut generator = candidate
             .load_command(&self.bins, &self.kubeconfig, &namespace, apps, units)
@@ -109,34 +168,20 @@ impl Bench {
             "load: {}: {apps} applications × {units} units in one process (started; waiting until all lead)",
             candidate.family
         ));
-        let limit = if self.plan.quick { 120 } else { 600 };
-        let mut all_leading = None;
-        let mut last_said = Instant::now();
-        while started.elapsed() < Duration::from_secs(limit) {
-            anyhow::ensure!(
-                generator.try_wait()?.is_none(),
-                "the load generator of {} ended; see its log",
-                candidate.family
-            );
-            let leading = self.holders(candidate, &namespace).await?.len();
-            if leading >= apps {
-                all_leading = Some(started.elapsed().as_secs_f64());
-                break;
-            }
-            if last_said.elapsed() > Duration::from_secs(30) {
-                self.say(format!(
-                    "load: {}: {leading} of {apps} applications have a leader after {:.0} s",
-                    candidate.family,
-                    started.elapsed().as_secs_f64()
-                ));
-                last_said = Instant::now();
-            }
-            sleep(Duration::from_secs(2)).await;
-        }
+        let all_leading = self
+            .until_all_lead(candidate, &namespace, apps, &mut generator, started)
+            .await?;
         // Past the first renewals, then the window.
         sleep(candidate.lease / 2).await;
         let resource = candidate.resource();
         let before_holders = self.holders(candidate, &namespace).await?;
+        // Ours count their elections and renewals: the start-up's, then the window's.
+        let ours = matches!(candidate.kind, Kind::Ours { .. });
+        let startup = if ours {
+            Some(self.tally(&generator, &log_path).await?)
+        } else {
+            None
+        };
         let before = request_counts(&self.client, &[None, Some(resource)]).await?;
         let (all_before, lease_before) = (before[0], before[1]);
         let pid = |name: &str| self.components.get(name).copied();
@@ -145,6 +190,11 @@ impl Bench {
         let cpu = meter.percent();
         let after = request_counts(&self.client, &[None, Some(resource)]).await?;
         let (all_after, lease_after) = (after[0], after[1]);
+        let during = if ours {
+            Some(self.tally(&generator, &log_path).await?)
+        } else {
+            None
+        };
         let after_holders = self.holders(candidate, &namespace).await?;
         let seconds = self.plan.window.as_secs_f64();
         let heap_during = apiserver_heap_mib(&self.client).await.ok();
@@ -171,6 +221,9 @@ impl Bench {
             generator_cpu_percent: cpu[2],
             generator_rss_mib: process_rss_mib(generator.id()),
             operator_rss_mib: operator.as_ref().and_then(|o| process_rss_mib(o.id())),
+            startup_elections: startup.map(|r| r.elected),
+            leaderships_lost: during.as_ref().map(|r| r.deposed),
+            renewal_ms: during.and_then(|r| r.renewal_ms),
             notes: Vec::new(),
         };
         self.say(format!(

@@ -5,20 +5,25 @@
 //!   equal crash failover) and how each is started;
 //! - `election`: leader election measured the same way for every candidate;
 //! - `load`: each family's load generator, many applications in one process;
+//! - `flood`: our units' renewals while other tenants flood the API server, without and with the
+//!   chart's flow-control objects;
 //! - `ours`: our own figures (footprint, handovers to a unit, the operator);
 //! - `socket`: our socket's latency against the floor of the machine;
 //! - `system`: what is read from the API server's counters, `/proc`, the machine;
+//! - [`tally`]: what a load generator's trackers did between two readings;
 //! - [`stats`]: summaries of samples; [`report`]: `report.json` and its markdown.
 
 pub mod candidates;
 mod churn;
 mod election;
+mod flood;
 mod load;
 mod ours;
 pub mod report;
 pub mod socket;
 pub mod stats;
 mod system;
+pub mod tally;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -31,6 +36,7 @@ use kube::Client;
 use tokio::time::Instant;
 
 pub use self::{
+    flood::FloodPlan,
     report::{CandidateReport, LoadReport, OURS, OwnReport, Report, ScaleReport},
     stats::Summary,
 };
@@ -60,6 +66,8 @@ pub struct Plan {
     pub lease_counts: Vec<usize>,
     /// How long each server is asked with each client count (in alternating rounds).
     pub socket_run: Duration,
+    /// How hard the flood pushes, and on how many units.
+    pub flood: FloodPlan,
 }
 
 impl Plan {
@@ -75,6 +83,11 @@ impl Plan {
                 load_apps: vec![10],
                 lease_counts: vec![50],
                 socket_run: Duration::from_secs(1),
+                flood: FloodPlan {
+                    apps: 10,
+                    tenants: 4,
+                    in_flight_per_tenant: 10,
+                },
             }
         } else {
             Plan {
@@ -86,6 +99,11 @@ impl Plan {
                 load_apps: vec![1000, 3334],
                 lease_counts: vec![1000, 10000],
                 socket_run: Duration::from_secs(10),
+                flood: FloodPlan {
+                    apps: 300,
+                    tenants: 64,
+                    in_flight_per_tenant: 120,
+                },
             }
         }
     }
@@ -133,7 +151,7 @@ impl Bins {
 }
 
 /// The parts of the benchmark, each of which can be run alone (`--only`).
-pub const PARTS: [&str; 4] = ["election", "load", "operator", "socket"];
+pub const PARTS: [&str; 5] = ["election", "flood", "load", "operator", "socket"];
 
 /// One run of the benchmark.
 struct Bench {
@@ -268,6 +286,10 @@ async fn measure(
     }
     if parts.contains("socket") {
         report.socket = Some(bench.socket().await?);
+        bench.save(&mut report)?;
+    }
+    if parts.contains("flood") {
+        report.flood = Some(bench.flood().await?);
         bench.save(&mut report)?;
     }
     if parts.contains("election") {

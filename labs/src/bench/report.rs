@@ -135,6 +135,16 @@ pub struct LoadReport {
     pub generator_rss_mib: Option<f64>,
     /// Ours only: our operator's resident memory watching these leases, in MiB.
     pub operator_rss_mib: Option<f64>,
+    /// Ours only: units that became leader from the start until the window (ideally one per
+    /// application; more means leaderships lost and won again while starting).
+    #[serde(default)]
+    pub startup_elections: Option<u64>,
+    /// Ours only: leaderships that ended during the window (each one spurious: nothing stopped).
+    #[serde(default)]
+    pub leaderships_lost: Option<u64>,
+    /// Ours only: how long the renewals of the window took, in ms.
+    #[serde(default)]
+    pub renewal_ms: Option<Summary>,
     /// Why it was not measured, if it was not.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
@@ -202,6 +212,66 @@ impl SocketRun {
     }
 }
 
+/// Our units' renewals while other tenants flood the API server, without and with the chart's
+/// flow-control objects.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FloodReport {
+    /// Applications of three units, as the chart's sidecar ServiceAccount.
+    pub apps: usize,
+    /// Units in all.
+    pub units: usize,
+    /// Flooding tenants (ServiceAccounts of another namespace, one flow each).
+    pub tenants: usize,
+    /// Lists each tenant keeps in flight.
+    pub in_flight_per_tenant: usize,
+    /// How long each flood lasted, in seconds.
+    pub window_s: f64,
+    /// How often a leader renews when renewals succeed, in seconds.
+    pub renewal_interval_s: f64,
+    /// Without the chart's objects, then with them.
+    pub runs: Vec<FloodRun>,
+}
+
+/// One flood.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FloodRun {
+    /// Whether the chart's PriorityLevelConfiguration and FlowSchema were installed.
+    pub chart_objects: bool,
+    /// The priority level the API server put the units' lease requests in.
+    pub units_priority_level: String,
+    /// The flood's lists answered per second.
+    pub flood_done_per_s: f64,
+    /// The flood's lists refused (429) per second.
+    pub flood_refused_per_s: f64,
+    /// The flood's requests that failed otherwise.
+    pub flood_failed: u64,
+    /// How full `workload-low` was.
+    pub workload_low: LevelLoad,
+    /// Requests of the units' priority level that API Priority and Fairness refused.
+    pub units_rejected: u64,
+    /// Renewals that succeeded during the flood.
+    pub renewed: u64,
+    /// How long they took, in ms.
+    pub renewal_ms: Option<Summary>,
+    /// Leaderships that ended during the flood: each one spurious (nothing crashed or stopped).
+    pub leaderships_lost: u64,
+    /// New grants (terms) during the flood: each one a spurious failover.
+    pub new_terms: u64,
+}
+
+/// How full a priority level was, sampled every second.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LevelLoad {
+    /// Its seats (the mean of the samples).
+    pub seats_limit: f64,
+    /// Seats executing requests, on average.
+    pub seats_in_use_mean: f64,
+    /// Requests waiting in its queues, on average.
+    pub queued_mean: f64,
+    /// Requests it refused per second.
+    pub rejected_per_s: f64,
+}
+
 /// The whole report (`report.json`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -221,6 +291,9 @@ pub struct Report {
     /// Our socket against the floor.
     #[serde(default)]
     pub socket: Option<SocketReport>,
+    /// Our renewals under a flood, without and with the chart's flow-control objects.
+    #[serde(default)]
+    pub flood: Option<FloodReport>,
     /// Ratios peer / ours from the same run (higher is better for us).
     pub ratios: BTreeMap<String, f64>,
 }
@@ -396,6 +469,21 @@ impl Report {
                     opt(l.operator_rss_mib),
                 );
             }
+            out.push_str("\nOurs count their own elections and renewals (peers do not report them): elections from the start until the window (one per application when no leadership was lost while starting), leaderships lost during the window (each one spurious), and the window's renewal latency in ms.\n\n| ours at | elections while starting | leaderships lost in the window | renewal ms p50 / p99 / max |\n|---|---|---|---|\n");
+            for l in self.load.values().filter(|l| l.family == OURS) {
+                let _ = writeln!(
+                    out,
+                    "| {} × {} | {} | {} | {} |",
+                    l.apps,
+                    l.units / l.apps.max(1),
+                    l.startup_elections.map_or("-".into(), |n| n.to_string()),
+                    l.leaderships_lost.map_or("-".into(), |n| n.to_string()),
+                    l.renewal_ms.as_ref().map_or("-".into(), |s| format!(
+                        "{:.0} / {:.0} / {:.0}",
+                        s.p50, s.p99, s.max
+                    )),
+                );
+            }
             out.push_str("\n| candidate | what ran |\n|---|---|\n");
             for (family, l) in &self.load {
                 let _ = writeln!(out, "| {family} | {} {} |", l.description, l.notes.join(" "));
@@ -455,6 +543,40 @@ impl Report {
                     run.floor_rps,
                     run.ours_rps,
                     run.p99_ratio
+                );
+            }
+        }
+        if let Some(flood) = &self.flood {
+            let _ = write!(
+                out,
+                "\n## Renewals under a flood\n\n{} applications × 3 units, as the chart's sidecar ServiceAccount (a leader renews every {:.1} s), while {} tenants (ServiceAccounts of another namespace) each keep {} lists of ConfigMaps in flight for {:.0} s. `workload-low` sampled every second: seats busy of its limit, requests queued, refused per second. A leadership lost or a new term during the flood is spurious: nothing crashed or stopped.\n\n| chart's flow-control objects | units' priority level | flood done / refused per s | workload-low seats busy / limit, queued, refused/s | refused in the units' level | renewals | renewal ms p50 / p99 / max | leaderships lost | new terms |\n|---|---|---|---|---|---|---|---|---|\n",
+                flood.apps,
+                flood.renewal_interval_s,
+                flood.tenants,
+                flood.in_flight_per_tenant,
+                flood.window_s
+            );
+            for run in &flood.runs {
+                let w = &run.workload_low;
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {:.0} / {:.0} | {:.0} / {:.0}, {:.0}, {:.0} | {} | {} | {} | {} | {} |",
+                    if run.chart_objects { "installed" } else { "none" },
+                    run.units_priority_level,
+                    run.flood_done_per_s,
+                    run.flood_refused_per_s,
+                    w.seats_in_use_mean,
+                    w.seats_limit,
+                    w.queued_mean,
+                    w.rejected_per_s,
+                    run.units_rejected,
+                    run.renewed,
+                    run.renewal_ms.as_ref().map_or("-".into(), |s| format!(
+                        "{:.0} / {:.0} / {:.0}",
+                        s.p50, s.p99, s.max
+                    )),
+                    run.leaderships_lost,
+                    run.new_terms,
                 );
             }
         }

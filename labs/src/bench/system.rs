@@ -18,7 +18,7 @@ pub async fn request_counts(client: &Client, resources: &[Option<&str>]) -> anyh
 }
 
 /// The API server's own `/metrics`, as text.
-async fn apiserver_metrics(client: &Client) -> anyhow::Result<String> {
+pub async fn apiserver_metrics(client: &Client) -> anyhow::Result<String> {
     let request = http::Request::get("/metrics").body(Vec::new())?;
     Ok(client.request_text(request).await?)
 }
@@ -34,6 +34,18 @@ pub async fn apiserver_heap_mib(client: &Client) -> anyhow::Result<f64> {
         .trim()
         .parse()?;
     Ok(bytes / (1024.0 * 1024.0))
+}
+
+/// The sum of the series of the metric `name` in the metrics `text` whose labels include every one
+/// of `labels` (`key="value"`, as the text writes them).
+pub fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
+    let series = format!("{name}{{");
+    text.lines()
+        .filter(|line| line.starts_with(&series))
+        .filter_map(|line| line.rsplit_once(' '))
+        .filter(|(head, _)| labels.iter().all(|label| head.contains(label)))
+        .filter_map(|(_, value)| value.parse::<f64>().ok())
+        .sum()
 }
 
 /// (requests, writes) to `resource` (or to every resource) in the metrics `text`.

@@ -3,8 +3,8 @@
 failover), the graceful handover, the crash failover and its overhead past the lease, one dot per
 measurement with the median marked, and the writes per leader per minute; per family, the load
 generator's API requests per second, time until all applications led and the API server's heap per
-unit, at each size; our operator's expiry lag at each lease count; and our socket against a bare
-responder."""
+unit, at each size; our operator's expiry lag at each lease count; our socket against a bare
+responder; and our renewals under a flood, without and with the chart's flow-control objects."""
 import json
 import sys
 from pathlib import Path
@@ -18,7 +18,10 @@ OURS = "leadership"
 
 
 def color(family: str) -> str:
-    return "#1f77b4" if family == OURS else "#7f7f7f"
+    """Ours in blue (ours at another failover, `leadership (failover-Ns)`, lighter), peers grey."""
+    if family == OURS:
+        return "#1f77b4"
+    return "#9ecae1" if family.startswith(OURS) else "#7f7f7f"
 
 
 def heap_per_unit(entry: dict):
@@ -33,7 +36,7 @@ def main(folder: Path) -> None:
     candidates = {n: c for n, c in report["candidates"].items() if c.get("samples")}
     names = sorted(candidates, key=lambda n: (candidates[n]["group"], candidates[n]["family"] != OURS, n))
     load = report.get("load", {})
-    figure, axes = plt.subplots(3, 3, figsize=(22, 15))
+    figure, axes = plt.subplots(4, 3, figsize=(22, 20))
     panels = [
         ("handover_ms", "Graceful handover (SIGTERM to new leader), ms", True),
         ("crash_failover_ms", "Crash failover (SIGKILL to new leader), ms", False),
@@ -63,7 +66,8 @@ def main(folder: Path) -> None:
     writes.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
     writes.set_title("API writes per leader per minute (3 processes, one application)")
     writes.grid(axis="y", alpha=0.3)
-    families = sorted({l["family"] for l in load.values() if l.get("family")}, key=lambda f: (f != OURS, f))
+    families = sorted({l["family"] for l in load.values() if l.get("family")},
+                      key=lambda f: (not f.startswith(OURS), f != OURS, f))
     sizes = sorted({l["units"] for l in load.values() if l.get("family")})
     load_panels = [
         (axes[1][1], lambda l: l.get("requests_per_s"), "API requests per second", "{:.0f}/s", True),
@@ -84,7 +88,8 @@ def main(folder: Path) -> None:
                     if entry:
                         axis.text(x, 0, "not\nmeasured", ha="center", va="bottom", fontsize=7, color=color(family))
                     continue
-                axis.bar(x, v, width=width, color=color(family), alpha=1.0 if family == OURS else 0.4 + 0.2 * j,
+                axis.bar(x, v, width=width, color=color(family),
+                         alpha=1.0 if family.startswith(OURS) else 0.4 + 0.2 * j,
                          label=family if i == 0 else None)
                 axis.text(x, v, label.format(v), ha="center", va="bottom", fontsize=8)
         axis.set_xticks(range(len(sizes)))
@@ -128,11 +133,52 @@ def main(folder: Path) -> None:
         expiry.grid(axis="y", alpha=0.3)
     else:
         expiry.set_axis_off()
+    flood_panels(report.get("flood"), axes[3])
     quick = " (quick run: harness check only)" if report.get("quick") else ""
     figure.suptitle(f"Leader election, measured side by side on one control plane{quick}")
     figure.tight_layout()
     figure.savefig(folder / "report.png", dpi=100)
     print(f"wrote {folder / 'report.png'}")
+
+
+def flood_panels(flood, axes) -> None:
+    """Our units under a flood: what they did, how long renewals took, how full workload-low was;
+    one group of bars per run (without, then with the chart's flow-control objects)."""
+    runs = (flood or {}).get("runs", [])
+    if not runs:
+        for axis in axes:
+            axis.set_axis_off()
+        return
+    names = ["chart's objects installed" if r["chart_objects"] else "no flow-control objects" for r in runs]
+    shades = ["#1f77b4" if r["chart_objects"] else "#7f7f7f" for r in runs]
+    panels = [
+        (axes[0], [("renewals", lambda r: r["renewed"]), ("leaderships lost", lambda r: r["leaderships_lost"]),
+                   ("new terms", lambda r: r["new_terms"])],
+         f"Units under a flood for {flood['window_s']:.0f} s: renewals and spurious losses", "{:.0f}"),
+        (axes[1], [("p50", lambda r: (r.get("renewal_ms") or {}).get("p50")),
+                   ("p99", lambda r: (r.get("renewal_ms") or {}).get("p99"))],
+         "Renewal latency under the flood, ms", "{:.0f}"),
+        (axes[2], [("seats busy", lambda r: r["workload_low"]["seats_in_use_mean"]),
+                   ("seat limit", lambda r: r["workload_low"]["seats_limit"]),
+                   ("refused/s", lambda r: r["workload_low"]["rejected_per_s"])],
+         "workload-low during the flood (mean of 1 s samples)", "{:.0f}"),
+    ]
+    for axis, figures, title, label in panels:
+        width = 0.8 / len(runs)
+        for j, (run, name, shade) in enumerate(zip(runs, names, shades)):
+            for i, (_, value) in enumerate(figures):
+                v = value(run)
+                x = i + (j - (len(runs) - 1) / 2) * width
+                if v is None:
+                    axis.text(x, 0, "none", ha="center", va="bottom", fontsize=8, color=shade)
+                    continue
+                axis.bar(x, v, width=width, color=shade, label=name if i == 0 else None)
+                axis.text(x, v, label.format(v), ha="center", va="bottom", fontsize=9)
+        axis.set_xticks(range(len(figures)))
+        axis.set_xticklabels([f for f, _ in figures])
+        axis.set_title(title)
+        axis.legend(fontsize=8)
+        axis.grid(axis="y", alpha=0.3)
 
 
 if __name__ == "__main__":

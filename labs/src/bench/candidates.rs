@@ -85,6 +85,32 @@ pub enum Kind {
     },
 }
 
+/// Ours at the sidecar's default guarantee, with the lease whose crash failover is `peer`'s lease
+/// (the peer's own crash failover at its defaults, give or take its detection): what the same
+/// failover costs us. In the group `failover-Ns` of that failover.
+pub fn ours_at_failover_of(peer: &Candidate) -> Candidate {
+    let group = Group::Failover(peer.lease);
+    let lease = our_lease_for(peer.lease);
+    let renewal = Timing {
+        lease_length: lease,
+        ..Timing::new(DEFAULT_CLAIM_DURATION)
+    }
+    .renewal_interval();
+    Candidate {
+        name: format!("{OURS}/{}", group.name()),
+        family: OURS,
+        group,
+        kind: Kind::Ours {
+            claim: DEFAULT_CLAIM_DURATION,
+        },
+        lease,
+        description: format!(
+            "leadership-sidecar: claim duration {DEFAULT_CLAIM_DURATION:?}, lease {lease:?} (crash failover {:?}, as {}'s defaults), renewal every {renewal:?}",
+            peer.lease, peer.family
+        ),
+    }
+}
+
 /// The lease length whose crash failover, L plus every observer's margin, is `failover`.
 fn our_lease_for(failover: Duration) -> Duration {
     let policy = ExpiryPolicy::default();

@@ -517,8 +517,9 @@ impl Noise {
         })
     }
 
-    /// Starts every tenant's lists, each request sent again as soon as it is answered (after a
-    /// refusal, a pause of about 100 ms, as a client honouring the refusal would).
+    /// Starts every tenant's lists, each request sent again as soon as it is answered; after a
+    /// refusal, after the pause the API server asks for in `Retry-After` (as client-go does), so
+    /// that the flood keeps `workload-low` full without spending the machine on refusals.
     fn start(&self) -> Flood {
         let stop = CancellationToken::new();
         let counts = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
@@ -528,31 +529,59 @@ impl Noise {
                 let client = clients[slot / STREAMS_PER_CONNECTION].clone();
                 let (stop, counts) = (stop.clone(), counts.clone());
                 tasks.push(tokio::spawn(async move {
-                    let path = format!("/api/v1/namespaces/{NOISE_NAMESPACE}/configmaps");
                     while !stop.is_cancelled() {
-                        let Ok(request) = http::Request::get(&path).body(Vec::new()) else {
-                            return;
-                        };
-                        let outcome = tokio::select! {
+                        let (outcome, pause) = tokio::select! {
                             () = stop.cancelled() => return,
-                            outcome = client.request_text(request) => outcome,
+                            answered = list_once(&client) => answered,
                         };
-                        match outcome {
-                            Ok(_) => counts[0].fetch_add(1, Ordering::Relaxed),
-                            Err(kube::Error::Api(status)) if status.code == 429 => {
-                                sleep(Duration::from_millis(50 + fastrand::u64(0..100))).await;
-                                counts[1].fetch_add(1, Ordering::Relaxed)
+                        counts[outcome as usize].fetch_add(1, Ordering::Relaxed);
+                        if !pause.is_zero() {
+                            tokio::select! {
+                                () = stop.cancelled() => return,
+                                () = sleep(pause + Duration::from_millis(fastrand::u64(0..100))) => {}
                             }
-                            Err(_) => {
-                                sleep(Duration::from_millis(100)).await;
-                                counts[2].fetch_add(1, Ordering::Relaxed)
-                            }
-                        };
+                        }
                     }
                 }));
             }
         }
         Flood { stop, counts, tasks }
+    }
+}
+
+/// How a flood request ended.
+#[derive(Clone, Copy)]
+enum Outcome {
+    Done = 0,
+    Refused = 1,
+    Failed = 2,
+}
+
+/// One list of the noise ConfigMaps, read to the end: how it ended, and how long to wait before
+/// the next one (the API server's `Retry-After` after a refusal).
+async fn list_once(client: &Client) -> (Outcome, Duration) {
+    let failed = (Outcome::Failed, Duration::from_millis(100));
+    let path = format!("/api/v1/namespaces/{NOISE_NAMESPACE}/configmaps");
+    let Ok(request) = http::Request::get(path).body(Vec::new()) else {
+        return failed;
+    };
+    let Ok(response) = client.send(request.map(Into::into)).await else {
+        return failed;
+    };
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(1);
+    if response.into_body().collect_bytes().await.is_err() {
+        return failed;
+    }
+    match status {
+        s if s.is_success() => (Outcome::Done, Duration::ZERO),
+        http::StatusCode::TOO_MANY_REQUESTS => (Outcome::Refused, Duration::from_secs(retry_after)),
+        _ => failed,
     }
 }
 

@@ -17,9 +17,10 @@ use tokio::{
 
 use super::{
     Bench,
-    candidates::{Candidate, Group, Kind},
+    candidates::{self, Candidate, Group, Kind},
     election::{stop, stop_within},
     report::LoadReport,
+    report::OURS,
     system::{CpuMeter, apiserver_heap_mib, process_rss_mib, request_counts},
     tally::{Reading, TALLY_PREFIX},
 };
@@ -29,21 +30,38 @@ const UNITS: usize = 3;
 
 impl Bench {
     /// Every family's load generator at its defaults, one after the other, at each of the plan's
-    /// sizes (smallest first), keyed by [`LoadReport::key`].
+    /// sizes (smallest first), keyed by [`LoadReport::key`]; in a full run, ours also at the crash
+    /// failover of kube-lease-manager's defaults (reported as `leadership (failover-Ns)`).
     pub(super) async fn load(&self) -> anyhow::Result<BTreeMap<String, LoadReport>> {
         let mut all = BTreeMap::new();
         // The idle API server's live heap, before any load: what each load's heap is compared
         // with (a reading taken between two loads may still count the last one's objects).
         let idle_heap = apiserver_heap_mib(&self.client).await.ok();
+        let mut runs: Vec<(Candidate, String)> = self
+            .measured(Group::Defaults)
+            .into_iter()
+            .map(|c| {
+                let label = c.family.to_owned();
+                (c, label)
+            })
+            .collect();
+        let lease_manager = runs
+            .iter()
+            .find(|(c, _)| matches!(c.kind, Kind::LeaseManager { .. }));
+        if let Some((peer, _)) = lease_manager.filter(|_| !self.plan.quick) {
+            let ours = candidates::ours_at_failover_of(peer);
+            let label = format!("{OURS} ({})", ours.group.name());
+            runs.push((ours, label));
+        }
         for &apps in &self.plan.load_apps {
-            for candidate in self.measured(Group::Defaults) {
+            for (candidate, label) in &runs {
                 let report = self
-                    .load_one(&candidate, apps, idle_heap)
+                    .load_one(candidate, label, apps, idle_heap)
                     .await
                     .unwrap_or_else(|err| {
-                        self.say(format!("load: {}: not measured: {err:#}", candidate.family));
+                        self.say(format!("load: {label}: not measured: {err:#}"));
                         LoadReport {
-                            family: candidate.family.to_owned(),
+                            family: label.clone(),
                             description: candidate.description.clone(),
                             apps,
                             units: apps * UNITS,
@@ -145,6 +163,7 @@ impl Bench {
     async fn load_one(
         &self,
         candidate: &Candidate,
+        label: &str,
         apps: usize,
         idle_heap: Option<f64>,
     ) -> anyhow::Result<LoadReport> {
@@ -165,8 +184,7 @@ impl Bench {
             .spawn()
             .with_context(|| format!("start the load generator of {}", candidate.family))?;
         self.say(format!(
-            "load: {}: {apps} applications × {units} units in one process (started; waiting until all lead)",
-            candidate.family
+            "load: {label}: {apps} applications × {units} units in one process (started; waiting until all lead)"
         ));
         let all_leading = self
             .until_all_lead(candidate, &namespace, apps, &mut generator, started)
@@ -199,7 +217,7 @@ impl Bench {
         let seconds = self.plan.window.as_secs_f64();
         let heap_during = apiserver_heap_mib(&self.client).await.ok();
         let report = LoadReport {
-            family: candidate.family.to_owned(),
+            family: label.to_owned(),
             description: format!("{} ({} units)", candidate.description, apps * units),
             apps,
             units: apps * units,
@@ -227,8 +245,7 @@ impl Bench {
             notes: Vec::new(),
         };
         self.say(format!(
-            "load: {} at {apps} × {units}: all leading after {:?} s; {:.1} requests/s ({:.1} to {resource}, {:.1} writes/s); apiserver {:.0}% etcd {:.0}% of a core, live heap {:?} MiB (idle {:?}); {} holder changes",
-            candidate.family,
+            "load: {label} at {apps} × {units}: all leading after {:?} s; {:.1} requests/s ({:.1} to {resource}, {:.1} writes/s); apiserver {:.0}% etcd {:.0}% of a core, live heap {:?} MiB (idle {:?}); {} holder changes; ours: {:?} elections while starting, {:?} leaderships lost, renewal ms {:?}",
             report.all_leading_s,
             report.requests_per_s,
             report.lease_requests_per_s,
@@ -237,7 +254,10 @@ impl Bench {
             report.etcd_cpu_percent.unwrap_or_default(),
             report.apiserver_heap_mib,
             report.apiserver_heap_idle_mib,
-            report.holder_changes
+            report.holder_changes,
+            report.startup_elections,
+            report.leaderships_lost,
+            report.renewal_ms,
         ));
         stop_within(&mut generator, Duration::from_secs(60)).await;
         if let Some(operator) = operator.as_mut() {

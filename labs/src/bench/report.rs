@@ -355,10 +355,11 @@ impl Report {
             }
         }
         for ours in self.load.values().filter(|l| l.family == OURS) {
+            // Ours at another failover (`leadership (failover-Ns)`) is not a peer.
             for peer in self
                 .load
                 .values()
-                .filter(|l| l.family != OURS && l.units == ours.units)
+                .filter(|l| !l.family.starts_with(OURS) && l.units == ours.units)
             {
                 let family = format!("{} × {}", peer.family, peer.units);
                 for (figure, theirs, ours) in [
@@ -470,10 +471,11 @@ impl Report {
                 );
             }
             out.push_str("\nOurs count their own elections and renewals (peers do not report them): elections from the start until the window (one per application when no leadership was lost while starting), leaderships lost during the window (each one spurious), and the window's renewal latency in ms.\n\n| ours at | elections while starting | leaderships lost in the window | renewal ms p50 / p99 / max |\n|---|---|---|---|\n");
-            for l in self.load.values().filter(|l| l.family == OURS) {
+            for l in self.load.values().filter(|l| l.family.starts_with(OURS)) {
                 let _ = writeln!(
                     out,
-                    "| {} × {} | {} | {} | {} |",
+                    "| {} at {} × {} | {} | {} | {} |",
+                    l.family,
                     l.apps,
                     l.units / l.apps.max(1),
                     l.startup_elections.map_or("-".into(), |n| n.to_string()),

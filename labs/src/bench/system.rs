@@ -189,3 +189,23 @@ pub fn versions(kubernetes: &str) -> BTreeMap<String, String> {
     }
     versions
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_metric_is_summed_over_the_series_whose_labels_match() {
+        let text = "\
+# HELP apiserver_flowcontrol_current_inqueue_requests [BETA] Number of requests queued
+apiserver_flowcontrol_current_inqueue_requests{flow_schema=\"service-accounts\",priority_level=\"workload-low\"} 7
+apiserver_flowcontrol_current_inqueue_requests{flow_schema=\"global-default\",priority_level=\"workload-low\"} 2
+apiserver_flowcontrol_current_inqueue_requests{flow_schema=\"leadership\",priority_level=\"leadership\"} 1
+apiserver_flowcontrol_current_inqueue_requests_total{priority_level=\"workload-low\"} 100
+";
+        let name = "apiserver_flowcontrol_current_inqueue_requests";
+        assert_eq!(metric_sum(text, name, &["priority_level=\"workload-low\""]), 9.0);
+        assert_eq!(metric_sum(text, name, &[]), 10.0);
+        assert_eq!(metric_sum(text, name, &["priority_level=\"exempt\""]), 0.0);
+    }
+}

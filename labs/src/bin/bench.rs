@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 use leadership_labs::bench::{PARTS, Plan};
 
 const USAGE: &str =
-    "usage: e2e/bench [--quick] [--only election,load,operator,socket] [--ours-only] [--out DIR]";
+    "usage: e2e/bench [--quick] [--only election,flood,load,operator,socket] [--ours-only] [--out DIR]";
 
 fn parse_args() -> anyhow::Result<(Plan, BTreeSet<String>, PathBuf)> {
     let mut quick = false;
@@ -28,7 +28,7 @@ fn parse_args() -> anyhow::Result<(Plan, BTreeSet<String>, PathBuf)> {
             "--only" => {
                 let list = args
                     .next()
-                    .context("--only needs parts: election, load, operator, socket")?;
+                    .context("--only needs parts: election, flood, load, operator, socket")?;
                 parts = list.split(',').map(|p| p.trim().to_owned()).collect();
                 if let Some(unknown) = parts.iter().find(|p| !PARTS.contains(&p.as_str())) {
                     bail!(

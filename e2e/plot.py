@@ -42,7 +42,11 @@ def main(folder: Path) -> None:
         ("crash_failover_ms", "Crash failover (SIGKILL to new leader), ms", False),
         ("crash_overhead_ms", "Crash overhead: new leader after the lease ran out, ms", False),
     ]
-    for axis, (key, title, log) in zip(axes[0], panels):
+    if not names:
+        # A run without the election part (`--only`): its panels are left out.
+        for axis in [*axes[0], axes[1][0]]:
+            axis.set_axis_off()
+    for axis, (key, title, log) in zip(axes[0], panels if names else []):
         for i, name in enumerate(names):
             samples = candidates[name]["samples"].get(key, [])
             if not samples:
@@ -57,15 +61,16 @@ def main(folder: Path) -> None:
         if log:
             axis.set_yscale("log")
         axis.grid(axis="y", alpha=0.3)
-    writes = axes[1][0]
-    values = [candidates[n].get("api_writes_per_leader_min") or 0 for n in names]
-    writes.bar(range(len(names)), values, color=[color(candidates[n]["family"]) for n in names])
-    for i, v in enumerate(values):
-        writes.text(i, v, f"{v:.0f}", ha="center", va="bottom", fontsize=8)
-    writes.set_xticks(range(len(names)))
-    writes.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
-    writes.set_title("API writes per leader per minute (3 processes, one application)")
-    writes.grid(axis="y", alpha=0.3)
+    if names:
+        writes = axes[1][0]
+        values = [candidates[n].get("api_writes_per_leader_min") or 0 for n in names]
+        writes.bar(range(len(names)), values, color=[color(candidates[n]["family"]) for n in names])
+        for i, v in enumerate(values):
+            writes.text(i, v, f"{v:.0f}", ha="center", va="bottom", fontsize=8)
+        writes.set_xticks(range(len(names)))
+        writes.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
+        writes.set_title("API writes per leader per minute (3 processes, one application)")
+        writes.grid(axis="y", alpha=0.3)
     families = sorted({l["family"] for l in load.values() if l.get("family")},
                       key=lambda f: (not f.startswith(OURS), f != OURS, f))
     sizes = sorted({l["units"] for l in load.values() if l.get("family")})
@@ -94,7 +99,7 @@ def main(folder: Path) -> None:
                 axis.text(x, v, label.format(v), ha="center", va="bottom", fontsize=8)
         axis.set_xticks(range(len(sizes)))
         axis.set_xticklabels([f"{u:,} units" for u in sizes])
-        axis.set_title(f"Load at defaults: {title}")
+        axis.set_title(f"Load (defaults; ours also at a peer's failover): {title}", fontsize=10)
         if log:
             axis.set_yscale("log")
         axis.legend(fontsize=8)

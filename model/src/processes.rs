@@ -126,12 +126,13 @@ impl LeaseModel {
         })
     }
 
-    /// The renewal unit `i` would send now, if it is due.
+    /// The renewal unit `i` would send now, if it may: from the earliest moment the tracker's
+    /// spread allows (a tenth of the renewal interval before `renew_at`) until "leader" ends.
     pub(crate) fn renew_write(&self, state: &State, i: usize) -> Option<Write> {
         let unit = &state.units[i];
         let now = self.unit_now(state, i);
         let guarantee = unit.guarantee?;
-        if unit.waiting.is_some() || now < guarantee.renew_at() || now >= guarantee.leader_until() {
+        if unit.waiting.is_some() || now < guarantee.renew_at_spread(1.0) || now >= guarantee.leader_until() {
             return None;
         }
         let object = unit.observer.view.as_ref()?;

@@ -222,7 +222,8 @@ pub enum Action {
     Watch(usize),
     /// A minion claims: its view says the lease is free (or its own).
     Claim(usize),
-    /// A leader renews, once its renewal is due (`Guarantee::renew_at`).
+    /// A leader renews, once its renewal may be sent (from `Guarantee::renew_at_spread(1.0)`, the
+    /// earliest moment of the tracker's spread).
     Renew(usize),
     /// A unit stops waiting for a reply: a leader's renewal outlived its guarantee (it is a
     /// minion now), or the reply was lost (a client timeout).

@@ -1,9 +1,9 @@
-//! Renewals under a flood: our units (`load-trackers`, as the ServiceAccount the chart gives the
-//! sidecars, with a token of it) lead their applications while other tenants' ServiceAccounts, in
-//! another namespace, flood the API server with lists until the `workload-low` priority level they
-//! share with the units by default is full. Measured twice in one run: without the chart's API
-//! Priority and Fairness objects, then with them (rendered from the chart by `helm template`), for
-//! renewals, their latency, and leaderships lost. The operator runs with the admin's credentials,
+//! Renewals under a flood: our units (`load-trackers`, with a token of the ServiceAccount the
+//! chart gives the sidecars, and the chart's sidecar Role) lead their applications while other
+//! tenants' ServiceAccounts, in another namespace, flood the API server with lists until the
+//! `workload-low` priority level they share with the units by default is full. Measured twice in
+//! one run: without the chart's API Priority and Fairness objects, then with them (rendered from
+//! the chart by `helm template`), for renewals, their latency, and leaderships lost. The operator runs with the admin's credentials,
 //! which API Priority and Fairness exempts: what is measured is the units' own traffic.
 
 use std::{
@@ -50,7 +50,7 @@ const UNITS_NAMESPACE: &str = "bench-flood-units";
 /// The namespace of the flooding tenants.
 const NOISE_NAMESPACE: &str = "bench-flood-noise";
 /// The units' ServiceAccount: the one the chart gives the sidecars (set explicitly when the chart
-/// is rendered, so that its flow schema names this account).
+/// is rendered, so that its Role, RoleBinding and flow schema name this account).
 const UNIT_ACCOUNT: &str = "leadership-sidecar";
 /// The release name the chart's objects are rendered with.
 const RELEASE: &str = "leadership";
@@ -59,6 +59,8 @@ const WORKLOAD_LOW: &str = "workload-low";
 /// ConfigMaps the flood lists, and the bytes of data in each: a list is a few hundred KiB.
 const NOISE_OBJECTS: usize = 200;
 const NOISE_BYTES: usize = 2048;
+/// How long the units' and the tenants' tokens last: longer than the part.
+const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 /// Requests in flight on one connection of a flooding tenant (the API server allows 100 streams).
 const STREAMS_PER_CONNECTION: usize = 100;
 
@@ -95,8 +97,7 @@ impl Bench {
         plan: FloodPlan,
     ) -> anyhow::Result<FloodReport> {
         let units_kubeconfig = self.logs.join("flood-units.kubeconfig");
-        self.account_with_token(UNITS_NAMESPACE, UNIT_ACCOUNT, &lease_rules(), &units_kubeconfig)
-            .await?;
+        self.chart_sidecar_account(&units_kubeconfig).await?;
         let units_client = leadership_kube::client::client(kubeconfig_of(&units_kubeconfig).await?)?;
         let mut operator = self.spawn_operator(UNITS_NAMESPACE, UNITS_NAMESPACE, "operator-0")?;
         let log_path = self.logs.join(format!("{UNITS_NAMESPACE}-generator.log"));
@@ -321,40 +322,78 @@ impl Bench {
                 },
             )
             .await?;
-        let token = testenv::request_token(&accounts, account, None, Duration::from_secs(3600)).await?;
+        let token = testenv::request_token(&accounts, account, None, TOKEN_LIFETIME).await?;
         testenv::token_kubeconfig(&self.kubeconfig, &token, out)?;
         Ok(())
     }
 
-    /// Creates the chart's flow-control objects, rendered for a sidecar namespace of the units.
-    async fn apply_flow_control(&self) -> anyhow::Result<FlowControl> {
+    /// The chart's `templates` (`templates/NAME.yaml`), rendered by `helm template` for a release
+    /// whose sidecars run in the units' namespace as [`UNIT_ACCOUNT`].
+    fn render_chart(&self, templates: &[&str]) -> anyhow::Result<Vec<serde_yaml::Value>> {
         let tools = Tools::locate()?;
-        let rendered = chart::run_helm(
-            &tools,
-            &self.kubeconfig,
-            &[
-                "template",
-                RELEASE,
-                chart::CHART,
-                "--namespace",
-                UNITS_NAMESPACE,
-                "--show-only",
-                "templates/flowcontrol.yaml",
-                "--set",
-                &format!("sidecar.namespaces={{{UNITS_NAMESPACE}}}"),
-                "--set",
-                &format!("sidecar.serviceAccountName={UNIT_ACCOUNT}"),
-            ],
-        )?;
+        let namespaces = format!("sidecar.namespaces={{{UNITS_NAMESPACE}}}");
+        let account = format!("sidecar.serviceAccountName={UNIT_ACCOUNT}");
+        let mut args = vec!["template", RELEASE, chart::CHART, "--namespace", UNITS_NAMESPACE];
+        for template in templates {
+            args.extend(["--show-only", template]);
+        }
+        args.extend(["--set", &namespaces, "--set", &account]);
+        let rendered = chart::run_helm(&tools, &self.kubeconfig, &args)?;
         anyhow::ensure!(
             rendered.status.success(),
             "helm template: {}",
             chart::text(&rendered)
         );
         let yaml = String::from_utf8(rendered.stdout)?;
-        let mut objects = FlowControl::default();
+        let mut documents = Vec::new();
         for document in serde_yaml::Deserializer::from_str(&yaml) {
             let value: serde_yaml::Value = serde::Deserialize::deserialize(document)?;
+            if !value.is_null() {
+                documents.push(value);
+            }
+        }
+        Ok(documents)
+    }
+
+    /// The chart's sidecar ServiceAccount, Role and RoleBinding in the units' namespace, and a
+    /// kubeconfig at `out` with a token of that account: the units hold what a sidecar holds.
+    async fn chart_sidecar_account(&self, out: &Path) -> anyhow::Result<()> {
+        let params = PostParams::default();
+        for value in self.render_chart(&[
+            "templates/sidecar-serviceaccount.yaml",
+            "templates/sidecar-role.yaml",
+            "templates/sidecar-rolebinding.yaml",
+        ])? {
+            let client = self.client.clone();
+            match value["kind"].as_str() {
+                Some("ServiceAccount") => {
+                    Api::<ServiceAccount>::namespaced(client, UNITS_NAMESPACE)
+                        .create(&params, &serde_yaml::from_value(value)?)
+                        .await?;
+                }
+                Some("Role") => {
+                    Api::<Role>::namespaced(client, UNITS_NAMESPACE)
+                        .create(&params, &serde_yaml::from_value(value)?)
+                        .await?;
+                }
+                Some("RoleBinding") => {
+                    Api::<RoleBinding>::namespaced(client, UNITS_NAMESPACE)
+                        .create(&params, &serde_yaml::from_value(value)?)
+                        .await?;
+                }
+                other => anyhow::bail!("the chart rendered an unexpected {other:?} for the sidecar"),
+            }
+        }
+        let accounts: Api<ServiceAccount> = Api::namespaced(self.client.clone(), UNITS_NAMESPACE);
+        let token = testenv::request_token(&accounts, UNIT_ACCOUNT, None, TOKEN_LIFETIME).await?;
+        testenv::token_kubeconfig(&self.kubeconfig, &token, out)?;
+        Ok(())
+    }
+
+    /// Creates the chart's flow-control objects, rendered for a sidecar namespace of the units.
+    async fn apply_flow_control(&self) -> anyhow::Result<FlowControl> {
+        let mut objects = FlowControl::default();
+        for value in self.render_chart(&["templates/flowcontrol.yaml"])? {
             let params = PostParams::default();
             match value["kind"].as_str() {
                 Some("PriorityLevelConfiguration") => {
@@ -417,20 +456,6 @@ impl FlowControl {
                 .await;
         }
     }
-}
-
-/// What the chart's sidecar Role allows on leases (the store needs no more).
-fn lease_rules() -> Vec<PolicyRule> {
-    let rule = |resource: &str, verbs: &[&str]| PolicyRule {
-        api_groups: Some(vec!["leadership.dev".into()]),
-        resources: Some(vec![resource.into()]),
-        verbs: verbs.iter().map(|v| (*v).to_owned()).collect(),
-        ..PolicyRule::default()
-    };
-    vec![
-        rule("leadershipleases", &["get", "list", "watch", "create", "update"]),
-        rule("leadershipleases/status", &["update"]),
-    ]
 }
 
 /// The client configuration of a kubeconfig file.

@@ -85,17 +85,22 @@ pub enum Kind {
     },
 }
 
+/// How often ours renews with a guarantee `claim` and a lease `lease`, when renewals succeed.
+pub fn our_renewal_interval(claim: Duration, lease: Duration) -> Duration {
+    Timing {
+        lease_length: lease,
+        ..Timing::new(claim)
+    }
+    .renewal_interval()
+}
+
 /// Ours at the sidecar's default guarantee, with the lease whose crash failover is `peer`'s lease
 /// (the peer's own crash failover at its defaults, give or take its detection): what the same
 /// failover costs us. In the group `failover-Ns` of that failover.
 pub fn ours_at_failover_of(peer: &Candidate) -> Candidate {
     let group = Group::Failover(peer.lease);
     let lease = our_lease_for(peer.lease);
-    let renewal = Timing {
-        lease_length: lease,
-        ..Timing::new(DEFAULT_CLAIM_DURATION)
-    }
-    .renewal_interval();
+    let renewal = our_renewal_interval(DEFAULT_CLAIM_DURATION, lease);
     Candidate {
         name: format!("{OURS}/{}", group.name()),
         family: OURS,
@@ -147,11 +152,7 @@ pub fn candidates(group: Group) -> Vec<Candidate> {
     };
     let name = |family: &str| format!("{family}/{}", group.name());
     let (claim, our_lease) = ours;
-    let renewal = Timing {
-        lease_length: our_lease,
-        ..Timing::new(claim)
-    }
-    .renewal_interval();
+    let renewal = our_renewal_interval(claim, our_lease);
     let (go_lease, renew, retry) = client_go;
     let (manager_lease, grace) = lease_manager;
     vec![

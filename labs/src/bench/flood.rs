@@ -126,7 +126,7 @@ impl Bench {
         let mut runs = Vec::new();
         for chart_objects in [false, true] {
             let applied = if chart_objects {
-                Some(self.apply_flow_control().await?)
+                Some(self.apply_flow_control(&units_client).await?)
             } else {
                 None
             };
@@ -151,7 +151,11 @@ impl Bench {
             tenants: plan.tenants,
             in_flight_per_tenant: plan.in_flight_per_tenant,
             window_s: self.plan.window.as_secs_f64(),
-            renewal_interval_s: candidate_renewal_interval(candidate).as_secs_f64(),
+            renewal_interval_s: match candidate.kind {
+                Kind::Ours { claim } => candidates::our_renewal_interval(claim, candidate.lease),
+                _ => candidate.lease,
+            }
+            .as_secs_f64(),
             runs,
         })
     }
@@ -390,8 +394,9 @@ impl Bench {
         Ok(())
     }
 
-    /// Creates the chart's flow-control objects, rendered for a sidecar namespace of the units.
-    async fn apply_flow_control(&self) -> anyhow::Result<FlowControl> {
+    /// Creates the chart's flow-control objects, rendered for a sidecar namespace of the units,
+    /// and waits until the API server puts the lease requests of `units_client` in their level.
+    async fn apply_flow_control(&self, units_client: &Client) -> anyhow::Result<FlowControl> {
         let mut objects = FlowControl::default();
         for value in self.render_chart(&["templates/flowcontrol.yaml"])? {
             let params = PostParams::default();
@@ -420,10 +425,8 @@ impl Bench {
             .context("the chart rendered no priority level")?;
         anyhow::ensure!(objects.schema.is_some(), "the chart rendered no flow schema");
         // The API server takes up new flow schemas a moment after they are created.
-        let units_client =
-            leadership_kube::client::client(kubeconfig_of(&self.logs.join("flood-units.kubeconfig")).await?)?;
         let deadline = Instant::now() + Duration::from_secs(30);
-        while level_uid(&units_client).await? != uid {
+        while level_uid(units_client).await? != uid {
             anyhow::ensure!(
                 Instant::now() < deadline,
                 "the units' requests did not reach the chart's priority level"
@@ -481,18 +484,6 @@ async fn level_uid(client: &Client) -> anyhow::Result<String> {
         .and_then(|v| v.to_str().ok())
         .context("no priority level in the API server's answer")?
         .to_owned())
-}
-
-/// Our lease's renewal interval at the candidate's timing.
-fn candidate_renewal_interval(candidate: &Candidate) -> Duration {
-    match candidate.kind {
-        Kind::Ours { claim } => {
-            let mut timing = leadership::tracker::Timing::new(claim);
-            timing.lease_length = candidate.lease;
-            timing.renewal_interval()
-        }
-        _ => candidate.lease,
-    }
 }
 
 /// The flooding tenants: ServiceAccounts in their own namespace that may list its ConfigMaps,

@@ -298,6 +298,13 @@ pub struct Report {
     pub ratios: BTreeMap<String, f64>,
 }
 
+/// A latency summary in ms as `p50 / p99 / max`, or `-` when nothing was measured.
+fn p50_p99_max(summary: &Option<Summary>) -> String {
+    summary.as_ref().map_or("-".into(), |s| {
+        format!("{:.0} / {:.0} / {:.0}", s.p50, s.p99, s.max)
+    })
+}
+
 /// The name of our candidate in the report.
 pub const OURS: &str = "leadership";
 
@@ -480,10 +487,7 @@ impl Report {
                     l.units / l.apps.max(1),
                     l.startup_elections.map_or("-".into(), |n| n.to_string()),
                     l.leaderships_lost.map_or("-".into(), |n| n.to_string()),
-                    l.renewal_ms.as_ref().map_or("-".into(), |s| format!(
-                        "{:.0} / {:.0} / {:.0}",
-                        s.p50, s.p99, s.max
-                    )),
+                    p50_p99_max(&l.renewal_ms),
                 );
             }
             out.push_str("\n| candidate | what ran |\n|---|---|\n");
@@ -573,10 +577,7 @@ impl Report {
                     w.rejected_per_s,
                     run.units_rejected,
                     run.renewed,
-                    run.renewal_ms.as_ref().map_or("-".into(), |s| format!(
-                        "{:.0} / {:.0} / {:.0}",
-                        s.p50, s.p99, s.max
-                    )),
+                    p50_p99_max(&run.renewal_ms),
                     run.leaderships_lost,
                     run.new_terms,
                 );
